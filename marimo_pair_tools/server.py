@@ -1,0 +1,273 @@
+"""Start and stop a local `marimo edit --headless` server (demo, eval harness, tests).
+
+The token, when there is one, reaches marimo on standard input
+(`--token-password-file -`), never on the command line where `ps` shows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from ._security import redact
+from .client import AsyncMarimoClient, MarimoClient
+from .errors import ConfigurationError, ServerUnavailableError
+
+__all__ = ["MarimoServer", "free_port"]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago on ``host``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _marimo_command() -> list[str]:
+    """How to run marimo: this interpreter's module if importable, else the script."""
+    import importlib.util
+
+    if importlib.util.find_spec("marimo") is not None:
+        return [sys.executable, "-m", "marimo"]
+    exe = shutil.which("marimo")
+    if exe:
+        return [exe]
+    raise ConfigurationError(
+        "marimo is not installed: starting a server needs it. "
+        "Install the extra: pip install 'marimo-pair-tools[server]'."
+    )
+
+
+class MarimoServer:
+    """One local marimo edit server on a free loopback port.
+
+    Example:
+        >>> with MarimoServer("notebooks/demo.py") as server:
+        ...     client = server.client()
+        ...     client.attach()
+
+    Args:
+        path: a notebook file or a directory of notebooks.
+        token: ``None`` starts with ``--no-token`` (the server registers itself for
+            discovery); a string starts a token server (token passed on stdin).
+        registry_dir: an isolated ``XDG_STATE_HOME`` for marimo's registry; a
+            temporary one when ``isolate=True`` and none is given.
+        isolate: also isolate marimo's user config (fresh defaults, no autosave
+            formatting surprises) and registry in temporary directories.
+        port: a fixed port; a free one by default.
+        extra_args: more `marimo edit` arguments (never a token).
+        startup_timeout: seconds to wait for ``/health``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        token: str | None = None,
+        registry_dir: str | os.PathLike[str] | None = None,
+        isolate: bool = True,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        extra_args: list[str] | None = None,
+        startup_timeout: float = 60.0,
+        mode: str = "edit",
+    ) -> None:
+        self.path = Path(path).resolve()
+        self.host = host
+        self.port = port or free_port(host)
+        self._token = token
+        self._isolate = isolate
+        self._registry_dir = Path(registry_dir) if registry_dir is not None else None
+        self._extra_args = list(extra_args or [])
+        if any("token" in arg for arg in self._extra_args):
+            raise ConfigurationError("Pass the token as token=..., never in extra_args.")
+        self.startup_timeout = startup_timeout
+        self.mode = mode
+        self._process: subprocess.Popen[bytes] | None = None
+        self._tmp: Path | None = None
+        self._log_path: Path | None = None
+        self.startup_seconds: float | None = None
+
+    def __repr__(self) -> str:
+        return f"MarimoServer(path={str(self.path)!r}, url={self.url!r}, running={self.running})"
+
+    @property
+    def url(self) -> str:
+        """The server's base URL."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """The marimo process id while it runs."""
+        return self._process.pid if self._process else None
+
+    @property
+    def running(self) -> bool:
+        """Whether the marimo process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def registry_dir(self) -> Path | None:
+        """Where this server's registry file lives (``XDG_STATE_HOME/marimo/servers``)."""
+        if self._registry_dir is None:
+            return None
+        return self._registry_dir / "marimo" / "servers"
+
+    @property
+    def has_token(self) -> bool:
+        """Whether the server requires a token."""
+        return self._token is not None
+
+    def command(self) -> list[str]:
+        """The argv used to start marimo (contains no secret)."""
+        argv = [*_marimo_command(), self.mode, str(self.path), "--headless"]
+        argv += ["--host", self.host, "--port", str(self.port), "--skip-update-check"]
+        if self._token is None:
+            argv.append("--no-token")
+        else:
+            argv += ["--token", "--token-password-file", "-"]
+        return argv + self._extra_args
+
+    def _environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop("MARIMO_TOKEN", None)
+        if self._isolate:
+            root = self._scratch_dir()
+            if self._registry_dir is None:
+                self._registry_dir = root / "state"
+            env["XDG_CONFIG_HOME"] = str(root / "config")
+            env["XDG_CACHE_HOME"] = str(root / "cache")
+        if self._registry_dir is not None:
+            env["XDG_STATE_HOME"] = str(self._registry_dir)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+    def _scratch_dir(self) -> Path:
+        """A private temporary directory for the log (and isolated dirs); removed by stop()."""
+        if self._tmp is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix="marimo-pair-"))
+        return self._tmp
+
+    def start(self) -> MarimoServer:
+        """Start marimo and wait until ``/health`` answers."""
+        if self.running:
+            return self
+        if not self.path.exists():
+            raise ConfigurationError(f"No such notebook or directory: {self.path}")
+        env = self._environment()
+        self._log_path = self._scratch_dir() / "server.log"
+        started = time.monotonic()
+        with self._log_path.open("wb") as log:
+            self._process = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.path if self.path.is_dir() else self.path.parent,
+            )
+        assert self._process.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            if self._token is not None:
+                self._process.stdin.write(self._token.encode() + b"\n")
+            self._process.stdin.close()
+        self._wait_healthy()
+        self.startup_seconds = time.monotonic() - started
+        return self
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        delay = 0.02
+        with httpx.Client(timeout=1.0) as http:
+            while True:
+                if self._process is not None and self._process.poll() is not None:
+                    raise ServerUnavailableError(
+                        f"marimo exited with code {self._process.returncode} while starting.\n"
+                        f"{self.log_tail()}"
+                    )
+                with contextlib.suppress(httpx.HTTPError):
+                    if "healthy" in http.get(self.url + "/health").text:
+                        return
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise ServerUnavailableError(
+                        f"marimo did not answer {self.url}/health within "
+                        f"{self.startup_timeout:g} s.\n{self.log_tail()}"
+                    )
+                time.sleep(delay)
+                delay = min(delay * 1.5, 0.25)
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines of the server's log (token-free)."""
+        if self._log_path is None or not self._log_path.exists():
+            return "(no server log)"
+        text = self._log_path.read_text(encoding="utf-8", errors="replace")
+        tail = "\n".join(text.splitlines()[-lines:])
+        return "Server log tail:\n" + redact(tail, self._token)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Terminate (then kill) marimo and remove its registry file."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=timeout)
+        if process is not None and self.registry_dir is not None:
+            entry = self.registry_dir / f"{self.host}_{self.port}.json"
+            with contextlib.suppress(OSError):
+                entry.unlink()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+            self._log_path = None
+
+    def kill(self) -> None:
+        """SIGKILL marimo (for fault tests): its registry entry stays behind, stale."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(timeout=10)
+            self._process = None
+
+    def client(self, **kwargs: object) -> MarimoClient:
+        """A `MarimoClient` for this server (with its token, if any)."""
+        return MarimoClient(base_url=self.url, token=self._token, **kwargs)  # type: ignore[arg-type]
+
+    def async_client(self, **kwargs: object) -> AsyncMarimoClient:
+        """An `AsyncMarimoClient` for this server (with its token, if any)."""
+        return AsyncMarimoClient(base_url=self.url, token=self._token, **kwargs)  # type: ignore[arg-type]
+
+    def __enter__(self) -> MarimoServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> MarimoServer:
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.to_thread(self.stop)

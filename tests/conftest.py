@@ -1,0 +1,95 @@
+"""Fixtures that start real `marimo edit --headless` servers.
+
+Every server runs on a free loopback port with an isolated registry, config and
+cache directory, is awaited by polling `/health`, and is stopped at teardown.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from marimo_pair_tools import MarimoClient, MarimoServer
+
+_counter = itertools.count()
+
+
+def notebook_source(cells: list[str], names: list[str] | None = None) -> str:
+    """The text of a marimo notebook with these cells (marimo's own code generator)."""
+    from marimo._ast.cell import CellConfig
+    from marimo._ast.codegen import generate_filecontents
+
+    return generate_filecontents(
+        list(cells), list(names or ["_"] * len(cells)), [CellConfig() for _ in cells]
+    )
+
+
+def write_notebook(path: Path, cells: list[str], names: list[str] | None = None) -> Path:
+    """Write a marimo notebook file and return its path."""
+    path.write_text(notebook_source(cells, names), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[object]:
+    """A factory: ``start_server(path, **MarimoServer kwargs)``; all stopped at teardown."""
+    servers: list[MarimoServer] = []
+
+    def start(path: Path | str, **kwargs: object) -> MarimoServer:
+        kwargs.setdefault("registry_dir", tmp_path / f"state{len(servers)}")
+        server = MarimoServer(path, **kwargs).start()  # type: ignore[arg-type]
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The directory the shared server serves; tests add their own notebooks to it."""
+    return tmp_path_factory.mktemp("notebooks")
+
+
+@pytest.fixture(scope="session")
+def shared_server(
+    shared_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MarimoServer]:
+    """One directory server for the whole run (starting one costs ~1.3 s)."""
+    server = MarimoServer(shared_dir, registry_dir=tmp_path_factory.mktemp("state")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def new_notebook(shared_dir: Path) -> object:
+    """A factory: ``new_notebook(cells, names=None)`` writes a fresh notebook in the shared dir."""
+
+    def make(cells: list[str], names: list[str] | None = None) -> Path:
+        path = shared_dir / f"nb_{next(_counter)}.py"
+        return write_notebook(path, cells, names)
+
+    return make
+
+
+@pytest.fixture
+def client(shared_server: MarimoServer) -> Iterator[MarimoClient]:
+    """A sync client for the shared server; its headless sessions close with it."""
+    with shared_server.client() as c:
+        yield c
+
+
+@pytest.fixture
+def attached(client: MarimoClient, new_notebook: object) -> object:
+    """A factory: ``attached(cells)`` → path of a new notebook with an open headless session."""
+
+    def make(cells: list[str], names: list[str] | None = None) -> Path:
+        path = new_notebook(cells, names)  # type: ignore[operator]
+        client.attach(str(path))
+        return path
+
+    return make

@@ -1,0 +1,67 @@
+"""The `marimo-pair` CLI, run as a real subprocess against a real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from .conftest import write_notebook
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "marimo_pair_tools.cli", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_discover_sessions_exec(start_server: Any, tmp_path: Path) -> None:
+    server = start_server(write_notebook(tmp_path / "c.py", ["n = 1"]))
+    state = str(server.registry_dir.parent.parent)
+    out = run_cli("discover", env={"XDG_STATE_HOME": state})
+    assert [r["url"] for r in json.loads(out.stdout)] == [server.url]
+
+    with server.client() as client:
+        client.attach()
+        sessions = json.loads(run_cli("sessions", "--url", server.url).stdout)
+        assert sessions[0]["path"].endswith("c.py")
+
+        ok = run_cli("exec", "--port", str(server.port), "-c", "print('hello'); 2 + 3")
+        assert ok.returncode == 0, ok.stderr
+        assert ok.stdout.startswith("hello\n") and "5" in ok.stdout
+
+        bad = run_cli("exec", "--url", server.url, "-", stdin="raise ValueError('boom')\n")
+        assert bad.returncode == 1
+        assert "ValueError: boom" in bad.stderr
+
+        script = tmp_path / "code.py"
+        script.write_text("print('from file')")
+        assert run_cli("exec", "--url", server.url, str(script)).stdout == "from file\n"
+
+        slow = run_cli("exec", "--url", server.url, "--timeout", "1", "-c", "while True: pass")
+        assert slow.returncode == 1 and "limit" in slow.stderr
+
+
+def test_exec_without_server_is_a_clear_error(tmp_path: Path) -> None:
+    out = run_cli("exec", "--port", "9", "-c", "1", env={"XDG_STATE_HOME": str(tmp_path)})
+    assert out.returncode == 1
+    assert "nothing answers" in out.stderr
+
+
+def test_open_prints_url(tmp_path: Path) -> None:
+    path = write_notebook(tmp_path / "o.py", ["o = 1"])
+    out = run_cli(
+        "open", str(path), "--exit-after", "0.5", env={"XDG_STATE_HOME": str(tmp_path / "s")}
+    )
+    assert out.returncode == 0, out.stderr
+    assert "watch it live: http://127.0.0.1:" in out.stdout
