@@ -1,0 +1,752 @@
+"""The pairing policy: what the agent must have seen before it may change a cell.
+
+One pure policy, no I/O, used in three places: the toolkit's tools on their own,
+the prebuilt agent's guard node, and a `create_agent` middleware. All three keep
+a `Ledger` of what the agent has seen and ask `check` before a call runs:
+
+- **read before edit**: an edit of a cell the agent never read is refused, and
+  so is an edit whose `expected_hash` is not the hash the agent read. The
+  kernel then applies the edit only if the cell still has that code
+  (compare-and-swap), so a person's concurrent change is never overwritten.
+- **inspect before delete**: a delete is refused unless the agent inspected the
+  cell's descendants at the notebook version it is looking at now; a cell whose
+  descendants would lose names needs them acknowledged, and, if configured, a
+  person's approval.
+
+Why a ledger of hashes and versions rather than a log of tool calls: "the agent
+called read_cell" says nothing about *which* code it saw. A read counts for the
+code hash it returned; a descendant check counts for the notebook version it
+was made at. When newer facts arrive (a listing with another hash, a new
+version after any edit), the older ones stop counting without anyone having to
+remember to clear them.
+
+What counts as a read: only a result that showed the agent a cell's full code
+(`read_cell`, or a stale-edit error that carries the current code, recorded
+with `record_read`). The compact cell map (`list_cells`, `record_cells`) shows
+ids, names and hashes but not the code, so it does not count: editing what one
+has not read is how a person's work gets overwritten. The map does teach the
+ledger that a cell changed or disappeared, which invalidates an older read.
+
+The `Ledger` is an immutable, JSON-serialisable pydantic model, so it can live
+in LangGraph state and survive checkpoints; `merge_ledgers` is its reducer
+(``ledger: Annotated[Ledger, merge_ledgers]``), correct also when parallel tool
+calls return ledgers derived from the same state (see `merge_ledgers`).
+
+Tool names, argument names and rule names are defined here and nowhere else;
+this module imports nothing from the package, so the tools can import them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "APPLY_CHANGES",
+    "CHANGE_OPS",
+    "CREATE_CELL",
+    "DELETE_CELL",
+    "EDIT_CELL",
+    "GUARDED_TOOLS",
+    "INSPECT_GRAPH",
+    "LIST_CELLS",
+    "MOVE_CELL",
+    "OP_CREATE",
+    "OP_DELETE",
+    "OP_EDIT",
+    "OP_MOVE",
+    "OP_REPLACE",
+    "OP_RUN",
+    "READ_CELL",
+    "RULE_ACKNOWLEDGE_DESCENDANTS",
+    "RULE_APPROVE_DELETE",
+    "RULE_DESCENDANT_CHECK",
+    "RULE_INVALID_ARGUMENTS",
+    "RULE_READ_BEFORE_EDIT",
+    "RULE_STALE_READ",
+    "RUN_CELL",
+    "Decision",
+    "DescendantCheck",
+    "GuardEvent",
+    "Ledger",
+    "Policy",
+    "check",
+    "check_and_record",
+    "merge_ledgers",
+    "read_hash",
+    "record_cells",
+    "record_decision",
+    "record_delete",
+    "record_graph",
+    "record_read",
+    "record_version",
+    "record_write",
+    "resolve_cell",
+]
+
+# Tool names: the tools module takes its names from here, so the policy and the
+# tools cannot drift apart.
+LIST_CELLS = "read_notebook"
+READ_CELL = "read_cell"
+INSPECT_GRAPH = "inspect_graph"
+CREATE_CELL = "create_cell"
+EDIT_CELL = "edit_cell"
+DELETE_CELL = "delete_cell"
+MOVE_CELL = "move_cell"
+RUN_CELL = "run_cell"
+APPLY_CHANGES = "apply_changes"
+GUARDED_TOOLS = frozenset({EDIT_CELL, DELETE_CELL, APPLY_CHANGES})
+"""The tools `check` can refuse; every other tool is allowed."""
+
+# `op` values of an `apply_changes` change. "edit" replaces the whole code,
+# "replace" is a find/replace inside it: both change code the agent must have read.
+OP_CREATE = "create"
+OP_EDIT = "edit"
+OP_REPLACE = "replace"
+OP_DELETE = "delete"
+OP_MOVE = "move"
+OP_RUN = "run"
+CHANGE_OPS = frozenset({OP_CREATE, OP_EDIT, OP_REPLACE, OP_DELETE, OP_MOVE, OP_RUN})
+
+# Rules, as they appear in `Decision.rule` and `GuardEvent.rule`.
+RULE_READ_BEFORE_EDIT = "read_before_edit"
+RULE_STALE_READ = "stale_read"
+RULE_DESCENDANT_CHECK = "descendant_check"
+RULE_ACKNOWLEDGE_DESCENDANTS = "acknowledge_descendants"
+RULE_APPROVE_DELETE = "approve_delete"
+RULE_INVALID_ARGUMENTS = "invalid_arguments"
+
+_EDIT_OPS = frozenset({OP_EDIT, OP_REPLACE})
+_SUMMARY_VALUE_CHARS = 60
+_SUMMARY_CHARS = 300
+
+
+# --------------------------------------------------------------------------- ledger
+
+
+class DescendantCheck(BaseModel):
+    """What `inspect_graph` showed about one cell, and at which notebook version."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: str
+    """Notebook version the check was made at; it counts only while that is current."""
+    descendants: list[str] = Field(default_factory=list)
+    """Ids of the cells that (transitively) depend on this one."""
+    names_lost: dict[str, list[str]] = Field(default_factory=dict)
+    """Descendant cell id -> names it uses that this cell defines (lost on delete)."""
+
+
+class GuardEvent(BaseModel):
+    """One refused call, kept for the trajectory log and the eval report."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tool: str
+    args: str
+    """A short, bounded summary of the arguments (code is cut)."""
+    rule: str
+    reason: str
+    seq: int = 0
+    """The ledger clock when the refusal was recorded; orders events across merges."""
+
+
+class Ledger(BaseModel):
+    """What the agent has seen of one notebook. Immutable: update it with `record_*`.
+
+    `clock` and `stamps` are bookkeeping for `merge_ledgers`: every change
+    (including a removal) stamps its key with the new clock value, so a merge
+    can tell the newer fact from the older one per key.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reads: dict[str, str] = Field(default_factory=dict)
+    """Cell id -> code hash of the full code the agent last saw."""
+    hashes: dict[str, str] = Field(default_factory=dict)
+    """Cell id -> latest code hash known from any source (reads, listings, own writes)."""
+    names: dict[str, str] = Field(default_factory=dict)
+    """Cell name -> cell id, so calls may name a cell instead of giving its id."""
+    descendant_checks: dict[str, DescendantCheck] = Field(default_factory=dict)
+    notebook_version: str | None = None
+    """The latest notebook version seen; `None` when unknown (e.g. after an edit)."""
+    events: list[GuardEvent] = Field(default_factory=list)
+    """Every refused call, oldest first."""
+    clock: int = 0
+    stamps: dict[str, int] = Field(default_factory=dict)
+
+
+_TABLES = ("reads", "hashes", "names", "descendant_checks")
+_VERSION_KEY = "notebook_version"
+
+
+class _Change:
+    """A mutable working copy of a ledger that stamps every change; `done()` freezes it."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.base = ledger
+        self.clock = ledger.clock + 1
+        self.reads = dict(ledger.reads)
+        self.hashes = dict(ledger.hashes)
+        self.names = dict(ledger.names)
+        self.descendant_checks = dict(ledger.descendant_checks)
+        self.version = ledger.notebook_version
+        self.events = list(ledger.events)
+        self.stamps = dict(ledger.stamps)
+
+    def put(self, table: str, key: str, value: Any) -> None:
+        getattr(self, table)[key] = value
+        self.stamps[f"{table}:{key}"] = self.clock
+
+    def drop(self, table: str, key: str) -> None:
+        if key in getattr(self, table):
+            del getattr(self, table)[key]
+            self.stamps[f"{table}:{key}"] = self.clock
+
+    def set_version(self, version: str | None) -> None:
+        self.version = version
+        self.stamps[_VERSION_KEY] = self.clock
+
+    def forget_cell(self, cell_id: str) -> None:
+        for table in ("reads", "hashes", "descendant_checks"):
+            self.drop(table, cell_id)
+        for name, target in list(self.names.items()):
+            if target == cell_id:
+                self.drop("names", name)
+
+    def name(self, cell_id: str, name: str | None) -> None:
+        if name and name != "_":  # "_" is marimo's "unnamed"; it names nothing
+            self.put("names", name, cell_id)
+
+    def done(self) -> Ledger:
+        return Ledger(
+            reads=self.reads,
+            hashes=self.hashes,
+            names=self.names,
+            descendant_checks=self.descendant_checks,
+            notebook_version=self.version,
+            events=self.events,
+            clock=self.clock,
+            stamps=self.stamps,
+        )
+
+
+def record_read(ledger: Ledger, cell_id: str, code_hash: str, name: str | None = None) -> Ledger:
+    """The agent saw the full code of `cell_id`, whose hash is `code_hash`.
+
+    Record this for `read_cell` results and for any error that shows the
+    current code (a lost compare-and-swap), since the agent has then seen it.
+    """
+    change = _Change(ledger)
+    change.put("reads", cell_id, code_hash)
+    change.put("hashes", cell_id, code_hash)
+    change.name(cell_id, name)
+    return change.done()
+
+
+def record_cells(
+    ledger: Ledger,
+    cells_map: Mapping[str, str | None],
+    *,
+    names: Mapping[str, str] | None = None,
+    version: str | None = None,
+    complete: bool = True,
+) -> Ledger:
+    """The agent saw the compact cell map: ids, names and hashes, not code.
+
+    This is not a read (see the module docstring), but it updates what the
+    ledger knows: a listed hash that differs from the read one makes that read
+    stale, and with `complete=True` a cell missing from the map is gone, so
+    everything about it is forgotten.
+
+    Args:
+        ledger: the ledger to update.
+        cells_map: cell id -> code hash (`None` when the listing has no hash).
+        names: cell id -> cell name, to resolve calls that name cells.
+        version: the notebook version of the listing, if it carries one.
+        complete: the map lists every cell of the notebook.
+    """
+    change = _Change(ledger)
+    if complete:
+        known = set(ledger.reads) | set(ledger.hashes) | set(ledger.descendant_checks)
+        known |= set(ledger.names.values())
+        for cell_id in known - set(cells_map):
+            change.forget_cell(cell_id)
+    for cell_id, code_hash in cells_map.items():
+        if code_hash is not None:
+            change.put("hashes", cell_id, code_hash)
+        change.name(cell_id, (names or {}).get(cell_id))
+    if version is not None:
+        change.set_version(version)
+    return change.done()
+
+
+def record_graph(
+    ledger: Ledger,
+    version: str,
+    cell_id: str,
+    descendants: Sequence[str],
+    names_lost: Mapping[str, Sequence[str]],
+) -> Ledger:
+    """The agent inspected `cell_id`'s descendants at notebook `version`.
+
+    The version becomes the ledger's current one: the inspection is the newest
+    look at the notebook.
+    """
+    change = _Change(ledger)
+    check_ = DescendantCheck(
+        version=version,
+        descendants=list(descendants),
+        names_lost={cell: list(lost) for cell, lost in names_lost.items()},
+    )
+    change.put("descendant_checks", cell_id, check_)
+    change.set_version(version)
+    return change.done()
+
+
+def record_write(
+    ledger: Ledger,
+    cell_id: str,
+    new_hash: str,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+) -> Ledger:
+    """The agent's own edit or create of `cell_id` landed; its view is now the new code.
+
+    The notebook changed, so every descendant check stops counting: the new
+    version if the tool reported one, else an unknown (`None`) version that
+    no check matches. The edit may have made other cells depend on a cell the
+    agent was about to delete.
+    """
+    change = _Change(ledger)
+    change.put("reads", cell_id, new_hash)
+    change.put("hashes", cell_id, new_hash)
+    change.name(cell_id, name)
+    change.set_version(version)
+    return change.done()
+
+
+def record_delete(ledger: Ledger, cell_id: str, *, version: str | None = None) -> Ledger:
+    """`cell_id` was deleted: forget it, and let every descendant check go stale."""
+    change = _Change(ledger)
+    change.forget_cell(cell_id)
+    change.set_version(version)
+    return change.done()
+
+
+def record_version(ledger: Ledger, version: str | None) -> Ledger:
+    """A tool reported the notebook's current version (a person's edit changes it too)."""
+    if version == ledger.notebook_version:
+        return ledger
+    change = _Change(ledger)
+    change.set_version(version)
+    return change.done()
+
+
+def record_decision(ledger: Ledger, decision: Decision) -> Ledger:
+    """Append a `GuardEvent` if `decision` refused the call; otherwise return `ledger`."""
+    if decision.allowed:
+        return ledger
+    change = _Change(ledger)
+    change.events.append(
+        GuardEvent(
+            tool=decision.tool,
+            args=decision.args_summary,
+            rule=decision.rule or "",
+            reason=decision.reason,
+            seq=change.clock,
+        )
+    )
+    return change.done()
+
+
+def merge_ledgers(left: Ledger | None, right: Ledger | Mapping[str, Any] | None) -> Ledger:
+    """LangGraph reducer: combine two ledgers, keeping the newer fact for every key.
+
+    Parallel tool calls each return a ledger derived from the same state. A
+    plain "right wins" would drop what the other call learned (or bring back a
+    version an edit had made stale); instead each key keeps the side with the
+    later stamp, removals included, and events are the union in recorded
+    order. A ledger that is a successor of `left` (the common case) therefore
+    simply replaces it. To reset the channel, write `Overwrite(Ledger())`.
+
+    Args:
+        left: the channel's current value (`None` before the first write).
+        right: the update; a dict (e.g. JSON from an API client) is validated.
+    """
+    if right is None:
+        return left if left is not None else Ledger()
+    if not isinstance(right, Ledger):
+        right = Ledger.model_validate(right)
+    if left is None:
+        return right
+
+    tables: dict[str, dict[str, Any]] = {table: {} for table in _TABLES}
+    stamps: dict[str, int] = {}
+    for table in _TABLES:
+        left_table: Mapping[str, Any] = getattr(left, table)
+        right_table: Mapping[str, Any] = getattr(right, table)
+        for key in set(left_table) | set(right_table) | _stamped(left, right, table):
+            stamp_key = f"{table}:{key}"
+            left_stamp = _stamp(left, stamp_key, key in left_table)
+            right_stamp = _stamp(right, stamp_key, key in right_table)
+            winner = right_table if right_stamp >= left_stamp else left_table
+            if key in winner:
+                tables[table][key] = winner[key]
+            if max(left_stamp, right_stamp) > 0:
+                stamps[stamp_key] = max(left_stamp, right_stamp)
+
+    left_v = _stamp(left, _VERSION_KEY, left.notebook_version is not None)
+    right_v = _stamp(right, _VERSION_KEY, right.notebook_version is not None)
+    if left_v == right_v and left.notebook_version != right.notebook_version:
+        version = None  # two branches saw different versions at once: newest unknown
+    else:
+        version = right.notebook_version if right_v > left_v else left.notebook_version
+    if max(left_v, right_v) > 0:
+        stamps[_VERSION_KEY] = max(left_v, right_v)
+
+    seen = set(left.events)
+    events = list(left.events) + [e for e in right.events if e not in seen]
+    events.sort(key=lambda event: event.seq)  # stable: ties keep left-then-right order
+
+    return Ledger(
+        reads=tables["reads"],
+        hashes=tables["hashes"],
+        names=tables["names"],
+        descendant_checks=tables["descendant_checks"],
+        notebook_version=version,
+        events=events,
+        clock=max(left.clock, right.clock),
+        stamps=stamps,
+    )
+
+
+def _stamped(left: Ledger, right: Ledger, table: str) -> set[str]:
+    prefix = f"{table}:"
+    return {key[len(prefix) :] for key in (*left.stamps, *right.stamps) if key.startswith(prefix)}
+
+
+def _stamp(ledger: Ledger, stamp_key: str, present: bool) -> int:
+    # Unstamped entries (a ledger built by hand) rank above "never heard of it".
+    return ledger.stamps.get(stamp_key, 0 if present else -1)
+
+
+def resolve_cell(ledger: Ledger, cell: str) -> str:
+    """The cell id that `cell` (an id or a cell name) refers to, as far as the ledger knows."""
+    if cell in ledger.reads or cell in ledger.hashes or cell in ledger.descendant_checks:
+        return cell
+    return ledger.names.get(cell, cell)
+
+
+def read_hash(ledger: Ledger, cell: str) -> str | None:
+    """The hash of the code the agent read for `cell`, for the kernel's compare-and-swap."""
+    return ledger.reads.get(resolve_cell(ledger, cell))
+
+
+# --------------------------------------------------------------------------- policy
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Which rules `check` enforces. The defaults are the safe pairing behaviour.
+
+    Attributes:
+        require_read_before_edit: an edit needs a read of the cell's current code.
+        require_descendant_check: a delete needs `inspect_graph` at the current version.
+        require_ack_of_descendants: a delete that breaks descendants must name them.
+        approve_deletes: ask a person before a delete: `True` for every delete,
+            `"with_descendants"` only when other cells depend on the cell.
+    """
+
+    require_read_before_edit: bool = True
+    require_descendant_check: bool = True
+    require_ack_of_descendants: bool = True
+    approve_deletes: bool | Literal["with_descendants"] = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer of `check`.
+
+    Attributes:
+        allowed: the call may run (after approval, if `needs_approval`).
+        rule: the rule that refused the call or asks for approval; `None` when
+            nothing applied.
+        reason: for the model: what is wrong and exactly what to call next.
+        needs_approval: allowed by the policy, but a person must approve first.
+        tool: the tool name checked.
+        args_summary: bounded summary of the arguments, for logs and events.
+    """
+
+    allowed: bool
+    rule: str | None
+    reason: str
+    needs_approval: bool = False
+    tool: str = ""
+    args_summary: str = ""
+
+
+@dataclass(frozen=True)
+class _Finding:
+    rule: str
+    text: str
+    approval: bool = False
+
+
+def check(policy: Policy, ledger: Ledger, tool_name: str, args: Mapping[str, Any]) -> Decision:
+    """Decide whether the call `tool_name(**args)` may run, given what the agent has seen.
+
+    Guarded tools: `edit_cell` (`cell`, `code` or `old`/`new`, optional
+    `expected_hash`), `delete_cell` (`cell`, optional
+    `acknowledge_descendants`: a list of cell ids/names, or `True` for all)
+    and `apply_changes` (`changes`: a list of dicts with `op` in `CHANGE_OPS`
+    and the same fields). Every other tool is allowed. A change list is checked
+    against the ledger as it stands before the batch: all problems are reported
+    at once, so the model can fix them in one retry.
+    """
+    summary = _summarize(args)
+    findings: list[_Finding]
+    if tool_name == EDIT_CELL:
+        findings = _check_edit(policy, ledger, args, where=EDIT_CELL)
+    elif tool_name == DELETE_CELL:
+        findings = _check_delete(policy, ledger, args, where=DELETE_CELL, batch_deletes=set())
+    elif tool_name == APPLY_CHANGES:
+        findings = _check_changes(policy, ledger, args)
+    else:
+        findings = []
+
+    refusals = [f for f in findings if not f.approval]
+    if refusals:
+        head = f"{tool_name} refused; nothing was changed."
+        return Decision(
+            allowed=False,
+            rule=refusals[0].rule,
+            reason=" ".join([head, *(f.text for f in refusals)]),
+            tool=tool_name,
+            args_summary=summary,
+        )
+    if findings:
+        return Decision(
+            allowed=True,
+            rule=RULE_APPROVE_DELETE,
+            reason=" ".join(f.text for f in findings),
+            needs_approval=True,
+            tool=tool_name,
+            args_summary=summary,
+        )
+    return Decision(allowed=True, rule=None, reason="allowed", tool=tool_name, args_summary=summary)
+
+
+def check_and_record(
+    policy: Policy, ledger: Ledger, tool_name: str, args: Mapping[str, Any]
+) -> tuple[Decision, Ledger]:
+    """`check`, then `record_decision`: what a guard does before every call."""
+    decision = check(policy, ledger, tool_name, args)
+    return decision, record_decision(ledger, decision)
+
+
+def _cell_arg(args: Mapping[str, Any], where: str) -> str | _Finding:
+    cell = args.get("cell")
+    if isinstance(cell, str) and cell:
+        return cell
+    return _Finding(
+        RULE_INVALID_ARGUMENTS,
+        f"{where} needs `cell`: the id (or name) of an existing cell, as list_cells shows it.",
+    )
+
+
+def _check_edit(
+    policy: Policy, ledger: Ledger, args: Mapping[str, Any], *, where: str
+) -> list[_Finding]:
+    cell = _cell_arg(args, where)
+    if isinstance(cell, _Finding):
+        return [cell]
+    if not policy.require_read_before_edit:
+        return []
+    cell_id = resolve_cell(ledger, cell)
+    read = ledger.reads.get(cell_id)
+    if read is None:
+        return [
+            _Finding(
+                RULE_READ_BEFORE_EDIT,
+                f"{where}: you have not read cell {cell!r} yet. Call "
+                f"{READ_CELL}(cell={cell!r}) to see its current code and hash, then retry "
+                "with that hash as expected_hash.",
+            )
+        ]
+    current = ledger.hashes.get(cell_id, read)
+    if current != read:
+        return [
+            _Finding(
+                RULE_STALE_READ,
+                f"{where}: cell {cell!r} changed since you read it (someone else edited "
+                f"it). Call {READ_CELL}(cell={cell!r}) again and base the edit on its "
+                "current code.",
+            )
+        ]
+    expected = args.get("expected_hash")
+    if expected is not None and expected != read:
+        return [
+            _Finding(
+                RULE_STALE_READ,
+                f"{where}: expected_hash {expected!r} is not the hash of the code you last "
+                f"read for cell {cell!r} ({read!r}). Use {read!r} if your edit is based on "
+                f"that code, or call {READ_CELL}(cell={cell!r}) again.",
+            )
+        ]
+    return []
+
+
+def _check_delete(
+    policy: Policy,
+    ledger: Ledger,
+    args: Mapping[str, Any],
+    *,
+    where: str,
+    batch_deletes: set[str],
+) -> list[_Finding]:
+    cell = _cell_arg(args, where)
+    if isinstance(cell, _Finding):
+        return [cell]
+    cell_id = resolve_cell(ledger, cell)
+    inspected = ledger.descendant_checks.get(cell_id)
+    if inspected is not None and inspected.version != ledger.notebook_version:
+        inspected = None
+        if policy.require_descendant_check:
+            return [
+                _Finding(
+                    RULE_DESCENDANT_CHECK,
+                    f"{where}: the notebook changed since you inspected cell {cell!r}, so "
+                    "its descendants may have changed too. Call "
+                    f"{INSPECT_GRAPH}(cell={cell!r}) again, then retry.",
+                )
+            ]
+    if inspected is None:
+        if policy.require_descendant_check:
+            return [
+                _Finding(
+                    RULE_DESCENDANT_CHECK,
+                    f"{where}: you have not checked what depends on cell {cell!r}. Call "
+                    f"{INSPECT_GRAPH}(cell={cell!r}) first, then retry.",
+                )
+            ]
+        return _approval(policy, cell, [])
+
+    # Cells deleted in the same batch lose nothing that matters.
+    breaking = [d for d in inspected.descendants if d not in batch_deletes]
+    if breaking and policy.require_ack_of_descendants:
+        missing = _unacknowledged(ledger, args.get("acknowledge_descendants"), breaking)
+        if missing:
+            partly = len(missing) < len(breaking)
+            return [
+                _Finding(
+                    RULE_ACKNOWLEDGE_DESCENDANTS,
+                    f"{where}: deleting cell {cell!r} affects {len(breaking)} descendant "
+                    f"cell(s): {_describe(inspected, breaking)}."
+                    + (f" Not acknowledged: {sorted(missing)!r}." if partly else "")
+                    + f" If that is intended, retry with acknowledge_descendants="
+                    f"{breaking!r}; otherwise change those cells first.",
+                )
+            ]
+    return _approval(policy, cell, breaking)
+
+
+def _approval(policy: Policy, cell: str, breaking: list[str]) -> list[_Finding]:
+    wanted = policy.approve_deletes is True or (
+        policy.approve_deletes == "with_descendants" and bool(breaking)
+    )
+    if not wanted:
+        return []
+    also = f" and affects {', '.join(map(repr, breaking))}" if breaking else ""
+    return [
+        _Finding(
+            RULE_APPROVE_DELETE,
+            f"Deleting cell {cell!r} removes its variables from the kernel{also}; "
+            "a person must approve it.",
+            approval=True,
+        )
+    ]
+
+
+def _unacknowledged(ledger: Ledger, ack: object, breaking: list[str]) -> set[str]:
+    if ack is True:
+        return set()
+    if isinstance(ack, str):
+        ack = [ack]
+    if not isinstance(ack, Iterable):
+        return set(breaking)
+    acknowledged = {resolve_cell(ledger, a) for a in ack if isinstance(a, str)}
+    return set(breaking) - acknowledged
+
+
+def _describe(inspected: DescendantCheck, cells: list[str]) -> str:
+    parts = []
+    for cell in cells:
+        lost = inspected.names_lost.get(cell)
+        parts.append(f"{cell!r} (loses {', '.join(lost)})" if lost else repr(cell))
+    return ", ".join(parts)
+
+
+def _check_changes(policy: Policy, ledger: Ledger, args: Mapping[str, Any]) -> list[_Finding]:
+    changes = args.get("changes")
+    if not isinstance(changes, Sequence) or isinstance(changes, str):
+        return [_Finding(RULE_INVALID_ARGUMENTS, f"{APPLY_CHANGES} needs `changes`: a list.")]
+    batch_deletes = {
+        resolve_cell(ledger, change["cell"])
+        for change in changes
+        if isinstance(change, Mapping)
+        and change.get("op") == OP_DELETE
+        and isinstance(change.get("cell"), str)
+    }
+    findings: list[_Finding] = []
+    for number, change in enumerate(changes, start=1):
+        where = f"change #{number}"
+        if not isinstance(change, Mapping) or change.get("op") not in CHANGE_OPS:
+            findings.append(
+                _Finding(
+                    RULE_INVALID_ARGUMENTS,
+                    f"{where} needs `op`, one of {sorted(CHANGE_OPS)}.",
+                )
+            )
+            continue
+        op = change["op"]
+        where = f"{where} ({op})"
+        if op in _EDIT_OPS:
+            cell = change.get("cell")
+            if isinstance(cell, str) and resolve_cell(ledger, cell) in batch_deletes:
+                findings.append(
+                    _Finding(
+                        RULE_INVALID_ARGUMENTS,
+                        f"{where}: cell {cell!r} is also deleted in this batch; drop one.",
+                    )
+                )
+                continue
+            findings.extend(_check_edit(policy, ledger, change, where=where))
+        elif op == OP_DELETE:
+            findings.extend(
+                _check_delete(policy, ledger, change, where=where, batch_deletes=batch_deletes)
+            )
+    return findings
+
+
+def _summarize(args: Mapping[str, Any]) -> str:
+    """A bounded one-line JSON summary of tool arguments; long strings (code) are cut."""
+
+    def shorten(value: Any) -> Any:
+        if isinstance(value, str) and len(value) > _SUMMARY_VALUE_CHARS:
+            return f"{value[:_SUMMARY_VALUE_CHARS]}… ({len(value)} chars)"
+        if isinstance(value, Mapping):
+            return {str(k): shorten(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [shorten(v) for v in value]
+        return value
+
+    text = json.dumps(shorten(args), default=repr, sort_keys=True, ensure_ascii=False)
+    if len(text) > _SUMMARY_CHARS:
+        text = f"{text[:_SUMMARY_CHARS]}… ({len(text)} chars)"
+    return text
