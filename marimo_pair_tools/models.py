@@ -1,0 +1,691 @@
+"""Typed results of every notebook operation, and the changes `Notebook.apply` takes.
+
+Every model is plain pydantic v2 and round-trips through JSON: tools hand them
+out as artifacts, the eval harness stores them. Models meant for a language
+model's eyes have a ``render()`` giving short text; the model itself stays the
+complete record.
+
+Cell status values come from marimo: ``idle``, ``stale``, ``running``,
+``queued``, ``exception``, ``cancelled``, ``interrupted``, ``marimo-error``,
+``disabled``, or ``None`` for an empty cell that never ran. They are plain
+strings here so a new marimo state does not break parsing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "ApplyResult",
+    "CellDetail",
+    "CellErrors",
+    "CellSummary",
+    "CellsPage",
+    "Change",
+    "ChangeResult",
+    "ConsoleOutput",
+    "CreateCell",
+    "DeleteCell",
+    "Dependent",
+    "EditCell",
+    "ErrorInfo",
+    "ErrorsReport",
+    "FileInfo",
+    "GraphCell",
+    "GraphFocus",
+    "KernelStatus",
+    "MoveCell",
+    "NotebookGraph",
+    "NotebookSnapshot",
+    "OutputView",
+    "PackageChange",
+    "PackageInfo",
+    "PackagesList",
+    "PackagesResult",
+    "ReplaceInCell",
+    "RunCell",
+    "RunReport",
+    "SnapshotCell",
+    "UIValueResult",
+    "VariableInfo",
+    "VariablesReport",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+def _label(cell_id: str, name: str | None) -> str:
+    return f"{cell_id} ({name})" if name else cell_id
+
+
+def _names(names: list[str], limit: int = 6) -> str:
+    shown = ",".join(names[:limit])
+    return shown + (f",+{len(names) - limit}" if len(names) > limit else "")
+
+
+# --------------------------------------------------------------------------
+# Reading cells
+# --------------------------------------------------------------------------
+
+
+class CellSummary(_Model):
+    """One line of the cell map: enough to pick the cell to read next."""
+
+    id: str
+    name: str | None = None
+    preview: str = Field(description="First non-blank line of the code, at most ~80 characters.")
+    status: str | None = None
+    has_output: bool = False
+    has_errors: bool = False
+    defs: list[str] = Field(default_factory=list)
+    refs: list[str] = Field(
+        default_factory=list, description="Names read from other cells (builtins left out)."
+    )
+    code_hash: str
+    lines: int = 0
+
+    def render(self) -> str:
+        """``id (name) [status] !err L3 defs=a,b refs=c | preview``, about 120 characters."""
+        flags = (" !err" if self.has_errors else "") + (" +out" if self.has_output else "")
+        deps = (f" defs={_names(self.defs)}" if self.defs else "") + (
+            f" refs={_names(self.refs)}" if self.refs else ""
+        )
+        head = f"{_label(self.id, self.name)} [{self.status or 'empty'}]{flags} L{self.lines}{deps}"
+        room = max(20, 120 - len(head) - 3)
+        preview = self.preview if len(self.preview) <= room else self.preview[: room - 1] + "…"
+        return f"{head} | {preview}"
+
+
+class CellsPage(_Model):
+    """A window over the cells in notebook order."""
+
+    cells: list[CellSummary]
+    total: int
+    offset: int = 0
+    notebook_version: str
+
+    def render(self) -> str:
+        """The cell map as text, one line per cell, with paging hints."""
+        end = self.offset + len(self.cells)
+        lines = [
+            f"{self.total} cells (showing {self.offset + 1 if self.cells else 0}-{end}); "
+            f"notebook_version {self.notebook_version}"
+        ]
+        lines += [cell.render() for cell in self.cells]
+        if end < self.total:
+            lines.append(f"… {self.total - end} more cells: call again with offset={end}.")
+        return "\n".join(lines)
+
+
+class ErrorInfo(_Model):
+    """One error of a cell."""
+
+    kind: str = Field(
+        description="'runtime' (raised), 'graph' (multiply-defined, cycle, …) or 'syntax'."
+    )
+    message: str
+    exception_type: str | None = None
+    traceback: str | None = None
+
+
+class ConsoleOutput(_Model):
+    """Consecutive console output of one channel (stdout, stderr, …)."""
+
+    channel: str
+    mimetype: str = "text/plain"
+    text: str
+
+
+class OutputView(_Model):
+    """A cell's main output, made readable: text for text, base64 bytes for images."""
+
+    mimetype: str
+    text: str | None = None
+    image_base64: str | None = None
+    image_mimetype: str | None = None
+    size: int = 0
+    omitted: bool = Field(
+        default=False, description="Too large to transfer; view it in the browser."
+    )
+    errors: list[ErrorInfo] = Field(default_factory=list)
+
+    def image_bytes(self) -> bytes | None:
+        """The decoded image (PNG for matplotlib figures), if the output is one."""
+        if self.image_base64 is None:
+            return None
+        try:
+            return base64.b64decode(self.image_base64, validate=False)
+        except (binascii.Error, ValueError):
+            return None
+
+
+class CellDetail(_Model):
+    """Everything about one cell: what `read_cell` returns."""
+
+    id: str
+    name: str | None = None
+    code: str
+    code_hash: str
+    status: str | None = None
+    hide_code: bool = False
+    disabled: bool = False
+    defs: list[str] = Field(default_factory=list)
+    refs: list[str] = Field(default_factory=list)
+    syntax_error: str | None = None
+    output: OutputView | None = None
+    console: list[ConsoleOutput] = Field(default_factory=list)
+    errors: list[ErrorInfo] = Field(default_factory=list)
+    notebook_version: str
+
+    def render(self, max_chars: int = 6000) -> str:
+        """Code, status, output and errors as text (images are only announced)."""
+        parts = [
+            f"cell {_label(self.id, self.name)} [{self.status or 'empty'}] code_hash {self.code_hash}",
+            f"defs: {', '.join(self.defs) or '-'}; refs: {', '.join(self.refs) or '-'}",
+            "```python\n" + self.code + "\n```",
+        ]
+        if self.syntax_error:
+            parts.append(f"SyntaxError: {self.syntax_error}")
+        if self.output is not None:
+            out = self.output
+            if out.image_base64:
+                parts.append(f"output: image ({out.image_mimetype}, {out.size:,} characters)")
+            if out.text:
+                parts.append(f"output ({out.mimetype}):\n{out.text}")
+            if out.omitted:
+                parts.append(f"output: {out.mimetype}, {out.size:,} characters, too large to show")
+        for console in self.console:
+            if console.mimetype != "application/vnd.marimo+traceback":
+                parts.append(f"{console.channel}:\n{console.text}")
+        for error in self.errors:
+            parts.append(f"error ({error.kind}): {error.traceback or error.message}")
+        text = "\n".join(parts)
+        if len(text) > max_chars:
+            cut = len(text) - max_chars
+            text = text[:max_chars] + f"\n… [{cut:,} characters cut; the artifact has all]"
+        return text
+
+
+# --------------------------------------------------------------------------
+# Graph
+# --------------------------------------------------------------------------
+
+
+class GraphCell(_Model):
+    """One cell in the dataflow graph (computed from code, run or not)."""
+
+    id: str
+    name: str | None = None
+    defs: list[str] = Field(default_factory=list)
+    refs: list[str] = Field(default_factory=list)
+    parents: list[str] = Field(default_factory=list)
+    children: list[str] = Field(default_factory=list)
+    syntax_error: str | None = None
+
+
+class Dependent(_Model):
+    """A descendant of the focus cell and which of its names it reads directly."""
+
+    id: str
+    name: str | None = None
+    uses: list[str] = Field(
+        default_factory=list,
+        description="Names of the focus cell it reads; empty if only indirect.",
+    )
+    direct: bool = False
+
+
+class GraphFocus(_Model):
+    """One cell's place in the graph: what a delete would break."""
+
+    cell_id: str
+    name: str | None = None
+    defs: list[str] = Field(default_factory=list)
+    ancestors: list[str] = Field(default_factory=list)
+    descendants: list[str] = Field(default_factory=list)
+    dependents: list[Dependent] = Field(default_factory=list)
+
+
+class NotebookGraph(_Model):
+    """The static dataflow graph of the whole notebook."""
+
+    cells: list[GraphCell]
+    cycles: list[list[str]] = Field(default_factory=list)
+    multiply_defined: dict[str, list[str]] = Field(default_factory=dict)
+    focus: GraphFocus | None = None
+    notebook_version: str
+
+    def _edges(self, attr: Literal["parents", "children"]) -> dict[str, list[str]]:
+        return {cell.id: getattr(cell, attr) for cell in self.cells}
+
+    def _closure(self, cell_id: str, attr: Literal["parents", "children"]) -> list[str]:
+        edges = self._edges(attr)
+        seen: set[str] = set()
+        todo = list(edges.get(cell_id, []))
+        while todo:
+            node = todo.pop()
+            if node not in seen:
+                seen.add(node)
+                todo.extend(edges.get(node, []))
+        seen.discard(cell_id)
+        return [cell.id for cell in self.cells if cell.id in seen]
+
+    def ancestors(self, cell_id: str) -> list[str]:
+        """Every cell ``cell_id`` depends on, in notebook order."""
+        return self._closure(cell_id, "parents")
+
+    def descendants(self, cell_id: str) -> list[str]:
+        """Every cell that depends on ``cell_id``, in notebook order."""
+        return self._closure(cell_id, "children")
+
+    @property
+    def syntax_errors(self) -> dict[str, str]:
+        """Cell id → syntax error, for cells whose code does not parse."""
+        return {cell.id: cell.syntax_error for cell in self.cells if cell.syntax_error}
+
+    def render(self, max_lines: int = 200) -> str:
+        """Edges, problems and (if set) the focus cell's dependents as text."""
+        lines = [f"graph of {len(self.cells)} cells; notebook_version {self.notebook_version}"]
+        if self.focus is not None:
+            focus = self.focus
+            lines.append(
+                f"focus {_label(focus.cell_id, focus.name)} defines {', '.join(focus.defs) or '-'}; "
+                f"ancestors: {', '.join(focus.ancestors) or 'none'}"
+            )
+            if not focus.dependents:
+                lines.append("no descendants: deleting it breaks no other cell")
+            for dep in focus.dependents:
+                how = f"reads {', '.join(dep.uses)}" if dep.uses else "indirectly"
+                lines.append(f"  descendant {_label(dep.id, dep.name)} {how}")
+        else:
+            shown = [c for c in self.cells if c.parents or c.children or c.syntax_error]
+            for cell in shown[:max_lines]:
+                lines.append(
+                    f"{_label(cell.id, cell.name)} <- {','.join(cell.parents) or '-'}"
+                    f" -> {','.join(cell.children) or '-'}"
+                    + (f" SYNTAX {cell.syntax_error}" if cell.syntax_error else "")
+                )
+            if len(shown) > max_lines:
+                lines.append(f"… {len(shown) - max_lines} more cells with edges")
+        for name, ids in self.multiply_defined.items():
+            lines.append(f"multiply defined: {name!r} in {', '.join(ids)}")
+        for cycle in self.cycles:
+            lines.append(f"cycle: {' <-> '.join(cycle)}")
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------
+# Changes
+# --------------------------------------------------------------------------
+
+_CELL_REF = "A cell id, a cell name, or '@N' for the cell created by change N of this batch."
+
+
+class _Placed(_Model):
+    before: str | None = Field(default=None, description=f"Place before this cell. {_CELL_REF}")
+    after: str | None = Field(default=None, description=f"Place after this cell. {_CELL_REF}")
+
+    @model_validator(mode="after")
+    def _one_anchor(self) -> _Placed:
+        if self.before is not None and self.after is not None:
+            raise ValueError("give `before` or `after`, not both")
+        return self
+
+
+class CreateCell(_Placed):
+    """Add a cell (appended at the end unless placed)."""
+
+    op: Literal["create"] = "create"
+    code: str
+    name: str | None = Field(default=None, description="Optional unique identifier-like name.")
+    hide_code: bool = Field(default=False, description="Shown by default so the person sees it.")
+    run: bool = True
+
+
+class EditCell(_Model):
+    """Replace a cell's whole code, if it still has the code that was read."""
+
+    op: Literal["edit"] = "edit"
+    cell: str = Field(description=_CELL_REF)
+    code: str
+    expected_hash: str = Field(description="code_hash of the code this edit was based on.")
+    run: bool = True
+
+
+class ReplaceInCell(_Model):
+    """Find/replace inside a cell's current code (done in the kernel)."""
+
+    op: Literal["replace"] = "replace"
+    cell: str = Field(description=_CELL_REF)
+    old: str = Field(
+        min_length=1, description="Exact text to find; must match once unless replace_all."
+    )
+    new: str
+    replace_all: bool = False
+    expected_hash: str | None = None
+    run: bool = True
+
+
+class DeleteCell(_Model):
+    """Remove a cell."""
+
+    op: Literal["delete"] = "delete"
+    cell: str = Field(description=_CELL_REF)
+
+
+class MoveCell(_Placed):
+    """Move a cell next to another (order only; nothing runs)."""
+
+    op: Literal["move"] = "move"
+    cell: str = Field(description=_CELL_REF)
+
+    @model_validator(mode="after")
+    def _needs_anchor(self) -> MoveCell:
+        if self.before is None and self.after is None:
+            raise ValueError("a move needs `before` or `after`")
+        return self
+
+
+class RunCell(_Model):
+    """Run a cell (and, in autorun mode, its descendants)."""
+
+    op: Literal["run"] = "run"
+    cell: str = Field(description=_CELL_REF)
+
+
+Change = Annotated[
+    CreateCell | EditCell | ReplaceInCell | DeleteCell | MoveCell | RunCell,
+    Field(discriminator="op"),
+]
+"""One change of an `apply` batch, discriminated by ``op``."""
+
+
+class RunReport(_Model):
+    """A cell that ran because of a change (explicitly or reactively)."""
+
+    cell_id: str
+    name: str | None = None
+    status: str | None = None
+    errors: list[ErrorInfo] = Field(default_factory=list)
+    explicit: bool = False
+    has_output: bool | None = None
+
+
+class ChangeResult(_Model):
+    """What happened to one change of the batch, checked against the notebook afterwards."""
+
+    index: int
+    op: str
+    cell_id: str | None = None
+    name: str | None = None
+    action: str = Field(
+        description="created / edited / replaced / unchanged / deleted / moved / ran"
+    )
+    code_hash: str | None = Field(
+        default=None, description="Hash of the code now stored (use it for the next edit)."
+    )
+    formatted: bool = Field(default=False, description="marimo reformatted the code on save.")
+    diff: str | None = None
+    deleted_code: str | None = None
+    defined_names: list[str] = Field(
+        default_factory=list, description="For deletes: names the cell defined."
+    )
+    dependents: list[str] = Field(
+        default_factory=list, description="For deletes: cells that read names now gone."
+    )
+    verified: bool = False
+    problem: str | None = None
+
+
+class ApplyResult(_Model):
+    """The outcome of one atomic batch."""
+
+    changes: list[ChangeResult]
+    ran: list[RunReport] = Field(default_factory=list)
+    order_ok: bool = True
+    order: list[str] = Field(
+        default_factory=list, description="Cell ids in notebook order afterwards."
+    )
+    notebook_version: str
+    console: str = Field(default="", description="What cells printed while they ran (bounded).")
+    fresh_check: bool = Field(
+        default=False, description="Re-read from the session in a second request."
+    )
+    timings: dict[str, float] = Field(
+        default_factory=dict, description="Kernel-side milliseconds: check, apply (marimo), report."
+    )
+
+    @property
+    def verified(self) -> bool:
+        """Whether every change was found in the notebook as requested."""
+        return self.order_ok and all(change.verified for change in self.changes)
+
+    @property
+    def failed_cells(self) -> list[RunReport]:
+        """Cells that ran and now have errors."""
+        return [report for report in self.ran if report.errors]
+
+    def render(self, max_chars: int = 4000) -> str:
+        """One line per change, then run results and errors."""
+        lines = []
+        for ch in self.changes:
+            line = f"#{ch.index} {ch.action} {_label(ch.cell_id or '?', ch.name)}"
+            if ch.code_hash:
+                line += f" code_hash {ch.code_hash}"
+            if ch.formatted:
+                line += " (reformatted by marimo)"
+            if ch.op == "delete" and ch.dependents:
+                line += f"; cells reading its names now fail: {', '.join(ch.dependents)}"
+            if not ch.verified:
+                line += f"; NOT VERIFIED: {ch.problem}"
+            lines.append(line)
+            if ch.diff:
+                lines.append(ch.diff.rstrip("\n"))
+        for report in self.ran:
+            how = "ran" if report.explicit else "re-ran"
+            lines.append(f"{how} {_label(report.cell_id, report.name)}: {report.status}")
+            for error in report.errors:
+                lines.append(f"  {error.kind} error: {error.traceback or error.message}")
+        if self.console.strip():
+            lines.append("console:\n" + self.console.rstrip())
+        lines.append(f"notebook_version {self.notebook_version}")
+        text = "\n".join(lines)
+        if len(text) > max_chars:
+            text = text[:max_chars] + f"\n… [{len(text) - max_chars:,} characters cut]"
+        return text
+
+
+# --------------------------------------------------------------------------
+# Errors, variables, status
+# --------------------------------------------------------------------------
+
+
+class CellErrors(_Model):
+    """The errors of one cell."""
+
+    cell_id: str
+    name: str | None = None
+    status: str | None = None
+    errors: list[ErrorInfo]
+
+
+class ErrorsReport(_Model):
+    """Every problem in the notebook: runtime, graph and static."""
+
+    cells: list[CellErrors] = Field(default_factory=list)
+    cycles: list[list[str]] = Field(default_factory=list)
+    multiply_defined: dict[str, list[str]] = Field(default_factory=dict)
+    notebook_version: str
+
+    @property
+    def clean(self) -> bool:
+        """True when no cell has an error and the graph is sound."""
+        return not (self.cells or self.cycles or self.multiply_defined)
+
+    def render(self, max_chars: int = 6000) -> str:
+        """Each failing cell with its error, then graph problems."""
+        if self.clean:
+            return f"no errors; notebook_version {self.notebook_version}"
+        lines = []
+        for cell in self.cells:
+            for error in cell.errors:
+                lines.append(
+                    f"{_label(cell.cell_id, cell.name)} [{cell.status}] {error.kind}: "
+                    f"{error.traceback or error.message}"
+                )
+        lines += [
+            f"multiply defined: {n!r} in {', '.join(ids)}"
+            for n, ids in self.multiply_defined.items()
+        ]
+        lines += [f"cycle: {' <-> '.join(cycle)}" for cycle in self.cycles]
+        text = "\n".join(lines)
+        if len(text) > max_chars:
+            text = text[:max_chars] + f"\n… [{len(text) - max_chars:,} characters cut]"
+        return text
+
+
+class VariableInfo(_Model):
+    """One kernel variable, described briefly."""
+
+    name: str
+    type: str | None = None
+    repr: str | None = None
+    defined_by: str | None = None
+    shape: list[int] | None = None
+    columns: list[str] | None = None
+    length: int | None = None
+
+
+class VariablesReport(_Model):
+    """A bounded list of kernel variables."""
+
+    variables: list[VariableInfo]
+    total: int
+    missing: list[str] = Field(default_factory=list)
+    truncated: bool = False
+
+    def render(self) -> str:
+        """One line per variable."""
+        lines = []
+        for var in self.variables:
+            extra = f" shape={tuple(var.shape)}" if var.shape is not None else ""
+            if var.columns is not None:
+                extra += f" columns={_names(var.columns, 12)}"
+            shown = " ⏎ ".join((var.repr or "").splitlines())
+            shown = shown if len(shown) <= 160 else shown[:159] + "…"
+            lines.append(f"{var.name}: {var.type}{extra} = {shown}")
+        if self.truncated:
+            lines.append(
+                f"… {self.total - len(self.variables)} more; ask for names=[...] or a higher limit"
+            )
+        if self.missing:
+            lines.append(f"not defined in the kernel: {', '.join(self.missing)}")
+        return "\n".join(lines) or "no variables"
+
+
+class KernelStatus(_Model):
+    """What the kernel is doing, as seen by a request it answered."""
+
+    state: Literal["idle", "running"]
+    counts: dict[str, int] = Field(default_factory=dict)
+    running: list[str] = Field(default_factory=list)
+    queued: list[str] = Field(default_factory=list)
+    cell_count: int = 0
+    notebook_version: str
+
+
+class UIValueResult(_Model):
+    """The outcome of setting a UI element's value."""
+
+    name: str
+    element_type: str
+    requested: Any = None
+    before: Any = None
+    value: Any = None
+    took: bool = Field(description="The element now reports the requested value.")
+    ran: list[RunReport] = Field(default_factory=list)
+
+
+# --------------------------------------------------------------------------
+# Packages
+# --------------------------------------------------------------------------
+
+
+class PackageInfo(_Model):
+    """An installed package."""
+
+    name: str
+    version: str
+
+
+class PackagesList(_Model):
+    """The kernel environment's packages."""
+
+    manager: str | None = None
+    packages: list[PackageInfo]
+
+
+class PackageChange(_Model):
+    """One install or removal."""
+
+    package: str
+    action: Literal["add", "remove"]
+    outcome: Literal["success", "failed", "restart-required"]
+
+
+class PackagesResult(_Model):
+    """Outcomes of an install/remove request."""
+
+    manager: str | None = None
+    results: list[PackageChange]
+    restart_required: bool = Field(
+        description="The change is saved but needs a kernel restart to take effect."
+    )
+    manager_missing: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """No package failed."""
+        return all(r.outcome != "failed" for r in self.results) and not self.manager_missing
+
+
+# --------------------------------------------------------------------------
+# Snapshot
+# --------------------------------------------------------------------------
+
+
+class SnapshotCell(_Model):
+    """A cell with its full code."""
+
+    id: str
+    name: str | None = None
+    code: str
+    code_hash: str
+    status: str | None = None
+    hide_code: bool = False
+    disabled: bool = False
+
+
+class FileInfo(_Model):
+    """The notebook file on disk, as the kernel read it."""
+
+    path: str
+    sha256: str
+    size: int
+
+
+class NotebookSnapshot(_Model):
+    """The whole notebook state at one moment (eval before/after, audits)."""
+
+    cells: list[SnapshotCell]
+    graph: NotebookGraph
+    errors: ErrorsReport
+    file: FileInfo | None = None
+    notebook_version: str
+    marimo_version: str | None = None
