@@ -22,7 +22,7 @@ remember to clear them.
 
 What counts as a read: only a result that showed the agent a cell's full code
 (`read_cell`, or a stale-edit error that carries the current code, recorded
-with `record_read`). The compact cell map (`list_cells`, `record_cells`) shows
+with `record_read`). The compact cell map (`read_notebook`, `record_cells`) shows
 ids, names and hashes but not the code, so it does not count: editing what one
 has not read is how a person's work gets overwritten. The map does teach the
 ledger that a cell changed or disappeared, which invalidates an older read.
@@ -83,9 +83,12 @@ __all__ = [
     "record_delete",
     "record_graph",
     "record_read",
+    "record_tool_error",
+    "record_tool_result",
     "record_version",
     "record_write",
     "resolve_cell",
+    "with_read_hashes",
 ]
 
 # Tool names: the tools module takes its names from here, so the policy and the
@@ -556,7 +559,7 @@ def _cell_arg(args: Mapping[str, Any], where: str) -> str | _Finding:
         return cell
     return _Finding(
         RULE_INVALID_ARGUMENTS,
-        f"{where} needs `cell`: the id (or name) of an existing cell, as list_cells shows it.",
+        f"{where} needs `cell`: the id (or name) of an existing cell, as read_notebook shows it.",
     )
 
 
@@ -750,3 +753,98 @@ def _summarize(args: Mapping[str, Any]) -> str:
     if len(text) > _SUMMARY_CHARS:
         text = f"{text[:_SUMMARY_CHARS]}… ({len(text)} chars)"
     return text
+
+
+# ------------------------------------------------------- learning from tool results
+
+
+def record_tool_result(
+    ledger: Ledger, tool_name: str, args: Mapping[str, Any], artifact: Mapping[str, Any] | None
+) -> Ledger:
+    """Update the ledger from one tool's structured result (its artifact, as a dict).
+
+    The toolkit's tools and the agent's tools node both call this, so the ledger
+    means the same thing whether the tools run alone or inside the graph.
+    """
+    if not artifact:
+        return ledger
+    version = artifact.get("notebook_version")
+    if tool_name == READ_CELL:
+        return record_read(
+            ledger, str(artifact["id"]), str(artifact["code_hash"]), artifact.get("name")
+        )
+    if tool_name == LIST_CELLS:
+        cells = list(artifact.get("cells") or [])
+        complete = int(artifact.get("offset") or 0) == 0 and len(cells) == artifact.get("total")
+        return record_cells(
+            ledger,
+            {str(c["id"]): c.get("code_hash") for c in cells},
+            names={str(c["id"]): str(c["name"]) for c in cells if c.get("name")},
+            version=version,
+            complete=complete,
+        )
+    if tool_name == INSPECT_GRAPH and artifact.get("focus"):
+        focus = artifact["focus"]
+        names_lost = {
+            str(dep["id"]): list(dep.get("uses") or []) for dep in focus.get("dependents") or []
+        }
+        return record_graph(
+            ledger, str(version), str(focus["cell_id"]), list(focus["descendants"]), names_lost
+        )
+    if "changes" in artifact and isinstance(artifact.get("changes"), list):
+        for change in artifact["changes"]:
+            cell_id = change.get("cell_id")
+            if not cell_id:
+                continue
+            if change.get("op") == OP_DELETE:
+                ledger = record_delete(ledger, str(cell_id), version=version)
+            elif change.get("op") in {OP_CREATE, OP_EDIT, OP_REPLACE} and change.get("code_hash"):
+                ledger = record_write(
+                    ledger,
+                    str(cell_id),
+                    str(change["code_hash"]),
+                    name=change.get("name"),
+                    version=version,
+                )
+        return record_version(ledger, version) if version else ledger
+    if version:
+        return record_version(ledger, str(version))
+    return ledger
+
+
+def record_tool_error(ledger: Ledger, details: Mapping[str, Any]) -> Ledger:
+    """Update the ledger from a refused change whose error showed the current code.
+
+    A compare-and-swap loss or a find/replace miss carries the cell's current
+    code in the error the model reads: that is a fresh read of the cell.
+    """
+    cell_id, current_hash = details.get("cell_id"), details.get("current_hash")
+    if cell_id and current_hash and "current_code" in details:
+        return record_read(ledger, str(cell_id), str(current_hash))
+    return ledger
+
+
+def with_read_hashes(ledger: Ledger, tool_name: str, args: Mapping[str, Any]) -> dict[str, Any]:
+    """`args` with each edit's missing ``expected_hash`` set to the hash the agent read.
+
+    The kernel then applies the edit only if the cell still has the code the agent
+    saw (compare-and-swap), even when the model did not repeat the hash itself.
+    """
+    filled = dict(args)
+    if tool_name == EDIT_CELL and not filled.get("expected_hash"):
+        known = read_hash(ledger, str(filled.get("cell")))
+        if known is not None:
+            filled["expected_hash"] = known
+    if tool_name == APPLY_CHANGES and isinstance(filled.get("changes"), list):
+        changes = []
+        for change in filled["changes"]:
+            known = None
+            if isinstance(change, Mapping) and change.get("op") in _EDIT_OPS:
+                known = (
+                    None
+                    if change.get("expected_hash")
+                    else read_hash(ledger, str(change.get("cell")))
+                )
+            changes.append({**change, "expected_hash": known} if known else change)
+        filled["changes"] = changes
+    return filled

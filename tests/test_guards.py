@@ -431,7 +431,7 @@ def test_batch_with_a_delete_needing_approval() -> None:
 # --------------------------------------------------------------------------- other tools, events
 
 
-@pytest.mark.parametrize("tool", ["read_cell", "list_cells", "create_cell", "run_cell", "x"])
+@pytest.mark.parametrize("tool", ["read_cell", "read_notebook", "create_cell", "run_cell", "x"])
 def test_other_tools_are_allowed(tool: str) -> None:
     decision = check(POLICY, Ledger(), tool, {"cell": "anything"})
     assert decision == Decision(

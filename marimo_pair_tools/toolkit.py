@@ -1,0 +1,232 @@
+"""`MarimoPairToolkit`: every notebook tool, bound to one notebook on one server.
+
+The toolkit owns the plumbing the model must never see (server URL, session,
+token) and the ledger the pairing policy reads; its tools share both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.tools import BaseTool, BaseToolkit
+from pydantic import ConfigDict, Field
+
+from . import guards
+from .client import AsyncMarimoClient, MarimoClient
+from .discovery import discover_servers
+from .errors import AmbiguousSessionError, SessionNotFoundError
+from .notebook import AsyncNotebook, Notebook
+from .server import MarimoServer
+from .tools import (
+    ApplyChangesTool,
+    ApprovalCallback,
+    CreateCellTool,
+    DeleteCellTool,
+    EditCellTool,
+    ExecuteCodeTool,
+    GetErrorsTool,
+    GetVariablesTool,
+    InspectGraphTool,
+    InstallPackagesTool,
+    InterruptKernelTool,
+    ListNotebooksTool,
+    MoveCellTool,
+    NotebookTool,
+    OutputLimits,
+    PairSession,
+    ReadCellTool,
+    ReadNotebookTool,
+    RunCellTool,
+    SetUIValueTool,
+)
+
+__all__ = ["TOOL_CLASSES", "MarimoPairToolkit"]
+
+TOOL_CLASSES: tuple[type[NotebookTool], ...] = (
+    ListNotebooksTool,
+    ReadNotebookTool,
+    ReadCellTool,
+    InspectGraphTool,
+    ExecuteCodeTool,
+    CreateCellTool,
+    EditCellTool,
+    DeleteCellTool,
+    MoveCellTool,
+    RunCellTool,
+    ApplyChangesTool,
+    InstallPackagesTool,
+    SetUIValueTool,
+    GetErrorsTool,
+    GetVariablesTool,
+    InterruptKernelTool,
+)
+"""Every tool, in the order a model should learn them."""
+
+
+class MarimoPairToolkit(BaseToolkit):
+    """Tools to pair-program in one live marimo notebook.
+
+    Build it from a URL, a `MarimoServer`, or discovery; the tools then work on
+    that notebook with the pairing policy on (read before edit, inspect before
+    delete) unless ``enforce=False``.
+
+    Example:
+        >>> toolkit = MarimoPairToolkit.from_url("http://127.0.0.1:2718", notebook="nb.py")
+        >>> tools = toolkit.get_tools()
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    session: PairSession = Field(exclude=True)
+
+    @classmethod
+    def from_clients(
+        cls,
+        client: MarimoClient | None,
+        aclient: AsyncMarimoClient | None = None,
+        *,
+        notebook: str | None = None,
+        enforce: bool = True,
+        policy: guards.Policy | None = None,
+        limits: OutputLimits | None = None,
+        approve: ApprovalCallback | None = None,
+        timeout: float | None = None,
+    ) -> MarimoPairToolkit:
+        """Bind existing clients (either may be None for sync-only or async-only use)."""
+        session = PairSession(
+            notebook=Notebook(client, notebook, timeout=timeout) if client else None,
+            anotebook=AsyncNotebook(aclient, notebook, timeout=timeout) if aclient else None,
+            policy=(policy or guards.Policy()) if enforce else None,
+            limits=limits or OutputLimits(),
+            approve=approve,
+        )
+        return cls(session=session)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        notebook: str | None = None,
+        token: str | None = None,
+        allow_remote: bool = False,
+        attach: bool = False,
+        **options: Any,
+    ) -> MarimoPairToolkit:
+        """Tools for the notebook served at ``url`` (token from ``MARIMO_TOKEN`` by default).
+
+        Args:
+            url: the marimo server.
+            notebook: the notebook file, when several are open.
+            token: the server token, if it has one.
+            allow_remote: permit a non-loopback server.
+            attach: open a headless session first if none is open for ``notebook``.
+            **options: passed to `from_clients` (enforce, policy, limits, approve, timeout).
+        """
+        client = MarimoClient(base_url=url, token=token, allow_remote=allow_remote)
+        aclient = AsyncMarimoClient(base_url=url, token=token, allow_remote=allow_remote)
+        return cls._bound(client, aclient, notebook=notebook, attach=attach, **options)
+
+    @classmethod
+    def _bound(
+        cls,
+        client: MarimoClient,
+        aclient: AsyncMarimoClient,
+        *,
+        notebook: str | None,
+        attach: bool,
+        **options: Any,
+    ) -> MarimoPairToolkit:
+        if attach:
+            try:
+                client.resolve_session(notebook)
+            except (SessionNotFoundError, AmbiguousSessionError):
+                client.attach(notebook)
+        return cls.from_clients(client, aclient, notebook=notebook, **options)
+
+    @classmethod
+    def from_server(
+        cls,
+        server: MarimoServer,
+        *,
+        notebook: str | None = None,
+        attach: bool = True,
+        **options: Any,
+    ) -> MarimoPairToolkit:
+        """Tools for a notebook on a `MarimoServer` this process started."""
+        if notebook is None and server.path.is_file():
+            notebook = str(server.path)
+        return cls._bound(
+            server.client(), server.async_client(), notebook=notebook, attach=attach, **options
+        )
+
+    @classmethod
+    def from_discovery(cls, *, notebook: str | None = None, **options: Any) -> MarimoPairToolkit:
+        """Tools for the one notebook open on the one running `--no-token` server."""
+        servers = discover_servers()
+        if len(servers) != 1:
+            listing = ", ".join(s.url for s in servers) or "none"
+            raise SessionNotFoundError(
+                f"Discovery needs exactly one running marimo server; found {listing}. "
+                "Use MarimoPairToolkit.from_url(...) instead."
+            )
+        return cls.from_url(servers[0].url, notebook=notebook, **options)
+
+    @property
+    def ledger(self) -> guards.Ledger:
+        """What the agent has seen so far (reads, descendant checks, refusals)."""
+        return self.session.ledger
+
+    def get_tools(
+        self, *, include: Sequence[str] | None = None, enforce: bool | None = None
+    ) -> list[BaseTool]:
+        """The tools, optionally only those named in ``include``.
+
+        Args:
+            include: tool names to keep (default: all).
+            enforce: override the policy for these tools only (the prebuilt agent passes
+                False: its guard node enforces the same policy on the graph's ledger).
+        """
+        session = self.session
+        if enforce is not None and enforce != (session.policy is not None):
+            session = PairSession(
+                notebook=session.notebook,
+                anotebook=session.anotebook,
+                policy=guards.Policy() if enforce else None,
+                limits=session.limits,
+                approve=session.approve,
+            )
+        # Each subclass defines its name and description; only the base lacks them.
+        tools: list[BaseTool] = [
+            tool_cls(session=session)  # type: ignore[call-arg]
+            for tool_cls in TOOL_CLASSES
+        ]
+        if include is not None:
+            unknown = set(include) - {t.name for t in tools}
+            if unknown:
+                raise ValueError(f"Unknown tool names: {sorted(unknown)}")
+            tools = [t for t in tools if t.name in include]
+        return tools
+
+    def close(self) -> None:
+        """Close both clients (from sync code; in async code use `aclose`)."""
+        if self.session.notebook is not None:
+            self.session.notebook.client.close()
+        if self.session.anotebook is not None:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                # No loop runs here: close the async pool on a fresh one. Its sockets
+                # may belong to a loop that is gone; closing them is still safe.
+                with contextlib.suppress(RuntimeError):
+                    asyncio.run(self.session.anotebook.client.aclose())
+
+    async def aclose(self) -> None:
+        """Close both clients."""
+        if self.session.notebook is not None:
+            self.session.notebook.client.close()
+        if self.session.anotebook is not None:
+            await self.session.anotebook.client.aclose()
