@@ -1,0 +1,397 @@
+"""`create_pair_agent`: a LangGraph agent whose graph, not its prompt, enforces the pairing rules.
+
+    START → model ─(tool calls)→ guard ─→ approval ─→ tools ─→ model … → END
+
+- **guard** checks every tool call of a model turn against the policy and the
+  ledger in the graph state before any runs; a refused call becomes an error
+  `ToolMessage` saying what to do, the allowed calls of the same turn go on.
+- **approval** `interrupt()`s before deletes (and any tool in `interrupt_on`)
+  with an impact report, and resumes with the decision shapes of LangChain's
+  human-in-the-loop middleware (approve / edit / reject).
+- **tools** runs the allowed calls and learns from their artifacts into the
+  ledger, so what the agent has seen survives checkpoints and resumes.
+
+The kernel-side compare-and-swap stays as the second line: a person may edit a
+cell between the guard and the tool.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Annotated, Any, Literal, TypedDict
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AnyMessage, SystemMessage, ToolCall, ToolMessage
+from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langchain_core.tools import BaseTool
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+from langgraph.types import interrupt
+from pydantic import BaseModel
+
+from . import guards
+from .errors import ConfigurationError, NotebookOperationError
+from .toolkit import MarimoPairToolkit
+
+__all__ = ["DEFAULT_SYSTEM_PROMPT", "PairAgentState", "create_pair_agent"]
+
+DEFAULT_SYSTEM_PROMPT = """\
+You pair-program with a person inside a live marimo notebook. They watch the same \
+notebook in their browser and may edit it while you work; your tools act on the running \
+kernel, and marimo saves the file.
+
+How marimo works:
+- A notebook is a set of cells linked by the names they define and read. Running a cell \
+re-runs every cell that reads its names (reactivity), so edits ripple.
+- Each public name has exactly one owning cell. Never define the same name in two cells: \
+edit the owning cell, or choose a new name. Names starting with an underscore (_tmp) are \
+private to their cell: use them for intermediates.
+- No cycles between cells, no `import *`. Shared imports belong in one cell (the setup \
+cell when there is one); reuse existing imports instead of importing again.
+- Never write the notebook's .py file yourself; change it only through these tools.
+
+How to work:
+1. Start with read_notebook to see the cells, then read_cell for the ones you will touch.
+2. Edit only cells you have read (edit_cell uses the code_hash of your read). If an edit is \
+refused because the cell changed, the person edited it: read the new code and redo your \
+change on top of theirs; never discard their work.
+3. Before deleting a cell, call inspect_graph(cell=...) and pass the descendants it lists \
+as acknowledge_descendants. Delete only what is really dead, or what the person asked.
+4. Prefer apply_changes for related edits: they apply together or not at all.
+5. Use execute_code to explore data and test ideas; it saves nothing.
+6. After changes, check the results (status, errors) and fix what you broke. Finish with a \
+short summary of what you changed.
+"""
+
+
+class PairAgentState(TypedDict, total=False):
+    """The graph's state: the conversation, the ledger, and calls awaiting execution."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+    ledger: Annotated[guards.Ledger, guards.merge_ledgers]
+    pending: list[dict[str, Any]]
+    """Tool calls the guard allowed this turn: ``{"call": ToolCall, "approval": str | None}``."""
+    steps: int
+    tool_calls: int
+
+
+def _last_ai(state: PairAgentState) -> AIMessage | None:
+    messages = state.get("messages") or []
+    last = messages[-1] if messages else None
+    return last if isinstance(last, AIMessage) else None
+
+
+def _error_message(call: ToolCall, text: str) -> ToolMessage:
+    return ToolMessage(
+        content=text, tool_call_id=str(call["id"]), name=call["name"], status="error"
+    )
+
+
+def create_pair_agent(
+    model: BaseChatModel,
+    toolkit: MarimoPairToolkit,
+    *,
+    system_prompt: str | None = None,
+    policy: guards.Policy | None = None,
+    approve_deletes: bool | Literal["with_descendants"] = False,
+    interrupt_on: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+    max_steps: int = 40,
+    max_tool_calls: int = 120,
+    tools: Sequence[str] | None = None,
+    checkpointer: Any = None,
+    store: Any = None,
+    name: str = "marimo_pair",
+) -> Any:
+    """Build the pair agent: a compiled LangGraph graph over the toolkit's tools.
+
+    Args:
+        model: a chat model that supports tool calling.
+        toolkit: the notebook's tools; the graph enforces the policy itself.
+        system_prompt: replaces `DEFAULT_SYSTEM_PROMPT`.
+        policy: the pairing rules (default: all on).
+        approve_deletes: ask a person before every delete (`True`), or only before
+            deletes that break other cells (``"with_descendants"``). Needs a checkpointer.
+        interrupt_on: more tools that need approval: names, or name → allowed decisions
+            (subset of ``approve``, ``edit``, ``reject``).
+        max_steps: model turns before the agent stops.
+        max_tool_calls: tool calls before the agent stops.
+        tools: only these tool names (default: all).
+        checkpointer: a LangGraph checkpointer (needed for approvals and resumes).
+        store: a LangGraph store, passed to `compile`.
+        name: the graph's name.
+
+    Returns:
+        A compiled `StateGraph`; invoke it with ``{"messages": [...]}``.
+    """
+    base_policy = policy or guards.Policy()
+    policy = guards.Policy(
+        require_read_before_edit=base_policy.require_read_before_edit,
+        require_descendant_check=base_policy.require_descendant_check,
+        require_ack_of_descendants=base_policy.require_ack_of_descendants,
+        approve_deletes=approve_deletes or base_policy.approve_deletes,
+    )
+    review: dict[str, list[str]] = {}
+    if isinstance(interrupt_on, Mapping):
+        review = {k: list(v) for k, v in interrupt_on.items()}
+    elif interrupt_on is not None:
+        review = {k: ["approve", "edit", "reject"] for k in interrupt_on}
+    if (policy.approve_deletes or review) and checkpointer is None:
+        raise ConfigurationError(
+            "Approvals pause the graph with interrupt(), which needs a checkpointer: pass "
+            "checkpointer=InMemorySaver() (or a persistent one) to create_pair_agent."
+        )
+    # The guard node enforces the policy on the graph's ledger; the tools' own copy
+    # of the policy would read the toolkit's ledger instead, so it is switched off.
+    tool_list = toolkit.get_tools(include=tools, enforce=False)
+    for tool in tool_list:
+        tool.handle_tool_error = False
+    by_name: dict[str, BaseTool] = {tool.name: tool for tool in tool_list}
+    bound = model.bind_tools(tool_list)
+    prompt = SystemMessage(content=system_prompt or DEFAULT_SYSTEM_PROMPT)
+
+    # ---------------------------------------------------------------- model
+
+    def _budget_left(state: PairAgentState) -> str | None:
+        if state.get("steps", 0) >= max_steps:
+            return f"Stopped: the step budget ({max_steps} model turns) is used up."
+        if state.get("tool_calls", 0) >= max_tool_calls:
+            return f"Stopped: the tool-call budget ({max_tool_calls}) is used up."
+        return None
+
+    def model_node(state: PairAgentState, config: RunnableConfig) -> dict[str, Any]:
+        stop = _budget_left(state)
+        if stop:
+            return {"messages": [AIMessage(content=stop)]}
+        response = bound.invoke([prompt, *state.get("messages", [])], config)
+        return {"messages": [response], "steps": state.get("steps", 0) + 1}
+
+    async def amodel_node(state: PairAgentState, config: RunnableConfig) -> dict[str, Any]:
+        stop = _budget_left(state)
+        if stop:
+            return {"messages": [AIMessage(content=stop)]}
+        response = await bound.ainvoke([prompt, *state.get("messages", [])], config)
+        return {"messages": [response], "steps": state.get("steps", 0) + 1}
+
+    # ---------------------------------------------------------------- guard
+
+    def guard_node(state: PairAgentState) -> dict[str, Any]:
+        ai = _last_ai(state)
+        ledger = state.get("ledger") or guards.Ledger()
+        refusals: list[ToolMessage] = []
+        pending: list[dict[str, Any]] = []
+        for call in ai.tool_calls if ai else []:
+            if call["name"] not in by_name:
+                refusals.append(
+                    _error_message(
+                        call, f"Unknown tool {call['name']!r}. Available: {', '.join(by_name)}."
+                    )
+                )
+                continue
+            decision, ledger = guards.check_and_record(policy, ledger, call["name"], call["args"])
+            if not decision.allowed:
+                refusals.append(_error_message(call, decision.reason))
+                continue
+            approval = None
+            if decision.needs_approval:
+                approval = decision.reason
+            elif call["name"] in review:
+                approval = f"{call['name']} needs approval."
+            pending.append({"call": dict(call), "approval": approval})
+        return {"messages": refusals, "ledger": ledger, "pending": pending}
+
+    def after_guard(state: PairAgentState) -> str:
+        pending = state.get("pending") or []
+        if any(p["approval"] for p in pending):
+            return "approval"
+        return "tools" if pending else "model"
+
+    # ---------------------------------------------------------------- approval
+
+    def code_of(cell: str) -> str | None:
+        """The cell's current code for the impact report (None if it cannot be read)."""
+        notebook = toolkit.session.notebook
+        if notebook is None:
+            return None
+        try:
+            return notebook.read_cell(cell).code
+        except NotebookOperationError:
+            return None
+
+    def approval_node(state: PairAgentState) -> dict[str, Any]:
+        pending = state.get("pending") or []
+        asking = [p for p in pending if p["approval"]]
+        ledger = state.get("ledger") or guards.Ledger()
+        request = {
+            "action_requests": [
+                {
+                    "name": p["call"]["name"],
+                    "args": p["call"]["args"],
+                    "description": _impact(p, ledger, code_of),
+                }
+                for p in asking
+            ],
+            "review_configs": [
+                {
+                    "action_name": p["call"]["name"],
+                    "allowed_decisions": review.get(
+                        p["call"]["name"], ["approve", "edit", "reject"]
+                    ),
+                }
+                for p in asking
+            ],
+        }
+        response = interrupt(request)
+        decisions = list((response or {}).get("decisions") or [])
+        if len(decisions) != len(asking):
+            raise ConfigurationError(
+                f"Resume with {len(asking)} decision(s) in {{'decisions': [...]}}, one per "
+                f"action request; got {len(decisions)}."
+            )
+        messages: list[ToolMessage] = []
+        kept: list[dict[str, Any]] = []
+        answers = iter(decisions)
+        for item in pending:
+            if not item["approval"]:
+                kept.append(item)
+                continue
+            call, decision = item["call"], next(answers)
+            kind = decision.get("type")
+            if kind == "approve":
+                kept.append({"call": call, "approval": None})
+            elif kind == "edit":
+                edited = decision.get("edited_action") or {}
+                new_call = {
+                    **call,
+                    "name": edited.get("name", call["name"]),
+                    "args": edited.get("args", call["args"]),
+                }
+                verdict, ledger = guards.check_and_record(
+                    policy, ledger, new_call["name"], new_call["args"]
+                )
+                if verdict.allowed:
+                    kept.append({"call": new_call, "approval": None})
+                else:
+                    messages.append(_error_message(new_call, verdict.reason))  # type: ignore[arg-type]
+            else:
+                why = decision.get("message") or "A person rejected this call."
+                messages.append(
+                    _error_message(call, f"Rejected by the person: {why} Nothing was changed.")
+                )
+        return {"messages": messages, "pending": kept, "ledger": ledger}
+
+    def after_approval(state: PairAgentState) -> str:
+        return "tools" if state.get("pending") else "model"
+
+    # ---------------------------------------------------------------- tools
+
+    def _prepared(state: PairAgentState) -> tuple[list[ToolCall], guards.Ledger]:
+        ledger = state.get("ledger") or guards.Ledger()
+        calls = [_with_read_hashes(p["call"], ledger) for p in state.get("pending") or []]
+        return calls, ledger
+
+    def _learn(
+        ledger: guards.Ledger, call: ToolCall, message: ToolMessage | None, error: Exception | None
+    ) -> guards.Ledger:
+        if isinstance(error, NotebookOperationError):
+            return guards.record_tool_error(ledger, error.details)
+        artifact = getattr(message, "artifact", None)
+        if isinstance(artifact, BaseModel):
+            artifact = artifact.model_dump(mode="json")
+        return guards.record_tool_result(
+            ledger, call["name"], call["args"], artifact if isinstance(artifact, dict) else None
+        )
+
+    def tools_node(state: PairAgentState, config: RunnableConfig) -> dict[str, Any]:
+        calls, ledger = _prepared(state)
+        messages: list[ToolMessage] = []
+        for call in calls:
+            try:
+                message = by_name[call["name"]].invoke({**call, "type": "tool_call"}, config)
+            except NotebookOperationError as exc:
+                messages.append(_error_message(call, str(exc)))
+                ledger = _learn(ledger, call, None, exc)
+                continue
+            messages.append(message)
+            ledger = _learn(ledger, call, message, None)
+        return _tools_update(state, messages, ledger, len(calls))
+
+    async def atools_node(state: PairAgentState, config: RunnableConfig) -> dict[str, Any]:
+        calls, ledger = _prepared(state)
+        messages: list[ToolMessage] = []
+        for call in calls:
+            try:
+                message = await by_name[call["name"]].ainvoke({**call, "type": "tool_call"}, config)
+            except NotebookOperationError as exc:
+                messages.append(_error_message(call, str(exc)))
+                ledger = _learn(ledger, call, None, exc)
+                continue
+            messages.append(message)
+            ledger = _learn(ledger, call, message, None)
+        return _tools_update(state, messages, ledger, len(calls))
+
+    def _tools_update(
+        state: PairAgentState, messages: list[ToolMessage], ledger: guards.Ledger, count: int
+    ) -> dict[str, Any]:
+        return {
+            "messages": messages,
+            "ledger": ledger,
+            "pending": [],
+            "tool_calls": state.get("tool_calls", 0) + count,
+        }
+
+    def after_model(state: PairAgentState) -> str:
+        ai = _last_ai(state)
+        return "guard" if ai is not None and ai.tool_calls else END
+
+    builder = StateGraph(PairAgentState)
+    builder.add_node("model", RunnableLambda(model_node, afunc=amodel_node, name="model"))
+    builder.add_node("guard", guard_node)
+    builder.add_node("approval", approval_node)
+    builder.add_node("tools", RunnableLambda(tools_node, afunc=atools_node, name="tools"))
+    builder.add_edge(START, "model")
+    builder.add_conditional_edges("model", after_model, ["guard", END])
+    builder.add_conditional_edges("guard", after_guard, ["approval", "tools", "model"])
+    builder.add_conditional_edges("approval", after_approval, ["tools", "model"])
+    builder.add_edge("tools", "model")
+    graph = builder.compile(checkpointer=checkpointer, store=store, name=name)
+    # Each model turn is 3-4 graph steps; keep LangGraph's recursion limit above the budget.
+    return graph.with_config(recursion_limit=max_steps * 4 + 10)
+
+
+def _with_read_hashes(call: Mapping[str, Any], ledger: guards.Ledger) -> ToolCall:
+    """The call with edits' ``expected_hash`` filled from the graph's ledger."""
+    args = guards.with_read_hashes(ledger, call["name"], call["args"])
+    return ToolCall(
+        name=call["name"], args=args, id=call.get("id") or f"call_{uuid.uuid4().hex[:8]}"
+    )
+
+
+def _impact(
+    item: Mapping[str, Any], ledger: guards.Ledger, code_of: Callable[[str], str | None]
+) -> str:
+    """What a person needs to judge a call: for deletes, the code and what breaks."""
+    call = item["call"]
+    lines = [str(item["approval"] or f"{call['name']} needs approval.")]
+    cells: list[str] = []
+    if call["name"] == guards.DELETE_CELL:
+        cells = [str(call["args"].get("cell"))]
+    elif call["name"] == guards.APPLY_CHANGES:
+        cells = [
+            str(c.get("cell"))
+            for c in call["args"].get("changes") or []
+            if isinstance(c, dict) and c.get("op") == guards.OP_DELETE
+        ]
+    for cell in cells:
+        code = code_of(cell)
+        if code is not None:
+            lines.append(f"Cell {cell} code:\n{code}")
+        check = ledger.descendant_checks.get(guards.resolve_cell(ledger, cell))
+        if check is None:
+            continue
+        if not check.descendants:
+            lines.append(f"Deleting {cell} breaks no other cell.")
+        for desc in check.descendants:
+            lost = ", ".join(check.names_lost.get(desc, [])) or "(indirect)"
+            lines.append(f"Deleting {cell}: cell {desc} loses {lost}.")
+    return "\n".join(lines)

@@ -1,0 +1,228 @@
+"""The prebuilt pair agent: a real graph, a scripted model, a real marimo server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
+
+from marimo_pair_tools import MarimoServer
+from marimo_pair_tools.agent import DEFAULT_SYSTEM_PROMPT, create_pair_agent
+from marimo_pair_tools.errors import ConfigurationError
+from marimo_pair_tools.testing import ScriptedChatModel
+from marimo_pair_tools.toolkit import MarimoPairToolkit
+
+from ._snapshot import assert_snapshot
+
+
+def tool_results(messages: list[BaseMessage]) -> list[ToolMessage]:
+    return [m for m in messages if isinstance(m, ToolMessage)]
+
+
+def last_artifact(name: str) -> Any:
+    """A turn helper: the artifact of the most recent result of tool ``name``."""
+
+    def pick(messages: list[BaseMessage]) -> Any:
+        for message in reversed(messages):
+            if isinstance(message, ToolMessage) and message.name == name and message.artifact:
+                return message.artifact
+        raise AssertionError(f"no {name} result yet")
+
+    return pick
+
+
+@pytest.fixture
+def setup(shared_server: MarimoServer, new_notebook: Any) -> Any:
+    toolkits: list[MarimoPairToolkit] = []
+
+    def make(cells: list[str]) -> tuple[MarimoPairToolkit, Path, list[str]]:
+        path = new_notebook(cells)
+        toolkit = MarimoPairToolkit.from_server(shared_server, notebook=str(path))
+        toolkits.append(toolkit)
+        ids = [c.id for c in toolkit.session.sync().cells().cells]
+        return toolkit, path, ids
+
+    yield make
+    for toolkit in toolkits:
+        toolkit.close()
+
+
+def config(thread: str = "t1") -> dict[str, Any]:
+    return {"configurable": {"thread_id": thread}}
+
+
+def test_graph_diagram_and_prompt_snapshots(setup: Any) -> None:
+    toolkit, _, _ = setup(["a = 1"])
+    agent = create_pair_agent(
+        ScriptedChatModel([]), toolkit, approve_deletes=True, checkpointer=InMemorySaver()
+    )
+    mermaid = agent.get_graph().draw_mermaid()
+    for node in ("model", "guard", "approval", "tools"):
+        assert node in mermaid
+    assert_snapshot("agent_graph.mmd", mermaid)
+    assert_snapshot("system_prompt.txt", DEFAULT_SYSTEM_PROMPT)
+
+
+def test_edit_without_read_is_refused_by_the_graph(setup: Any) -> None:
+    toolkit, path, [cell] = setup(["x = 1"])
+    before = path.read_bytes()
+    model = ScriptedChatModel(
+        [
+            [{"name": "edit_cell", "args": {"cell": cell, "code": "x = 2"}}],
+            "I will read first next time.",
+        ]
+    )
+    agent = create_pair_agent(model, toolkit)
+    result = agent.invoke({"messages": [HumanMessage("set x to 2")]})
+    [refusal] = tool_results(result["messages"])
+    assert refusal.status == "error" and "read_cell" in refusal.content
+    assert [e.rule for e in result["ledger"].events] == ["read_before_edit"]
+    assert path.read_bytes() == before
+
+
+def test_person_edit_between_read_and_edit_is_refused_by_cas(setup: Any, client: Any) -> None:
+    toolkit, path, [cell] = setup(["rows = 10"])
+    person = (
+        "import marimo._code_mode as cm\n"
+        "async with cm.get_context(skip_staleness_check=True) as ctx:\n"
+        f"    ctx.edit_cell({cell!r}, code='rows = 20  # person')\n"
+    )
+
+    def person_edits_then_agent_edits(messages: list[BaseMessage]) -> Any:
+        assert client.execute(person, notebook=str(path)).success
+        return [{"name": "edit_cell", "args": {"cell": cell, "code": "rows = 5"}}]
+
+    model = ScriptedChatModel(
+        [
+            [{"name": "read_cell", "args": {"cell": cell}}],
+            person_edits_then_agent_edits,
+            "The person changed it; I kept their version.",
+        ]
+    )
+    result = create_pair_agent(model, toolkit).invoke({"messages": [HumanMessage("go")]})
+    read, edit = tool_results(result["messages"])
+    assert read.status != "error"
+    assert edit.status == "error" and "# person" in edit.content
+    assert "rows = 20  # person" in path.read_text()
+    assert "rows = 5" not in path.read_text()
+
+
+def test_delete_flow_with_approval_reject_then_approve(setup: Any) -> None:
+    toolkit, path, ids = setup(["base = 3", "derived = base + 1", "unrelated = 0"])
+    base = ids[0]
+    saver = InMemorySaver()
+
+    def turns(ack: bool) -> list[Any]:
+        return [
+            [{"name": "delete_cell", "args": {"cell": base}}],  # refused: not inspected
+            [{"name": "inspect_graph", "args": {"cell": base}}],
+            [{"name": "delete_cell", "args": {"cell": base, "acknowledge_descendants": [ids[1]]}}],
+            "done",
+        ]
+
+    model = ScriptedChatModel(turns(True))
+    agent = create_pair_agent(model, toolkit, approve_deletes=True, checkpointer=saver)
+    before = path.read_bytes()
+    state = agent.invoke({"messages": [HumanMessage("remove base")]}, config("reject"))
+    [pending] = state["__interrupt__"]
+    request = pending.value
+    assert request["action_requests"][0]["name"] == "delete_cell"
+    assert "base = 3" in request["action_requests"][0]["description"]
+    assert ids[1] in request["action_requests"][0]["description"]
+    assert path.read_bytes() == before
+    state = agent.invoke(
+        Command(resume={"decisions": [{"type": "reject", "message": "keep it"}]}), config("reject")
+    )
+    assert "keep it" in tool_results(state["messages"])[-1].content
+    assert "base = 3" in path.read_text()
+
+    model2 = ScriptedChatModel(turns(True))
+    agent2 = create_pair_agent(model2, toolkit, approve_deletes=True, checkpointer=saver)
+    agent2.invoke({"messages": [HumanMessage("remove base")]}, config("approve"))
+    state = agent2.invoke(Command(resume={"decisions": [{"type": "approve"}]}), config("approve"))
+    assert tool_results(state["messages"])[-1].status != "error"
+    assert "base = 3" not in path.read_text()
+    rules = [e.rule for e in state["ledger"].events]
+    assert rules == ["descendant_check"]
+
+
+def test_two_refused_and_one_allowed_in_one_turn(setup: Any) -> None:
+    toolkit, _, ids = setup(["a = 1", "b = a + 1"])
+    model = ScriptedChatModel(
+        [
+            [
+                {"name": "edit_cell", "args": {"cell": ids[0], "code": "a = 5"}},
+                {"name": "delete_cell", "args": {"cell": ids[1]}},
+                {"name": "read_cell", "args": {"cell": ids[0]}},
+            ],
+            "ok",
+        ]
+    )
+    result = create_pair_agent(model, toolkit).invoke({"messages": [HumanMessage("x")]})
+    statuses = {m.name: m.status for m in tool_results(result["messages"])}
+    assert statuses == {"edit_cell": "error", "delete_cell": "error", "read_cell": "success"}
+    assert len(result["ledger"].events) == 2
+    assert ids[0] in result["ledger"].reads
+
+
+def test_resume_after_checkpoint_keeps_the_ledger(setup: Any) -> None:
+    toolkit, path, [cell] = setup(["m = 1"])
+    saver = InMemorySaver()
+    first = create_pair_agent(
+        ScriptedChatModel([[{"name": "read_cell", "args": {"cell": cell}}], "read it"]),
+        toolkit,
+        checkpointer=saver,
+    )
+    first.invoke({"messages": [HumanMessage("read m")]}, config("keep"))
+    # A new graph object (as after a process restart) with the same checkpointer.
+    second = create_pair_agent(
+        ScriptedChatModel([[{"name": "edit_cell", "args": {"cell": cell, "code": "m = 2"}}], "ok"]),
+        toolkit,
+        checkpointer=saver,
+    )
+    state = second.invoke({"messages": [HumanMessage("now set m to 2")]}, config("keep"))
+    assert tool_results(state["messages"])[-1].status != "error"
+    assert "m = 2" in path.read_text()
+
+
+def test_streaming_updates_and_messages(setup: Any) -> None:
+    toolkit, _, [cell] = setup(["s = 1"])
+    model = ScriptedChatModel([[{"name": "read_cell", "args": {"cell": cell}}], "fine"])
+    agent = create_pair_agent(model, toolkit)
+    nodes = [
+        next(iter(u))
+        for u in agent.stream({"messages": [HumanMessage("x")]}, stream_mode="updates")
+    ]
+    assert nodes == ["model", "guard", "tools", "model"]
+    model2 = ScriptedChatModel([[{"name": "read_cell", "args": {"cell": cell}}], "fine"])
+    agent2 = create_pair_agent(model2, toolkit)
+    chunks = list(agent2.stream({"messages": [HumanMessage("x")]}, stream_mode="messages"))
+    calls = [c for msg, _ in chunks if isinstance(msg, AIMessage) for c in msg.tool_call_chunks]
+    assert any(c.get("name") == "read_cell" for c in calls)
+
+
+async def test_async_invoke(setup: Any) -> None:
+    toolkit, _, [cell] = setup(["q = 1"])
+    model = ScriptedChatModel([[{"name": "read_cell", "args": {"cell": cell}}], "ok"])
+    agent = create_pair_agent(model, toolkit)
+    result = await agent.ainvoke({"messages": [HumanMessage("x")]})
+    assert tool_results(result["messages"])[0].status != "error"
+    await toolkit.aclose()
+
+
+def test_approval_without_checkpointer_is_a_clear_error(setup: Any) -> None:
+    toolkit, _, _ = setup(["w = 1"])
+    with pytest.raises(ConfigurationError, match="checkpointer"):
+        create_pair_agent(ScriptedChatModel([]), toolkit, approve_deletes=True)
+
+
+def test_step_budget_stops_the_agent(setup: Any) -> None:
+    toolkit, _, [cell] = setup(["u = 1"])
+    turns = [[{"name": "read_cell", "args": {"cell": cell}}]] * 5
+    agent = create_pair_agent(ScriptedChatModel(turns), toolkit, max_steps=3)
+    result = agent.invoke({"messages": [HumanMessage("loop")]})
+    assert "step budget" in result["messages"][-1].content
