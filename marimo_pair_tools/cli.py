@@ -155,7 +155,90 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exit-after", type=float, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_open)
 
+    p = sub.add_parser("demo", help="watch the pair agent fix a notebook (no LLM needed)")
+    p.add_argument("--workdir", help="where to copy the demo notebook (default: a temp dir)")
+    p.add_argument("--pace", type=float, default=0.0, help="seconds between agent turns")
+    p.add_argument("--keep-open", action="store_true", help="keep the server up at the end")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("run", help="run the pair agent with a real model on a notebook")
+    p.add_argument("notebook", help="the notebook file")
+    p.add_argument("task", help="what the agent should do")
+    p.add_argument("--model", required=True, help="provider:model or module:factory")
+    _add_target(p)
+    p.add_argument("--no-approve-deletes", action="store_true", help="do not ask before deletes")
+    p.add_argument("--max-steps", type=int, default=40)
+    p.set_defaults(func=_cmd_run)
     return parser
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    workdir = Path(args.workdir) if args.workdir else None
+    return run_demo(workdir=workdir, pace=args.pace, keep_open=args.keep_open)
+
+
+def _ask_decisions(request: dict[str, object]) -> dict[str, object]:
+    """Ask the person at the terminal about each pending action."""
+    decisions: list[dict[str, object]] = []
+    for action in request.get("action_requests", []):  # type: ignore[attr-defined]
+        print(f"\napproval needed: {action['name']}({json.dumps(action['args'])})")
+        print(action.get("description", ""))
+        answer = input("approve? [y]es / [n]o: ").strip().lower()
+        if answer.startswith("y"):
+            decisions.append({"type": "approve"})
+        else:
+            why = input("why (shown to the agent): ").strip() or "The person said no."
+            decisions.append({"type": "reject", "message": why})
+    return {"decisions": decisions}
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from langchain_core.messages import HumanMessage
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.types import Command
+
+    from .agent import create_pair_agent
+    from .config import model_from_spec
+    from .console import StepPrinter
+    from .server import MarimoServer
+    from .toolkit import MarimoPairToolkit
+
+    model = model_from_spec(args.model)
+    server = None
+    if args.url or args.port:
+        toolkit = MarimoPairToolkit.from_url(
+            _server_url(args), notebook=args.notebook, allow_remote=args.allow_remote, attach=True
+        )
+    else:
+        server = MarimoServer(args.notebook, isolate=False).start()
+        print(f"watch it live: {server.url}")
+        toolkit = MarimoPairToolkit.from_server(server, notebook=str(server.path))
+    agent = create_pair_agent(
+        model,
+        toolkit,
+        approve_deletes=not args.no_approve_deletes,
+        checkpointer=InMemorySaver(),
+        max_steps=args.max_steps,
+    )
+    printer = StepPrinter()
+    config = {"configurable": {"thread_id": "cli"}}
+    payload: object = {"messages": [HumanMessage(args.task)]}
+    try:
+        while True:
+            pending = None
+            for update in agent.stream(payload, config, stream_mode="updates"):
+                if "__interrupt__" in update:
+                    pending = update["__interrupt__"][0].value
+                printer.update(update)
+            if pending is None:
+                return 0
+            payload = Command(resume=_ask_decisions(pending))
+    finally:
+        toolkit.close()
+        if server is not None:
+            server.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,8 +1,20 @@
 """HTTP clients for one marimo server: sessions, scratchpad execute, headless attach.
 
 `MarimoClient` and `AsyncMarimoClient` differ only in their I/O calls; request
-building, session matching, SSE handling and error mapping are shared pure
-helpers in `_ClientCore`, so the two cannot drift apart.
+building, session matching, SSE handling, redaction, path policy and error
+mapping are shared pure helpers in `_ClientCore`, so the two cannot drift apart.
+
+Three things here exist because a person may be using the same kernel:
+
+- Before each execute the client asks marimo whether the kernel is already
+  running something (``GET /api/kernel/status``). If it is, our code would queue
+  behind that run, and our timeout's disconnect would interrupt it; so the
+  client refuses up front (`KernelBusyError`) unless ``interrupt_others=True``.
+- ``input()`` in code we send would wait for a reply nobody can type. A small
+  guard installed once per session makes it fail at once instead (only for our
+  requests; the person's own ``input()`` still works).
+- ``attach`` reuses a session that is already open for the notebook, so the
+  agent and the browser tab share one kernel rather than fighting over it.
 """
 
 from __future__ import annotations
@@ -12,6 +24,8 @@ import contextlib
 import json
 import logging
 import os
+import re
+import socket
 import threading
 import time
 import uuid
@@ -24,12 +38,14 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict
 
-from ._security import ensure_allowed_url, redact
+from ._security import ensure_allowed_url, is_loopback_host, redact
 from ._sse import SSEDecoder
-from ._text import BoundedText
+from ._text import BoundedText, truncate
 from ._versions import check_server_version
 from .errors import (
     AmbiguousSessionError,
+    AuthenticationError,
+    ConfigurationError,
     ExecuteTimeoutError,
     KernelBusyError,
     MarimoPairError,
@@ -48,6 +64,7 @@ __all__ = [
     "ExecuteResult",
     "MarimoClient",
     "OutputData",
+    "RestartResult",
     "SessionInfo",
 ]
 
@@ -57,7 +74,65 @@ DEFAULT_MAX_OUTPUT_CHARS = 200_000
 DEFAULT_EXECUTE_TIMEOUT = 120.0
 STABLE_SESSION_HEADER = "Marimo-Stable-Session-Id"
 SESSION_HEADER = "Marimo-Session-Id"
+SERVER_TOKEN_HEADER = "Marimo-Server-Token"  # noqa: S105 - a header name, not a secret
+PAIR_CLIENT_HEADER = "X-Pair-Client"  # marimo hides `marimo-*` headers from the kernel
+"""Marks our execute requests, so the kernel-side ``input()`` guard fires only for them."""
 _PROBE_TIMEOUT = 5.0
+_CONTROL_TIMEOUT = 15.0
+_SERVER_TOKEN_RE = re.compile(r"<marimo-server-token\b[^>]*\bdata-token=\"([^\"]*)\"")
+_VARIABLES_TAG = "\x1fmarimo-pair-variables:"
+_TEXT_MIMETYPES = ("text/plain", "text/html", "text/markdown")
+
+# Lists the kernel's public globals without defining any name (the program is an
+# expression), so the listing itself leaves no trace.
+_VARIABLES_PROGRAM = (
+    f"print({_VARIABLES_TAG!r} + __import__('json').dumps("
+    "sorted(k for k in globals() if not k.startswith('_'))))"
+)
+
+# Installed once per session. marimo answers `input()` by asking the frontend
+# for a line; nothing answers a scratchpad request from us, so it would hang until
+# our timeout. The guard raises instead, only in the scratchpad and only for
+# requests carrying our header. It relies on marimo internals and does nothing
+# when they are missing (then `input()` just waits for the timeout again).
+_INPUT_GUARD_PROGRAM = f"""
+def _marimo_pair_install_input_guard():
+    import sys
+    stdin = sys.stdin
+    original = getattr(stdin, "_readline_with_prompt", None)
+    if original is None or getattr(original, "_marimo_pair_guard", False):
+        return
+
+    def from_pair_client():
+        try:
+            from marimo._runtime.context import get_context
+            request = get_context().request
+        except (ImportError, AttributeError, LookupError, RuntimeError):
+            return False
+        if request is None:
+            return False
+        headers = getattr(request, "headers", None) or {{}}
+        return any(str(k).lower() == {PAIR_CLIENT_HEADER.lower()!r} for k in headers)
+
+    def guarded(prompt="", password=False):
+        stream = getattr(stdin, "_stream", None)
+        if getattr(stream, "cell_id", None) == "__scratch__" and from_pair_client():
+            raise RuntimeError(
+                "input() cannot be answered here: this code came from marimo-pair-tools "
+                "through marimo's scratchpad, where nobody can type a reply. Put the "
+                "value in the code instead (or ask the person and pass their answer)."
+            )
+        return original(prompt, password)
+
+    guarded._marimo_pair_guard = True
+    try:
+        stdin._readline_with_prompt = guarded
+    except (AttributeError, TypeError):
+        pass
+
+
+_marimo_pair_install_input_guard()
+"""
 
 ChunkCallback = Callable[[str, str], None]
 """Called with ``(channel, text)`` for every streamed stdout/stderr chunk."""
@@ -84,6 +159,8 @@ class ExecuteResult(BaseModel):
     elapsed: float
     stdout_cut: int = 0
     stderr_cut: int = 0
+    output_cut: int = 0
+    """Characters cut from a text (plain/HTML/markdown) ``output``; images are never cut."""
 
 
 class SessionInfo(BaseModel):
@@ -105,6 +182,57 @@ class SessionInfo(BaseModel):
         return {SESSION_HEADER: self.key}
 
 
+class RestartResult(BaseModel):
+    """What `restart` did, and what it cost."""
+
+    model_config = ConfigDict(frozen=True)
+
+    notebook: str | None
+    """The notebook whose kernel was restarted (as the server names it)."""
+    variables_lost: list[str] | None
+    """Public names the old kernel held that the new one lacks; ``None`` when the old
+    kernel did not answer, so they could not be listed (all of them are gone)."""
+    session: SessionInfo | None
+    """The session on the new kernel, or ``None`` when no client has reopened it yet."""
+    message: str
+    """A sentence for a person or a model: what was restarted and what was lost."""
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """What a server serves: a directory (``root``), or exactly one notebook file."""
+
+    root: str | None
+    files: tuple[str, ...] = ()
+
+
+class _StreamRedactor:
+    """Removes a secret from a stream even when it arrives split across chunks.
+
+    It holds back the last ``len(secret) - 1`` characters until the next chunk (or
+    the end) shows whether they start the secret.
+    """
+
+    def __init__(self, secret: str | None) -> None:
+        self._secret = secret or ""
+        self._keep = max(len(self._secret) - 1, 0)
+        self._carry = ""
+
+    def feed(self, text: str) -> str:
+        if not self._secret:
+            return text
+        text = redact(self._carry + text, self._secret)
+        if not self._keep:
+            self._carry = ""
+            return text
+        self._carry = text[-self._keep :]
+        return text[: -self._keep]
+
+    def flush(self) -> str:
+        rest, self._carry = self._carry, ""
+        return redact(rest, self._secret) if self._secret else rest
+
+
 @dataclass
 class _StreamState:
     """Accumulates one execute stream."""
@@ -113,23 +241,36 @@ class _StreamState:
     stderr: BoundedText
     on_chunk: ChunkCallback | None
     token: str | None
+    max_output_chars: int
     decoder: SSEDecoder = field(default_factory=SSEDecoder)
     done: dict[str, Any] | None = None
+    _redactors: dict[str, _StreamRedactor] = field(default_factory=dict)
+
+    def _emit(self, channel: str, text: str) -> None:
+        if not text:
+            return
+        (self.stdout if channel == "stdout" else self.stderr).append(text)
+        if self.on_chunk is not None:
+            self.on_chunk(channel, text)
+
+    def _flush(self) -> None:
+        for channel, redactor in self._redactors.items():
+            self._emit(channel, redactor.flush())
 
     def feed(self, text: str) -> None:
         for event in self.decoder.feed(text):
             if event.event == "done":
+                self._flush()
                 self.done = json.loads(event.data)
                 continue
             if event.event not in {"stdout", "stderr"}:
                 continue
             payload = json.loads(event.data)
-            chunk = redact(str(payload.get("data", "")), self.token)
-            (self.stdout if event.event == "stdout" else self.stderr).append(chunk)
-            if self.on_chunk is not None:
-                self.on_chunk(event.event, chunk)
+            redactor = self._redactors.setdefault(event.event, _StreamRedactor(self.token))
+            self._emit(event.event, redactor.feed(str(payload.get("data", ""))))
 
     def result(self, elapsed: float) -> ExecuteResult:
+        self._flush()
         if self.done is None:
             raise OutcomeUnknownError(
                 "The execute stream ended before marimo reported completion: the code may "
@@ -138,11 +279,17 @@ class _StreamState:
             )
         output = self.done.get("output")
         out = None
+        cut = 0
         if isinstance(output, dict) and (output.get("data") or output.get("mimetype")):
-            out = OutputData(
-                mimetype=str(output.get("mimetype", "text/plain")),
-                data=redact(str(output.get("data", "")), self.token),
-            )
+            mimetype = str(output.get("mimetype", "text/plain"))
+            data = redact(str(output.get("data", "")), self.token)
+            if mimetype.startswith(_TEXT_MIMETYPES) and len(data) > self.max_output_chars:
+                bounded = truncate(
+                    data, self.max_output_chars, what="output", hint="return something smaller"
+                )
+                cut = len(data) - self.max_output_chars
+                data = bounded
+            out = OutputData(mimetype=mimetype, data=data)
         return ExecuteResult(
             success=bool(self.done.get("success")),
             stdout=self.stdout.getvalue(),
@@ -151,6 +298,7 @@ class _StreamState:
             elapsed=elapsed,
             stdout_cut=self.stdout.cut,
             stderr_cut=self.stderr.cut,
+            output_cut=cut,
         )
 
 
@@ -161,6 +309,13 @@ def _tail_hint(stderr: str) -> str:
 
 def _norm(path: str) -> str:
     return os.path.normcase(os.path.normpath(path))
+
+
+def _inside(path: str, root: str) -> bool:
+    try:
+        return os.path.commonpath([_norm(path), _norm(root)]) == _norm(root)
+    except ValueError:  # different drives on Windows
+        return False
 
 
 class _ClientCore:
@@ -176,15 +331,22 @@ class _ClientCore:
         connect_timeout: float,
         max_output_chars: int,
         check_version: bool,
+        probe_timeout: float,
+        root: str | os.PathLike[str] | None,
     ) -> None:
         self.base_url = ensure_allowed_url(base_url, allow_remote=allow_remote)
         self._token = token if token is not None else (os.environ.get("MARIMO_TOKEN") or None)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.max_output_chars = max_output_chars
+        self.probe_timeout = probe_timeout
+        self.root = os.fspath(root) if root is not None else None
         self._check_version = check_version
         self._version_checked = not check_version
         self._sessions_cache: dict[tuple[str | None, str | None], SessionInfo] = {}
+        self._server_token: str | None = None
+        self._scope_cache: _Scope | None = None
+        self._guarded: set[str] = set()
         self.server_version: str | None = None
 
     def __repr__(self) -> str:
@@ -202,6 +364,21 @@ class _ClientCore:
             headers["Authorization"] = f"Bearer {self._token}"
         return headers
 
+    def _execute_headers(self, session: SessionInfo) -> dict[str, str]:
+        return {
+            **self._headers(),
+            **session.headers(),
+            "Accept": "text/event-stream",
+            PAIR_CLIENT_HEADER: "1",
+        }
+
+    def _control_headers(self, session: SessionInfo | None, server_token: str) -> dict[str, str]:
+        headers = {**self._headers(), SERVER_TOKEN_HEADER: server_token}
+        if session is not None:
+            # Control endpoints route by the session key only (no stable-id support).
+            headers[SESSION_HEADER] = session.key
+        return headers
+
     def _httpx_timeout(self, read: float | None) -> httpx.Timeout:
         return httpx.Timeout(self.connect_timeout, read=read, write=30.0, pool=30.0)
 
@@ -212,10 +389,37 @@ class _ClientCore:
         detail = body
         with contextlib.suppress(ValueError):
             parsed = json.loads(body)
-            if isinstance(parsed, dict) and "detail" in parsed:
-                detail = str(parsed["detail"])
+            if isinstance(parsed, dict):
+                for key in ("detail", "error"):
+                    if key in parsed:
+                        detail = str(parsed[key])
+                        break
         detail = self._redact(detail.strip())[:500]
         raise error_for_status(response_status, detail, what=what)
+
+    @staticmethod
+    def _is_skew_rejection(status_code: int, body: str) -> bool:
+        """marimo's skew protection answers 401 ``{"error": "... server token"}``."""
+        return status_code == 401 and "server token" in body.lower()
+
+    @staticmethod
+    def _skew_error(what: str) -> ServerError:
+        return ServerError(
+            f"{what}: the server refused its own skew-protection token twice (HTTP 401). "
+            "A proxy may strip the Marimo-Server-Token header.",
+            status_code=401,
+        )
+
+    @staticmethod
+    def _parse_server_token(html: str) -> str:
+        match = _SERVER_TOKEN_RE.search(html)
+        if match is None or not match.group(1):
+            raise ServerError(
+                "The server's page carries no skew-protection token (`marimo-server-token`), "
+                "so kernel control requests (interrupt, restart) cannot be sent. Is this a "
+                "marimo edit server?"
+            )
+        return match.group(1)
 
     def _transport_error(self, exc: httpx.TransportError, what: str) -> MarimoPairError:
         if isinstance(exc, httpx.ConnectError):
@@ -224,6 +428,14 @@ class _ClientCore:
                 "Is the marimo server running? `marimo-pair discover` lists live servers."
             )
         return ServerUnavailableError(f"{what}: connection to {self.base_url} failed: {exc!r}")
+
+    @staticmethod
+    def _read_only_error() -> ReadOnlyServerError:
+        return ReadOnlyServerError(
+            "This server does not let anyone edit: it is a read-only app server "
+            "(`marimo run`), which refuses sessions and code execution. Start the notebook "
+            "with `marimo edit` to pair on it."
+        )
 
     @staticmethod
     def _parse_sessions(body: Any) -> list[SessionInfo]:
@@ -301,6 +513,87 @@ class _ClientCore:
             f"Several sessions match {notebook!r}; pass session_id=...:\n{listing()}"
         )
 
+    def _forget(self, session: SessionInfo) -> None:
+        """Drop cached knowledge of a session that no longer exists."""
+        for cache_key, cached in list(self._sessions_cache.items()):
+            if cached.key == session.key or (
+                cached.stable_id and cached.stable_id == session.stable_id
+            ):
+                del self._sessions_cache[cache_key]
+        self._guarded.discard(self._guard_key(session))
+
+    @staticmethod
+    def _guard_key(session: SessionInfo) -> str:
+        return session.stable_id or session.key
+
+    # -- the path policy for `attach(file=...)` ---------------------------------
+
+    @staticmethod
+    def _parse_scope(body: Any) -> _Scope:
+        if not isinstance(body, dict):
+            raise ServerError(f"Unexpected workspace answer: {type(body).__name__}")
+        root = str(body.get("root") or "") or None
+        files = tuple(
+            str(f["path"])
+            for f in body.get("files") or []
+            if isinstance(f, dict) and f.get("path") and not f.get("isDirectory")
+        )
+        return _Scope(root=root, files=files)
+
+    def _check_scope(self, notebook: str, scope: _Scope | None) -> None:
+        """Refuse a notebook path the server does not serve, before anything is sent.
+
+        marimo refuses paths outside a directory server's root (403), but a
+        single-file server opens *any* path given as ``file=``; and a path is
+        better refused here, with a reason, than discovered by the server.
+
+        The allowed area is what the server itself reports (``root`` of
+        ``/api/home/workspace_files``, or the one file a single-file server
+        serves), narrowed by the client's ``root=`` when given. Paths are compared
+        after normalisation, and, when this machine is the server's (loopback),
+        after resolving symlinks too, so a link cannot point out of the root.
+        """
+        local = is_loopback_host(httpx.URL(self.base_url).host)
+        roots: list[str] = []
+        if scope is not None and scope.root:
+            roots.append(scope.root)
+        if self.root is not None:
+            roots.append(self.root)
+        base = roots[0] if roots else None
+        if base is None and scope is not None and len(scope.files) == 1:
+            base = os.path.dirname(scope.files[0])
+        if os.path.isabs(notebook) or base is None:
+            candidate = notebook
+        else:
+            candidate = os.path.join(base, notebook)
+        candidate = os.path.normpath(os.path.expanduser(candidate))
+
+        def refuse(where: str) -> ConfigurationError:
+            return ConfigurationError(
+                self._redact(
+                    f"Refusing to open {notebook!r}: it is outside {where}. Only notebooks "
+                    "the server serves can be opened; name one inside it."
+                )
+            )
+
+        if not os.path.isabs(candidate):
+            raise refuse("what this client can check (give an absolute path or root=...)")
+        for root in roots:
+            if not _inside(candidate, root) or (
+                local and not _inside(os.path.realpath(candidate), os.path.realpath(root))
+            ):
+                raise refuse(f"the served directory {root!r}")
+        if not roots:
+            served = scope.files if scope is not None else ()
+            if not served:
+                raise refuse("anything the server reports serving (pass root=... to the client)")
+            if not any(_norm(candidate) == _norm(f) for f in served) and not (
+                local and any(os.path.realpath(candidate) == os.path.realpath(f) for f in served)
+            ):
+                raise refuse(f"the one notebook this server serves ({served[0]!r})")
+
+    # -- execute, busy check, timeouts ------------------------------------------
+
     def _state(self, on_chunk: ChunkCallback | None) -> _StreamState:
         hint = "print less, or raise max_output_chars"
         return _StreamState(
@@ -308,22 +601,102 @@ class _ClientCore:
             stderr=BoundedText(self.max_output_chars, what="stderr", hint=hint),
             on_chunk=on_chunk,
             token=self._token,
+            max_output_chars=self.max_output_chars,
         )
 
     def _execute_timeout(self, timeout: float | None) -> float | None:
         return self.timeout if timeout is None else timeout
 
-    def _timeout_error(self, timeout: float, responsive: bool | None) -> ExecuteTimeoutError:
-        after = (
-            "The kernel answers again."
-            if responsive
-            else "The kernel did not answer afterwards: it may be wedged (code that swallows "
-            "KeyboardInterrupt). Restart the kernel; that loses its variables."
+    @staticmethod
+    def _parse_status(response: httpx.Response) -> str:
+        with contextlib.suppress(ValueError):
+            body = response.json()
+            if isinstance(body, dict) and isinstance(body.get("state"), str):
+                return str(body["state"])
+        return "unknown"
+
+    @staticmethod
+    def _busy_error(session: SessionInfo) -> KernelBusyError:
+        return KernelBusyError(
+            f"The kernel of {session.path or session.filename or 'this notebook'} is already "
+            "running other work (a cell someone started in the browser, or another agent's "
+            "code), so nothing was sent. Our code would queue behind that run, and if it then "
+            "timed out, the disconnect would interrupt that run too. Wait and retry, ask the "
+            "person, or pass interrupt_others=True to accept that risk."
+        )
+
+    @staticmethod
+    def _timeout_error(
+        timeout: float, responsive: bool | None, *, busy_before: bool
+    ) -> ExecuteTimeoutError:
+        if responsive is None:
+            after = ""
+        elif responsive:
+            after = " The kernel answers again."
+        else:
+            after = (
+                " The kernel did not answer afterwards: it is wedged (code that swallows "
+                "KeyboardInterrupt, or a blocking call). Restart it with "
+                "`client.restart(notebook)`; that loses its variables."
+            )
+        others = (
+            " The kernel was already running other work when this code was sent "
+            "(interrupt_others=True): the interrupt hit that run too, which may have been "
+            "a person's cell. Tell them."
+            if busy_before
+            else ""
         )
         return ExecuteTimeoutError(
             f"Execution passed its {timeout:g} s limit; marimo interrupted the kernel. The code "
-            f"may have partly run: inspect state before retrying. {after}",
+            f"may have partly run: inspect state before retrying.{others}{after}",
             kernel_responsive=responsive,
+        )
+
+    @staticmethod
+    def _parse_variables(result: ExecuteResult) -> list[str] | None:
+        for line in result.stdout.splitlines():
+            if line.startswith(_VARIABLES_TAG):
+                with contextlib.suppress(ValueError):
+                    names = json.loads(line[len(_VARIABLES_TAG) :])
+                    if isinstance(names, list):
+                        return [str(n) for n in names]
+        return None
+
+    @staticmethod
+    def _restart_result(
+        old: SessionInfo,
+        before: list[str] | None,
+        after: list[str] | None,
+        new: SessionInfo | None,
+    ) -> RestartResult:
+        name = old.path or old.filename or "the notebook"
+        if before is None:
+            lost = None
+            what = (
+                "The old kernel did not answer, so its variables could not be listed; all of "
+                "them are gone."
+            )
+        else:
+            lost = sorted(set(before) - set(after or []))
+            if lost:
+                shown = ", ".join(lost[:50]) + (
+                    f" … ({len(lost)} in all)" if len(lost) > 50 else ""
+                )
+                what = f"Lost {len(lost)} variable(s): {shown}."
+            else:
+                what = "The old kernel held no public variables, so nothing was lost."
+        if new is None:
+            then = (
+                " No client has reopened the notebook yet: reload the browser tab, or call "
+                "attach() to open it headless."
+            )
+        else:
+            then = " Re-run the cells that define what you need."
+        return RestartResult(
+            notebook=old.path or old.filename,
+            variables_lost=lost,
+            session=new,
+            message=f"Restarted the kernel of {name}. {what}{then}",
         )
 
 
@@ -333,6 +706,20 @@ class MarimoClient(_ClientCore):
     Example:
         >>> with MarimoClient(base_url="http://127.0.0.1:2718") as client:
         ...     print(client.execute("1 + 1", notebook="analysis.py").output)
+
+    Args:
+        base_url: the server URL; loopback only unless ``allow_remote``.
+        token: the server's token; defaults to ``MARIMO_TOKEN``.
+        allow_remote: accept a non-loopback URL (code runs there with your rights).
+        timeout: default execute limit in seconds; ``None`` for none.
+        connect_timeout: seconds to wait for a connection.
+        max_output_chars: bound for stdout, stderr and text output of one execute.
+        check_version: check the server's marimo version once.
+        probe_timeout: seconds a trivial execute may take before the kernel counts
+            as unresponsive (after a timeout, in `ping`, before a restart).
+        root: a directory that ``attach(file)`` must stay inside, on top of what
+            the server itself serves.
+        http_client / transport: bring your own httpx client or transport.
     """
 
     def __init__(
@@ -345,6 +732,8 @@ class MarimoClient(_ClientCore):
         connect_timeout: float = 5.0,
         max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
         check_version: bool = True,
+        probe_timeout: float = _PROBE_TIMEOUT,
+        root: str | os.PathLike[str] | None = None,
         http_client: httpx.Client | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -356,6 +745,8 @@ class MarimoClient(_ClientCore):
             connect_timeout=connect_timeout,
             max_output_chars=max_output_chars,
             check_version=check_version,
+            probe_timeout=probe_timeout,
+            root=root,
         )
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(
@@ -383,17 +774,62 @@ class MarimoClient(_ClientCore):
             self._http.close()
 
     def _get(
-        self, path: str, what: str, *, timeout: float | None = _PROBE_TIMEOUT
+        self,
+        path: str,
+        what: str,
+        *,
+        timeout: float | None = _PROBE_TIMEOUT,
+        headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        try:
-            response = self._http.get(
-                self.base_url + path, headers=self._headers(), timeout=self._httpx_timeout(timeout)
-            )
-        except httpx.TransportError as exc:
-            raise self._transport_error(exc, what) from None
+        for attempt in range(2):
+            try:
+                response = self._http.get(
+                    self.base_url + path,
+                    headers={**self._headers(), **(headers or {})},
+                    timeout=self._httpx_timeout(timeout),
+                )
+                break
+            except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+                # uvicorn resets a kept-alive connection after some 500 answers (a stale
+                # session key); the next request on it fails at once. A GET is safe to
+                # send again, on a fresh connection.
+                if attempt:
+                    raise self._transport_error(exc, what) from None
+            except httpx.TransportError as exc:
+                raise self._transport_error(exc, what) from None
         if response.status_code >= 400:
             self._raise_for(response.status_code, response.text, what)
         return response
+
+    def _fetch_server_token(self, *, refresh: bool = False) -> str:
+        if self._server_token is None or refresh:
+            html = self._get("/", "read the server token", headers={"Accept": "text/html"}).text
+            self._server_token = self._parse_server_token(html)
+        return self._server_token
+
+    def _post_control(
+        self, path: str, what: str, session: SessionInfo | None, body: Any = None
+    ) -> httpx.Response:
+        """POST to a control endpoint with the skew-protection token (re-fetched once)."""
+        for attempt in range(2):
+            token = self._fetch_server_token(refresh=attempt > 0)
+            try:
+                response = self._http.post(
+                    self.base_url + path,
+                    json=body if body is not None else {},
+                    headers=self._control_headers(session, token),
+                    timeout=self._httpx_timeout(_CONTROL_TIMEOUT),
+                )
+            except httpx.TransportError as exc:
+                raise self._transport_error(exc, what) from None
+            if self._is_skew_rejection(response.status_code, response.text):
+                if attempt == 0:
+                    continue  # the server restarted: its token changed
+                raise self._skew_error(what)
+            if response.status_code >= 400:
+                self._raise_for(response.status_code, response.text, what)
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def health(self) -> bool:
         """True when the server answers ``/health`` with ``healthy``."""
@@ -413,16 +849,32 @@ class MarimoClient(_ClientCore):
         return version
 
     def sessions(self) -> list[SessionInfo]:
-        """Every open session on the server."""
+        """Every open session on the server.
+
+        Raises:
+            ReadOnlyServerError: a `marimo run` app server (it lists no sessions).
+            AuthenticationError: the token is missing or wrong.
+        """
         if not self._version_checked:
             self.version()
-        response = self._get("/api/sessions", "list sessions")
-        if response.status_code == 200 and "json" not in response.headers.get("content-type", ""):
-            raise ReadOnlyServerError(
-                "This server does not list sessions: it is probably a read-only app server "
-                "(`marimo run`). Start it with `marimo edit` to pair on it."
-            )
+        try:
+            response = self._get("/api/sessions", "list sessions")
+        except AuthenticationError:
+            # `marimo run` answers 401 here but its version endpoint is open; a token
+            # server refuses both.
+            if self._answers_version():
+                raise self._read_only_error() from None
+            raise
+        if "json" not in response.headers.get("content-type", ""):
+            raise self._read_only_error()
         return self._parse_sessions(response.json())
+
+    def _answers_version(self) -> bool:
+        try:
+            self._get("/api/version", "version check")
+        except MarimoPairError:
+            return False
+        return True
 
     def resolve_session(
         self, notebook: str | None = None, *, session_id: str | None = None, refresh: bool = False
@@ -443,6 +895,7 @@ class MarimoClient(_ClientCore):
         session_id: str | None = None,
         timeout: float | None = None,
         on_chunk: ChunkCallback | None = None,
+        interrupt_others: bool = False,
     ) -> ExecuteResult:
         """Run code in the notebook's scratchpad and wait for it to finish.
 
@@ -453,22 +906,60 @@ class MarimoClient(_ClientCore):
             timeout: seconds before we disconnect (marimo then interrupts the kernel);
                 defaults to the client's ``timeout``; ``None`` there means no limit.
             on_chunk: called with ``(channel, text)`` as stdout/stderr arrive.
+            interrupt_others: send even when the kernel is already running other work
+                (a person's cell); a timeout would then interrupt that work too.
 
         Raises:
+            KernelBusyError: the kernel was running other work; nothing was sent.
             ExecuteTimeoutError: the deadline passed (the code may have partly run).
             OutcomeUnknownError: the stream ended before ``done``; never retry blindly.
             SessionNotFoundError, AmbiguousSessionError: the notebook has no single session.
         """
         session = self.resolve_session(notebook, session_id=session_id)
         try:
-            return self._execute_on(session, code, timeout, on_chunk)
+            return self._execute_checked(session, code, timeout, on_chunk, interrupt_others)
         except SessionNotFoundError:
             # The key went stale (a browser reconnected). The server rejected the request
             # before the code reached the kernel, so one retry after re-resolving is safe.
-            if notebook is None and session_id is not None:
-                raise
             session = self.resolve_session(notebook, session_id=session_id, refresh=True)
-            return self._execute_on(session, code, timeout, on_chunk)
+            return self._execute_checked(session, code, timeout, on_chunk, interrupt_others)
+
+    def _execute_checked(
+        self,
+        session: SessionInfo,
+        code: str,
+        timeout: float | None,
+        on_chunk: ChunkCallback | None,
+        interrupt_others: bool,
+    ) -> ExecuteResult:
+        busy = self._kernel_state(session) == "running"
+        if busy and not interrupt_others:
+            raise self._busy_error(session)
+        self._ensure_input_guard(session, timeout)
+        return self._execute_on(session, code, timeout, on_chunk, busy_before=busy)
+
+    def _kernel_state(self, session: SessionInfo) -> str:
+        """``running``, ``idle``, ``stopped``, or ``unknown`` (a server without the endpoint)."""
+        try:
+            response = self._get(
+                "/api/kernel/status", "kernel status", headers={SESSION_HEADER: session.key}
+            )
+        except ServerError as exc:
+            if exc.status_code in {404, 405}:
+                return "unknown"
+            raise
+        return self._parse_status(response)
+
+    def _ensure_input_guard(self, session: SessionInfo, timeout: float | None) -> None:
+        key = self._guard_key(session)
+        if key in self._guarded:
+            return
+        limit = self._execute_timeout(timeout)
+        wait = self.probe_timeout if limit is None else min(limit, self.probe_timeout)
+        result = self._execute_on(session, _INPUT_GUARD_PROGRAM, wait, None, internal=True)
+        if not result.success:
+            logger.debug("input() guard not installed: %s", result.stderr[-300:])
+        self._guarded.add(key)
 
     def _execute_on(
         self,
@@ -476,6 +967,9 @@ class MarimoClient(_ClientCore):
         code: str,
         timeout: float | None,
         on_chunk: ChunkCallback | None,
+        *,
+        busy_before: bool = False,
+        internal: bool = False,
     ) -> ExecuteResult:
         limit = self._execute_timeout(timeout)
         state = self._state(on_chunk)
@@ -486,7 +980,7 @@ class MarimoClient(_ClientCore):
                 "POST",
                 self.base_url + "/api/kernel/execute",
                 json={"code": code},
-                headers={**self._headers(), **session.headers(), "Accept": "text/event-stream"},
+                headers=self._execute_headers(session),
                 timeout=self._httpx_timeout(limit),
             ) as response:
                 if response.status_code >= 400:
@@ -504,18 +998,24 @@ class MarimoClient(_ClientCore):
                         break
         except httpx.ReadTimeout:
             timed_out = True
-        except httpx.ConnectError as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # Nothing reached the server: safe to report as unavailable.
             raise self._transport_error(exc, "execute") from None
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        except httpx.TransportError as exc:
             logger.debug("execute stream broke: %r", exc)
         if timed_out and limit is not None:
-            raise self._timeout_error(limit, self._kernel_answers(session))
+            # An internal request (a probe) must not probe again: that recursion never ends
+            # on a wedged kernel.
+            responsive = None if internal else self._kernel_answers(session)
+            raise self._timeout_error(limit, responsive, busy_before=busy_before)
         return state.result(time.monotonic() - started)
 
-    def _kernel_answers(self, session: SessionInfo, wait: float = _PROBE_TIMEOUT) -> bool:
-        """After an interrupt, does a trivial execute complete within ``wait`` seconds?"""
+    def _kernel_answers(self, session: SessionInfo, wait: float | None = None) -> bool:
+        """Does a trivial execute complete within ``wait`` (default ``probe_timeout``) s?"""
         try:
-            return self._execute_on(session, "None", wait, None).success
+            return self._execute_on(
+                session, "None", wait or self.probe_timeout, None, internal=True
+            ).success
         except (ExecuteTimeoutError, OutcomeUnknownError, ServerUnavailableError):
             return False
 
@@ -528,22 +1028,122 @@ class MarimoClient(_ClientCore):
                 "wedged. Interrupt it, or restart it (loses variables)."
             )
 
+    def _control(
+        self, path: str, what: str, notebook: str | None, session_id: str | None
+    ) -> SessionInfo:
+        session = self.resolve_session(notebook, session_id=session_id)
+        try:
+            self._post_control(path, what, session)
+        except SessionNotFoundError:
+            # A stale key was refused before anything happened: re-resolve once.
+            session = self.resolve_session(notebook, session_id=session_id, refresh=True)
+            self._post_control(path, what, session)
+        return session
+
+    def interrupt(self, notebook: str | None = None, *, session_id: str | None = None) -> None:
+        """Interrupt whatever the notebook's kernel runs (like the browser's stop button).
+
+        This stops a person's running cell as well as ours. Code that swallows
+        ``KeyboardInterrupt`` ignores it; only `restart` frees such a kernel.
+        """
+        self._control("/api/kernel/interrupt", "interrupt", notebook, session_id)
+
+    def restart(
+        self, notebook: str | None = None, *, session_id: str | None = None, wait: float = 30.0
+    ) -> RestartResult:
+        """Restart the notebook's kernel: a fresh process, every variable lost.
+
+        First lists the old kernel's public variables (when it answers within
+        ``probe_timeout``), so the result can say what was lost. marimo closes the
+        session; a headless session this client attached is re-attached, and a
+        browser's session is waited for (up to ``wait`` s, a tab reconnects by
+        itself). The cells are not re-run.
+
+        Returns:
+            `RestartResult` with the lost variable names and the new session.
+        """
+        session = self.resolve_session(notebook, session_id=session_id, refresh=True)
+        before = self._list_variables(session)
+        session = self._control("/api/kernel/restart_session", "restart", notebook, session_id)
+        self._forget(session)
+        ours = [a for a in self._attachments if a.key == session.key]
+        new: SessionInfo | None = None
+        if ours:
+            for attachment in ours:
+                attachment.close()
+                self._attachments.remove(attachment)
+            new = self.attach(ours[0].notebook, wait=wait)
+        else:
+            new = self._wait_for_session(session, min(wait, 10.0))
+        after = self._list_variables(new) if new is not None else None
+        return self._restart_result(session, before, after, new)
+
+    def _list_variables(self, session: SessionInfo) -> list[str] | None:
+        try:
+            result = self._execute_on(
+                session, _VARIABLES_PROGRAM, self.probe_timeout, None, internal=True
+            )
+        except (ExecuteTimeoutError, OutcomeUnknownError, ServerUnavailableError):
+            return None
+        return self._parse_variables(result)
+
+    def _wait_for_session(self, old: SessionInfo, wait: float) -> SessionInfo | None:
+        deadline = time.monotonic() + wait
+        path = old.path or old.filename
+        while time.monotonic() < deadline:
+            for candidate in self.sessions():
+                if candidate.key != old.key and (candidate.path or candidate.filename) == path:
+                    return candidate
+            time.sleep(0.1)
+        return None
+
+    def _scope(self) -> _Scope | None:
+        if self._scope_cache is None:
+            try:
+                response = self._post_control(
+                    "/api/home/workspace_files",
+                    "read the served directory",
+                    None,
+                    {"includeMarkdown": False},
+                )
+            except ServerError as exc:
+                logger.debug("server does not report its directory: %s", exc)
+                return None
+            self._scope_cache = self._parse_scope(response.json())
+        return self._scope_cache
+
     def attach(self, notebook: str | None = None, *, wait: float = 30.0) -> SessionInfo:
-        """Open a session without a browser by holding ``/sse`` open in the background.
+        """Make sure the notebook has a session, opening one headless if needed.
+
+        When the notebook already has a session (a person's browser tab, or an
+        earlier attach), that session is returned and no second consumer is
+        opened: the agent and the person share one kernel. Otherwise ``/sse`` is
+        held open in the background.
 
         Args:
             notebook: the notebook file for a directory server; ``None`` for a
-                single-notebook server.
+                single-notebook server. It must lie inside what the server serves
+                (and inside the client's ``root``); this is checked before
+                anything is sent.
             wait: seconds to wait for the session to appear.
 
         The session is released (its stream closed) when the client closes; marimo
         keeps an edit session alive after that unless started with ``--session-ttl``.
+
+        Raises:
+            ConfigurationError: ``notebook`` is outside what the server serves.
+            ReadOnlyServerError: the server is a `marimo run` app server.
         """
+        if notebook is not None:
+            self._check_scope(notebook, self._scope())
+        existing = self._existing_session(notebook)
+        if existing is not None:
+            return existing
         key = f"mpt-{uuid.uuid4().hex[:12]}"
         params = {"session_id": key}
         if notebook is not None:
             params["file"] = notebook
-        attachment = _SyncAttachment(self, params)
+        attachment = _SyncAttachment(self, params, key=key, notebook=notebook)
         self._attachments.append(attachment)
         deadline = time.monotonic() + wait
         while True:
@@ -561,13 +1161,25 @@ class MarimoClient(_ClientCore):
                 )
             time.sleep(0.02)
 
+    def _existing_session(self, notebook: str | None) -> SessionInfo | None:
+        try:
+            session = self._match(self.sessions(), notebook, None)
+        except SessionNotFoundError:
+            return None
+        self._sessions_cache[(notebook, None)] = session
+        return session
+
 
 class _SyncAttachment:
     """A background thread that keeps one ``/sse`` stream open."""
 
-    def __init__(self, client: MarimoClient, params: Mapping[str, str]) -> None:
+    def __init__(
+        self, client: MarimoClient, params: Mapping[str, str], *, key: str, notebook: str | None
+    ) -> None:
         self._client = client
         self._params = dict(params)
+        self.key = key
+        self.notebook = notebook
         self._stop = threading.Event()
         self._response: httpx.Response | None = None
         self.error: MarimoPairError | None = None
@@ -621,6 +1233,14 @@ class _SyncAttachment:
         self._stop.set()
         response = self._response
         if response is not None:
+            # The reader thread blocks in recv(); closing the response from this thread
+            # does not wake it (teardown took 5 s per session). Shutting the socket down
+            # does: recv returns at once and the thread ends.
+            stream = response.extensions.get("network_stream")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if isinstance(sock, socket.socket):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(httpx.HTTPError, RuntimeError):
                 response.close()
         self._thread.join(timeout=5)
@@ -639,6 +1259,8 @@ class AsyncMarimoClient(_ClientCore):
         connect_timeout: float = 5.0,
         max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
         check_version: bool = True,
+        probe_timeout: float = _PROBE_TIMEOUT,
+        root: str | os.PathLike[str] | None = None,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -650,12 +1272,15 @@ class AsyncMarimoClient(_ClientCore):
             connect_timeout=connect_timeout,
             max_output_chars=max_output_chars,
             check_version=check_version,
+            probe_timeout=probe_timeout,
+            root=root,
         )
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             transport=transport, timeout=self._httpx_timeout(30.0)
         )
         self._attachments: list[asyncio.Task[None]] = []
+        self._attached: dict[str, tuple[asyncio.Task[None], str | None]] = {}
 
     async def __aenter__(self) -> AsyncMarimoClient:
         return self
@@ -676,21 +1301,65 @@ class AsyncMarimoClient(_ClientCore):
             with contextlib.suppress(asyncio.CancelledError, MarimoPairError):
                 await task
         self._attachments.clear()
+        self._attached.clear()
         if self._owns_http:
             await self._http.aclose()
 
     async def _get(
-        self, path: str, what: str, *, timeout: float | None = _PROBE_TIMEOUT
+        self,
+        path: str,
+        what: str,
+        *,
+        timeout: float | None = _PROBE_TIMEOUT,
+        headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        try:
-            response = await self._http.get(
-                self.base_url + path, headers=self._headers(), timeout=self._httpx_timeout(timeout)
-            )
-        except httpx.TransportError as exc:
-            raise self._transport_error(exc, what) from None
+        for attempt in range(2):
+            try:
+                response = await self._http.get(
+                    self.base_url + path,
+                    headers={**self._headers(), **(headers or {})},
+                    timeout=self._httpx_timeout(timeout),
+                )
+                break
+            except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+                if attempt:  # see MarimoClient._get
+                    raise self._transport_error(exc, what) from None
+            except httpx.TransportError as exc:
+                raise self._transport_error(exc, what) from None
         if response.status_code >= 400:
             self._raise_for(response.status_code, response.text, what)
         return response
+
+    async def _fetch_server_token(self, *, refresh: bool = False) -> str:
+        if self._server_token is None or refresh:
+            response = await self._get(
+                "/", "read the server token", headers={"Accept": "text/html"}
+            )
+            self._server_token = self._parse_server_token(response.text)
+        return self._server_token
+
+    async def _post_control(
+        self, path: str, what: str, session: SessionInfo | None, body: Any = None
+    ) -> httpx.Response:
+        for attempt in range(2):
+            token = await self._fetch_server_token(refresh=attempt > 0)
+            try:
+                response = await self._http.post(
+                    self.base_url + path,
+                    json=body if body is not None else {},
+                    headers=self._control_headers(session, token),
+                    timeout=self._httpx_timeout(_CONTROL_TIMEOUT),
+                )
+            except httpx.TransportError as exc:
+                raise self._transport_error(exc, what) from None
+            if self._is_skew_rejection(response.status_code, response.text):
+                if attempt == 0:
+                    continue
+                raise self._skew_error(what)
+            if response.status_code >= 400:
+                self._raise_for(response.status_code, response.text, what)
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def health(self) -> bool:
         """True when the server answers ``/health`` with ``healthy``."""
@@ -710,16 +1379,25 @@ class AsyncMarimoClient(_ClientCore):
         return version
 
     async def sessions(self) -> list[SessionInfo]:
-        """Every open session on the server."""
+        """Every open session on the server; see `MarimoClient.sessions`."""
         if not self._version_checked:
             await self.version()
-        response = await self._get("/api/sessions", "list sessions")
+        try:
+            response = await self._get("/api/sessions", "list sessions")
+        except AuthenticationError:
+            if await self._answers_version():
+                raise self._read_only_error() from None
+            raise
         if "json" not in response.headers.get("content-type", ""):
-            raise ReadOnlyServerError(
-                "This server does not list sessions: it is probably a read-only app server "
-                "(`marimo run`). Start it with `marimo edit` to pair on it."
-            )
+            raise self._read_only_error()
         return self._parse_sessions(response.json())
+
+    async def _answers_version(self) -> bool:
+        try:
+            await self._get("/api/version", "version check")
+        except MarimoPairError:
+            return False
+        return True
 
     async def resolve_session(
         self, notebook: str | None = None, *, session_id: str | None = None, refresh: bool = False
@@ -740,16 +1418,51 @@ class AsyncMarimoClient(_ClientCore):
         session_id: str | None = None,
         timeout: float | None = None,
         on_chunk: ChunkCallback | None = None,
+        interrupt_others: bool = False,
     ) -> ExecuteResult:
         """Run code in the notebook's scratchpad; see `MarimoClient.execute`."""
         session = await self.resolve_session(notebook, session_id=session_id)
         try:
-            return await self._execute_on(session, code, timeout, on_chunk)
+            return await self._execute_checked(session, code, timeout, on_chunk, interrupt_others)
         except SessionNotFoundError:
-            if notebook is None and session_id is not None:
-                raise
             session = await self.resolve_session(notebook, session_id=session_id, refresh=True)
-            return await self._execute_on(session, code, timeout, on_chunk)
+            return await self._execute_checked(session, code, timeout, on_chunk, interrupt_others)
+
+    async def _execute_checked(
+        self,
+        session: SessionInfo,
+        code: str,
+        timeout: float | None,
+        on_chunk: ChunkCallback | None,
+        interrupt_others: bool,
+    ) -> ExecuteResult:
+        busy = await self._kernel_state(session) == "running"
+        if busy and not interrupt_others:
+            raise self._busy_error(session)
+        await self._ensure_input_guard(session, timeout)
+        return await self._execute_on(session, code, timeout, on_chunk, busy_before=busy)
+
+    async def _kernel_state(self, session: SessionInfo) -> str:
+        try:
+            response = await self._get(
+                "/api/kernel/status", "kernel status", headers={SESSION_HEADER: session.key}
+            )
+        except ServerError as exc:
+            if exc.status_code in {404, 405}:
+                return "unknown"
+            raise
+        return self._parse_status(response)
+
+    async def _ensure_input_guard(self, session: SessionInfo, timeout: float | None) -> None:
+        key = self._guard_key(session)
+        if key in self._guarded:
+            return
+        limit = self._execute_timeout(timeout)
+        wait = self.probe_timeout if limit is None else min(limit, self.probe_timeout)
+        result = await self._execute_on(session, _INPUT_GUARD_PROGRAM, wait, None, internal=True)
+        if not result.success:
+            logger.debug("input() guard not installed: %s", result.stderr[-300:])
+        self._guarded.add(key)
 
     async def _execute_on(
         self,
@@ -757,6 +1470,9 @@ class AsyncMarimoClient(_ClientCore):
         code: str,
         timeout: float | None,
         on_chunk: ChunkCallback | None,
+        *,
+        busy_before: bool = False,
+        internal: bool = False,
     ) -> ExecuteResult:
         limit = self._execute_timeout(timeout)
         state = self._state(on_chunk)
@@ -767,7 +1483,7 @@ class AsyncMarimoClient(_ClientCore):
                 "POST",
                 self.base_url + "/api/kernel/execute",
                 json={"code": code},
-                headers={**self._headers(), **session.headers(), "Accept": "text/event-stream"},
+                headers=self._execute_headers(session),
                 timeout=self._httpx_timeout(None),
             ) as response:
                 if response.status_code >= 400:
@@ -780,18 +1496,22 @@ class AsyncMarimoClient(_ClientCore):
             await asyncio.wait_for(consume(), timeout=limit)
         except asyncio.TimeoutError:
             assert limit is not None
-            raise self._timeout_error(limit, await self._kernel_answers(session)) from None
-        except httpx.ConnectError as exc:
+            responsive = None if internal else await self._kernel_answers(session)
+            raise self._timeout_error(limit, responsive, busy_before=busy_before) from None
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise self._transport_error(exc, "execute") from None
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        except httpx.TransportError as exc:
             logger.debug("execute stream broke: %r", exc)
         return state.result(time.monotonic() - started)
 
-    async def _kernel_answers(self, session: SessionInfo, wait: float = _PROBE_TIMEOUT) -> bool:
+    async def _kernel_answers(self, session: SessionInfo, wait: float | None = None) -> bool:
         try:
-            return (await self._execute_on(session, "None", wait, None)).success
+            result = await self._execute_on(
+                session, "None", wait or self.probe_timeout, None, internal=True
+            )
         except (ExecuteTimeoutError, OutcomeUnknownError, ServerUnavailableError):
             return False
+        return result.success
 
     async def ping(self, notebook: str | None = None, *, wait: float = _PROBE_TIMEOUT) -> None:
         """Raise `KernelBusyError` unless a trivial execute finishes within ``wait`` s."""
@@ -802,13 +1522,101 @@ class AsyncMarimoClient(_ClientCore):
                 "wedged. Interrupt it, or restart it (loses variables)."
             )
 
+    async def _control(
+        self, path: str, what: str, notebook: str | None, session_id: str | None
+    ) -> SessionInfo:
+        session = await self.resolve_session(notebook, session_id=session_id)
+        try:
+            await self._post_control(path, what, session)
+        except SessionNotFoundError:
+            session = await self.resolve_session(notebook, session_id=session_id, refresh=True)
+            await self._post_control(path, what, session)
+        return session
+
+    async def interrupt(
+        self, notebook: str | None = None, *, session_id: str | None = None
+    ) -> None:
+        """Interrupt whatever the kernel runs; see `MarimoClient.interrupt`."""
+        await self._control("/api/kernel/interrupt", "interrupt", notebook, session_id)
+
+    async def restart(
+        self, notebook: str | None = None, *, session_id: str | None = None, wait: float = 30.0
+    ) -> RestartResult:
+        """Restart the kernel, saying what was lost; see `MarimoClient.restart`."""
+        session = await self.resolve_session(notebook, session_id=session_id, refresh=True)
+        before = await self._list_variables(session)
+        session = await self._control(
+            "/api/kernel/restart_session", "restart", notebook, session_id
+        )
+        self._forget(session)
+        new: SessionInfo | None = None
+        ours = self._attached.pop(session.key, None)
+        if ours is not None:
+            task, attached_notebook = ours
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, MarimoPairError):
+                await task
+            self._attachments.remove(task)
+            new = await self.attach(attached_notebook, wait=wait)
+        else:
+            new = await self._wait_for_session(session, min(wait, 10.0))
+        after = await self._list_variables(new) if new is not None else None
+        return self._restart_result(session, before, after, new)
+
+    async def _list_variables(self, session: SessionInfo) -> list[str] | None:
+        try:
+            result = await self._execute_on(
+                session, _VARIABLES_PROGRAM, self.probe_timeout, None, internal=True
+            )
+        except (ExecuteTimeoutError, OutcomeUnknownError, ServerUnavailableError):
+            return None
+        return self._parse_variables(result)
+
+    async def _wait_for_session(self, old: SessionInfo, wait: float) -> SessionInfo | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        path = old.path or old.filename
+        while loop.time() < deadline:
+            for candidate in await self.sessions():
+                if candidate.key != old.key and (candidate.path or candidate.filename) == path:
+                    return candidate
+            await asyncio.sleep(0.1)
+        return None
+
+    async def _scope(self) -> _Scope | None:
+        if self._scope_cache is None:
+            try:
+                response = await self._post_control(
+                    "/api/home/workspace_files",
+                    "read the served directory",
+                    None,
+                    {"includeMarkdown": False},
+                )
+            except ServerError as exc:
+                logger.debug("server does not report its directory: %s", exc)
+                return None
+            self._scope_cache = self._parse_scope(response.json())
+        return self._scope_cache
+
+    async def _existing_session(self, notebook: str | None) -> SessionInfo | None:
+        try:
+            session = self._match(await self.sessions(), notebook, None)
+        except SessionNotFoundError:
+            return None
+        self._sessions_cache[(notebook, None)] = session
+        return session
+
     async def attach(self, notebook: str | None = None, *, wait: float = 30.0) -> SessionInfo:
-        """Open a session without a browser; see `MarimoClient.attach`."""
+        """Make sure the notebook has a session; see `MarimoClient.attach`."""
+        if notebook is not None:
+            self._check_scope(notebook, await self._scope())
+        existing = await self._existing_session(notebook)
+        if existing is not None:
+            return existing
         key = f"mpt-{uuid.uuid4().hex[:12]}"
         params = {"session_id": key}
         if notebook is not None:
             params["file"] = notebook
-        opened = asyncio.Event()
         failure: list[MarimoPairError] = []
 
         async def hold() -> None:
@@ -827,7 +1635,6 @@ class AsyncMarimoClient(_ClientCore):
                         except MarimoPairError as exc:
                             failure.append(exc)
                         return
-                    opened.set()
                     async for _ in response.aiter_raw():
                         pass
             except httpx.TransportError as exc:
@@ -835,6 +1642,7 @@ class AsyncMarimoClient(_ClientCore):
 
         task = asyncio.create_task(hold())
         self._attachments.append(task)
+        self._attached[key] = (task, notebook)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:

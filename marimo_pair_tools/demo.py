@@ -147,7 +147,8 @@ def run_demo(
                 else:
                     state = payload
             errors = nb.errors()
-            events = state.get("ledger").events if state.get("ledger") else []
+            ledger = state.get("ledger")
+            events = ledger.events if ledger is not None else []
             say("")
             say(
                 f"guard: {len(events)} unsafe calls refused "
