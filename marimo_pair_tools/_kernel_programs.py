@@ -1072,11 +1072,12 @@ class ResultCollector:
 _NEXT_STEP = {
     "not_found": "List the cells (cells tool) and use an exact cell id or name.",
     "validation": "Nothing was applied. Fix the change and send the whole batch again.",
-    "stale": "Nothing was applied. Re-read the cell, redo your change on its current code, and "
-    "send it with the new code_hash.",
-    "match": "Nothing was applied. Copy `old` exactly from the cell's current code (shown in the "
-    "error details) or make it unique.",
+    "stale": "Nothing was applied. Redo your change on the current code below and send it "
+    "with expected_hash={current_hash}.",
+    "match": "Nothing was applied. Copy `old` exactly from the current code below, or make it "
+    "unique.",
 }
+_CURRENT_CODE_LIMIT = 4000
 
 _ERROR_CLASSES: dict[str, type[NotebookOperationError]] = {
     "not_found": CellNotFoundError,
@@ -1130,4 +1131,14 @@ def parse_result(stdout: str, stderr: str = "") -> Any:
         if error.get("traceback"):
             text += f"\n{_tail(str(error['traceback']), 3000)}"
         raise CodeExecutionError(text, **error)
-    raise cls(f"{message} {_NEXT_STEP[kind]}", **error)
+    text = f"{message} {_NEXT_STEP[kind].format(current_hash=error.get('current_hash'))}"
+    if isinstance(error.get("current_code"), str):
+        # The model reads the message: give it the code it must base its retry on.
+        code = error["current_code"]
+        if len(code) > _CURRENT_CODE_LIMIT:
+            code = (
+                code[:_CURRENT_CODE_LIMIT]
+                + f"\n… [{len(code) - _CURRENT_CODE_LIMIT:,} characters cut; read the cell]"
+            )
+        text += f"\nCurrent code (code_hash {error.get('current_hash')}):\n```python\n{code}\n```"
+    raise cls(text, **error)

@@ -92,18 +92,28 @@ def test_parse_result_returns_the_last_tagged_result() -> None:
     [
         ("not_found", CellNotFoundError, "exact cell id"),
         ("validation", ValidationFailedError, "Nothing was applied"),
-        ("stale", StaleCellError, "Re-read the cell"),
+        ("stale", StaleCellError, "expected_hash=abc"),
         ("match", EditMatchError, "Copy `old` exactly"),
         ("internal", CodeExecutionError, "bug in marimo-pair-tools"),
     ],
 )
 def test_parse_result_maps_error_kinds(kind: str, cls: type[Exception], hint: str) -> None:
     stdout = _tagged(
-        {"ok": False, "error": {"kind": kind, "message": "boom", "current_code": "x = 1"}}
+        {
+            "ok": False,
+            "error": {
+                "kind": kind,
+                "message": "boom",
+                "current_code": "x = 1",
+                "current_hash": "abc",
+            },
+        }
     )
     with pytest.raises(cls, match=hint) as info:
         kp.parse_result(stdout)
     assert "boom" in str(info.value)
+    if kind in ("stale", "match"):  # the model gets the code to base its retry on
+        assert "```python\nx = 1\n```" in str(info.value)
     assert info.value.details["current_code"] == "x = 1"  # type: ignore[attr-defined]
 
 

@@ -456,11 +456,24 @@ def test_thousand_cells_list_fast_and_snapshot_is_whole(nb: Callable[..., Notebo
     ]
     notebook = nb(cells)
     notebook.cells()  # warm the kernel (imports)
-    started = time.perf_counter()
+
+    def best_of_three(call: Callable[[], object]) -> float:
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - started)
+        return min(times)
+
     page = notebook.cells()
-    elapsed = time.perf_counter() - started
     assert page.total == 1000 and len(page.cells) == 1000
-    assert elapsed < 1.0, f"cells() on 1000 cells took {elapsed:.3f} s"
+    listing = best_of_three(notebook.cells)
+    # marimo itself spends ~0.5 s per request on a 1000-cell notebook; our share is the rest.
+    baseline = best_of_three(lambda: notebook.client.execute("None", notebook=notebook.notebook))
+    assert listing < 1.0, (
+        f"cells() on 1000 cells took {listing:.3f} s (marimo baseline {baseline:.3f} s)"
+    )
+    assert listing - baseline < 0.4, f"our share of cells() is {listing - baseline:.3f} s"
     snap = notebook.snapshot()  # well over the client's stdout bound
     assert len(snap.model_dump_json()) > 200_000 and len(snap.cells) == 1000
     assert snap.graph.focus is None and len(snap.graph.descendants(snap.cells[0].id)) == 999
