@@ -1070,7 +1070,7 @@ class ResultCollector:
 
 
 _NEXT_STEP = {
-    "not_found": "List the cells (cells tool) and use an exact cell id or name.",
+    "not_found": "List the cells with read_notebook and use an exact cell id or name.",
     "validation": "Nothing was applied. Fix the change and send the whole batch again.",
     "stale": "Nothing was applied. Redo your change on the current code below and send it "
     "with expected_hash={current_hash}.",
