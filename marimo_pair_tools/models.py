@@ -90,14 +90,21 @@ class CellSummary(_Model):
     code_hash: str
     lines: int = 0
 
-    def render(self) -> str:
-        """``id (name) [status] !err L3 defs=a,b refs=c | preview``, about 120 characters."""
+    def render(self, width: int = 120) -> str:
+        """``id (name) [status] !err L3 defs=a,b refs=c | preview``, at most ``width`` characters.
+
+        The head (id, status, names) gets up to 90 characters, cut with ``…`` when a
+        cell defines many or long names; the preview fills the rest (at least 20).
+        """
         flags = (" !err" if self.has_errors else "") + (" +out" if self.has_output else "")
         deps = (f" defs={_names(self.defs)}" if self.defs else "") + (
             f" refs={_names(self.refs)}" if self.refs else ""
         )
         head = f"{_label(self.id, self.name)} [{self.status or 'empty'}]{flags} L{self.lines}{deps}"
-        room = max(20, 120 - len(head) - 3)
+        head_room = width - 3 - 20
+        if len(head) > head_room:
+            head = head[: head_room - 1] + "…"
+        room = width - len(head) - 3
         preview = self.preview if len(self.preview) <= room else self.preview[: room - 1] + "…"
         return f"{head} | {preview}"
 

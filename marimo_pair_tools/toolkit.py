@@ -96,9 +96,13 @@ class MarimoPairToolkit(BaseToolkit):
         timeout: float | None = None,
     ) -> MarimoPairToolkit:
         """Bind existing clients (either may be None for sync-only or async-only use)."""
+        # verify=False: the apply program already re-reads the notebook and checks each
+        # change in the same request; a second request per change doubles the latency.
         session = PairSession(
-            notebook=Notebook(client, notebook, timeout=timeout) if client else None,
-            anotebook=AsyncNotebook(aclient, notebook, timeout=timeout) if aclient else None,
+            notebook=Notebook(client, notebook, timeout=timeout, verify=False) if client else None,
+            anotebook=(
+                AsyncNotebook(aclient, notebook, timeout=timeout, verify=False) if aclient else None
+            ),
             policy=(policy or guards.Policy()) if enforce else None,
             limits=limits or OutputLimits(),
             approve=approve,

@@ -69,8 +69,8 @@ class OutputLimits:
     """Characters of text per tool result."""
     max_image_bytes: int = 1_500_000
     """Images larger than this are announced, not attached."""
-    cells_page: int = 200
-    """Cells per `read_notebook` page."""
+    cells_page: int = 60
+    """Cells per `read_notebook` page: 60 lines of at most 120 characters fit ``max_chars``."""
 
 
 class PairSession:
@@ -239,7 +239,7 @@ class ReadNotebookInput(BaseModel):
 
     offset: int = Field(default=0, ge=0, description="First cell to list (for paging).")
     limit: int | None = Field(
-        default=None, ge=1, le=1000, description="Cells to list; default 200 per page."
+        default=None, ge=1, le=1000, description="Cells to list; default 60 per page."
     )
 
 
