@@ -34,7 +34,7 @@ from . import guards
 from .errors import ConfigurationError, NotebookOperationError
 from .toolkit import MarimoPairToolkit
 
-__all__ = ["DEFAULT_SYSTEM_PROMPT", "PairAgentState", "create_pair_agent"]
+__all__ = ["DEFAULT_SYSTEM_PROMPT", "PairAgentState", "create_pair_agent", "impact_report"]
 
 DEFAULT_SYSTEM_PROMPT = """\
 You pair-program with a person inside a live marimo notebook. They watch the same \
@@ -227,7 +227,7 @@ def create_pair_agent(
                 {
                     "name": p["call"]["name"],
                     "args": p["call"]["args"],
-                    "description": _impact(p, ledger, code_of),
+                    "description": impact_report(p, ledger, code_of),
                 }
                 for p in asking
             ],
@@ -367,7 +367,7 @@ def _with_read_hashes(call: Mapping[str, Any], ledger: guards.Ledger) -> ToolCal
     )
 
 
-def _impact(
+def impact_report(
     item: Mapping[str, Any], ledger: guards.Ledger, code_of: Callable[[str], str | None]
 ) -> str:
     """What a person needs to judge a call: for deletes, the code and what breaks."""

@@ -1,0 +1,254 @@
+"""Build the agent's parts from strings: a chat model from a spec, a toolkit from the environment.
+
+The deployable graph (`agents/pair.py`, loaded by ``langgraph dev`` through
+``langgraph.json``) and the CLI (``marimo-pair run --model SPEC``) are both
+configured by strings, not code; this module is the one place that turns those
+strings into objects, so both accept the same specs and fail with the same
+messages.
+
+A model spec is one of:
+
+- ``provider:model``, e.g. ``anthropic:claude-sonnet-4-5`` or ``openai:gpt-4.1``:
+  LangChain's `init_chat_model` (needs ``langchain`` and the provider's package);
+- ``module:attribute``, e.g. ``my_models:make_model``: a `BaseChatModel`
+  instance, or a factory called with no arguments that returns one;
+- ``scripted:path/to/turns.json``: a `ScriptedChatModel` replaying a JSON list
+  of turns (texts, or lists of ``{"name", "args"}`` tool calls), for demos and
+  smoke tests without an API key.
+
+The environment, for `toolkit_from_env` and `model_from_env`:
+
+- ``MARIMO_URL``: a running marimo server; with ``MARIMO_NOTEBOOK`` naming one
+  of its notebooks (a headless session is opened when none is). The token, if
+  any, comes from ``MARIMO_TOKEN``; ``MARIMO_ALLOW_REMOTE=1`` permits a
+  non-loopback URL.
+- ``MARIMO_NOTEBOOK`` alone: a notebook file; a local `MarimoServer` is started
+  for it and stopped when the process exits.
+- ``MARIMO_PAIR_MODEL``: a model spec, as above.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import json
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+
+from .errors import ConfigurationError
+from .server import MarimoServer
+from .toolkit import MarimoPairToolkit
+
+__all__ = [
+    "ENV_ALLOW_REMOTE",
+    "ENV_MODEL",
+    "ENV_NOTEBOOK",
+    "ENV_URL",
+    "model_from_env",
+    "model_from_spec",
+    "toolkit_from_env",
+]
+
+ENV_URL = "MARIMO_URL"
+ENV_NOTEBOOK = "MARIMO_NOTEBOOK"
+ENV_MODEL = "MARIMO_PAIR_MODEL"
+ENV_ALLOW_REMOTE = "MARIMO_ALLOW_REMOTE"
+
+_SCRIPTED = "scripted"
+_SPEC_FORMS = (
+    "provider:model (e.g. anthropic:claude-sonnet-4-5), module:factory (a function returning "
+    "a chat model), or scripted:turns.json"
+)
+
+# LangChain's `init_chat_model` providers, so that ``openai:gpt-4.1`` is read as a
+# provider even when langchain is missing (``openai`` is also an importable module).
+# The registry of the installed langchain is added to these at run time.
+_KNOWN_PROVIDERS = frozenset(
+    {
+        "anthropic",
+        "azure_ai",
+        "azure_openai",
+        "bedrock",
+        "bedrock_converse",
+        "cohere",
+        "deepseek",
+        "fireworks",
+        "google_anthropic_vertex",
+        "google_genai",
+        "google_vertexai",
+        "groq",
+        "huggingface",
+        "ibm",
+        "mistralai",
+        "nvidia",
+        "ollama",
+        "openai",
+        "openrouter",
+        "perplexity",
+        "together",
+        "xai",
+    }
+)
+
+_logger = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------- models
+
+
+def model_from_spec(spec: str) -> BaseChatModel:
+    """The chat model a spec names (see the module docstring for the forms).
+
+    Args:
+        spec: ``provider:model``, ``module:attribute`` or ``scripted:path.json``.
+
+    Raises:
+        ConfigurationError: the spec is malformed, names nothing, or needs a
+            package that is not installed (the message names it).
+    """
+    prefix, colon, rest = spec.strip().partition(":")
+    if not colon or not prefix or not rest:
+        raise ConfigurationError(f"Model spec {spec!r} is not one of: {_SPEC_FORMS}.")
+    if prefix == _SCRIPTED:
+        return _scripted(rest)
+    registry = _provider_registry()
+    if prefix in _KNOWN_PROVIDERS or prefix in registry:
+        return _from_provider(prefix, rest, registry)
+    return _from_import(spec, prefix, rest)
+
+
+def model_from_env(environ: Mapping[str, str] | None = None) -> BaseChatModel:
+    """The chat model named by ``MARIMO_PAIR_MODEL``.
+
+    Raises:
+        ConfigurationError: the variable is unset, or its spec is unusable.
+    """
+    env = os.environ if environ is None else environ
+    spec = env.get(ENV_MODEL, "").strip()
+    if not spec:
+        raise ConfigurationError(f"Set {ENV_MODEL} to a model spec: {_SPEC_FORMS}.")
+    return model_from_spec(spec)
+
+
+def _provider_registry() -> Mapping[str, Any]:
+    """The installed langchain's provider table (empty without langchain)."""
+    try:
+        from langchain.chat_models import base
+    except ImportError:
+        return {}
+    registry = getattr(base, "_BUILTIN_PROVIDERS", None)  # private; absent means "unknown"
+    return registry if isinstance(registry, Mapping) else {}
+
+
+def _provider_package(provider: str, registry: Mapping[str, Any]) -> str:
+    """The pip name of the package that implements ``provider``."""
+    entry = registry.get(provider)
+    if isinstance(entry, tuple) and entry and isinstance(entry[0], str):
+        return entry[0].split(".", 1)[0].replace("_", "-")
+    return "langchain-" + provider.replace("_", "-")
+
+
+def _from_provider(provider: str, model: str, registry: Mapping[str, Any]) -> BaseChatModel:
+    package = _provider_package(provider, registry)
+    try:
+        from langchain.chat_models import init_chat_model
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"Model spec {provider}:{model} uses LangChain's init_chat_model, which needs "
+            f"langchain and the provider's package: pip install langchain {package}"
+        ) from exc
+    try:
+        return init_chat_model(model, model_provider=provider)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"Model spec {provider}:{model} needs the {package} package: pip install {package}"
+        ) from exc
+
+
+def _from_import(spec: str, module_name: str, attribute: str) -> BaseChatModel:
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if not (module_name == missing or module_name.startswith(missing + ".")):
+            raise  # the module exists but one of its own imports is missing
+        raise ConfigurationError(
+            f"Model spec {spec!r}: {module_name!r} is neither a LangChain provider nor an "
+            f"importable module. Use {_SPEC_FORMS}."
+        ) from exc
+    target: Any = module
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError as exc:
+            raise ConfigurationError(
+                f"Model spec {spec!r}: module {module_name!r} has no attribute {attribute!r}."
+            ) from exc
+    if not isinstance(target, BaseChatModel) and callable(target):
+        target = target()
+    if not isinstance(target, BaseChatModel):
+        raise ConfigurationError(
+            f"Model spec {spec!r} gave {type(target).__name__}, not a chat model: point it at "
+            "a BaseChatModel instance or a function that returns one."
+        )
+    return target
+
+
+def _scripted(path_text: str) -> BaseChatModel:
+    from .testing import ScriptedChatModel
+
+    path = Path(path_text).expanduser()
+    try:
+        turns = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"Cannot read the scripted turns {str(path)!r}: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"{str(path)!r} is not JSON: {exc}") from exc
+    if not isinstance(turns, list):
+        raise ConfigurationError(
+            f"{str(path)!r} must hold a JSON list of turns: texts, or lists of "
+            '{"name": ..., "args": {...}} tool calls.'
+        )
+    try:
+        return ScriptedChatModel(turns)
+    except TypeError as exc:
+        raise ConfigurationError(f"{str(path)!r}: {exc}") from exc
+
+
+# ------------------------------------------------------------------------ toolkit
+
+
+def toolkit_from_env(environ: Mapping[str, str] | None = None) -> MarimoPairToolkit:
+    """The toolkit for the notebook the environment names (see the module docstring).
+
+    A server started here (``MARIMO_NOTEBOOK`` alone) is stopped at interpreter
+    exit: the process that loads the graph owns it.
+
+    Raises:
+        ConfigurationError: neither variable is set, or the notebook does not exist.
+    """
+    env = os.environ if environ is None else environ
+    url = env.get(ENV_URL, "").strip() or None
+    notebook = env.get(ENV_NOTEBOOK, "").strip() or None
+    if url is not None:
+        allow_remote = env.get(ENV_ALLOW_REMOTE, "").strip().lower() in {"1", "true", "yes"}
+        return MarimoPairToolkit.from_url(
+            url, notebook=notebook, allow_remote=allow_remote, attach=notebook is not None
+        )
+    if notebook is None:
+        raise ConfigurationError(
+            f"Set {ENV_NOTEBOOK} to a notebook file (a local marimo server is started for it), "
+            f"or {ENV_URL} to a running marimo server plus {ENV_NOTEBOOK} to pick its notebook."
+        )
+    path = Path(notebook).expanduser()
+    if not path.is_file():
+        raise ConfigurationError(f"{ENV_NOTEBOOK}={notebook!r} is not a notebook file.")
+    server = MarimoServer(path).start()
+    atexit.register(server.stop)
+    _logger.info("marimo server for %s: %s (open it to watch the agent)", path, server.url)
+    return MarimoPairToolkit.from_server(server)

@@ -1,0 +1,227 @@
+"""Deployment: `langgraph dev` serves `langgraph.json`'s graph, and model specs fail clearly."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from langchain_core.messages import HumanMessage
+
+from marimo_pair_tools.config import (
+    model_from_env,
+    model_from_spec,
+    toolkit_from_env,
+)
+from marimo_pair_tools.errors import ConfigurationError
+from marimo_pair_tools.server import free_port
+from marimo_pair_tools.testing import ScriptedChatModel
+
+from .conftest import write_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+STARTUP_SECONDS = 45.0
+
+
+def scripted_model() -> ScriptedChatModel:
+    """The model `langgraph dev` loads here, as ``MARIMO_PAIR_MODEL=tests.test_deploy:scripted_model``."""
+    return ScriptedChatModel([[{"name": "read_notebook", "args": {}}], "Two cells."])
+
+
+# ------------------------------------------------------------------ model specs
+
+
+def hide_modules(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    """Make ``import name`` fail as if the package were not installed."""
+    for name in names:
+        for loaded in list(sys.modules):
+            if loaded == name or loaded.startswith(name + "."):
+                monkeypatch.delitem(sys.modules, loaded)
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+def test_spec_without_a_colon_lists_the_forms() -> None:
+    with pytest.raises(ConfigurationError, match=r"provider:model .*module:factory"):
+        model_from_spec("gpt-4.1")
+
+
+def test_missing_provider_package_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    hide_modules(monkeypatch, "langchain_anthropic")
+    with pytest.raises(ConfigurationError, match="pip install langchain-anthropic"):
+        model_from_spec("anthropic:claude-sonnet-4-5")
+
+
+def test_provider_spec_without_langchain_names_both_packages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hide_modules(monkeypatch, "langchain", "langchain_openai")
+    with pytest.raises(ConfigurationError, match="pip install langchain langchain-openai"):
+        model_from_spec("openai:gpt-4.1")
+
+
+def test_unknown_module_and_attribute() -> None:
+    with pytest.raises(ConfigurationError, match="neither a LangChain provider nor an importable"):
+        model_from_spec("no_such_module_here:make")
+    with pytest.raises(ConfigurationError, match="has no attribute 'nope'"):
+        model_from_spec("marimo_pair_tools.testing:nope")
+    with pytest.raises(ConfigurationError, match="gave str, not a chat model"):
+        model_from_spec("marimo_pair_tools.config:ENV_MODEL")
+
+
+def test_module_factory_and_scripted_file(tmp_path: Path) -> None:
+    assert isinstance(model_from_spec("tests.test_deploy:scripted_model"), ScriptedChatModel)
+    turns = tmp_path / "turns.json"
+    turns.write_text(json.dumps(["hello"]), encoding="utf-8")
+    model = model_from_spec(f"scripted:{turns}")
+    assert isinstance(model, ScriptedChatModel)
+    assert model.invoke([HumanMessage("hi")]).content == "hello"
+
+
+def test_scripted_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="Cannot read"):
+        model_from_spec(f"scripted:{tmp_path / 'missing.json'}")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json", encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="is not JSON"):
+        model_from_spec(f"scripted:{bad}")
+    bad.write_text(json.dumps([42]), encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="Turn 0"):
+        model_from_spec(f"scripted:{bad}")
+
+
+def test_environment_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="MARIMO_PAIR_MODEL"):
+        model_from_env({})
+    with pytest.raises(ConfigurationError, match="MARIMO_NOTEBOOK"):
+        toolkit_from_env({})
+    with pytest.raises(ConfigurationError, match="is not a notebook file"):
+        toolkit_from_env({"MARIMO_NOTEBOOK": str(tmp_path / "missing.py")})
+
+
+# ----------------------------------------------------------------- langgraph dev
+
+
+def served_config(directory: Path) -> Path:
+    """The repo's langgraph.json with its paths made absolute, written to ``directory``.
+
+    `langgraph dev` resolves graph paths against its working directory and keeps
+    its in-memory state in ``./.langgraph_api``; running it in a temporary
+    directory keeps the repository clean, so the paths must not be relative.
+    """
+    config = json.loads((ROOT / "langgraph.json").read_text(encoding="utf-8"))
+    assert config["dependencies"] == ["."]
+    graphs = {}
+    for graph_id, spec in config["graphs"].items():
+        path, _, variable = spec.rpartition(":")
+        graphs[graph_id] = f"{(ROOT / path).resolve()}:{variable}"
+    served = {**config, "dependencies": [str(ROOT)], "graphs": graphs}
+    target = directory / "langgraph.json"
+    target.write_text(json.dumps(served), encoding="utf-8")
+    return target
+
+
+@contextlib.contextmanager
+def langgraph_dev(config: Path, env: dict[str, str], log: Path) -> Iterator[tuple[str, Any]]:
+    """Run ``langgraph dev`` in its own process group; stop it with SIGINT (like Ctrl+C)."""
+    port = free_port()
+    command = [sys.executable, "-m", "langgraph_cli", "dev", "--no-browser", "--no-reload"]
+    command += ["--port", str(port), "--config", str(config)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command,
+            cwd=config.parent,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        # The group is ours (start_new_session): end whatever is left of it, e.g. a leaked marimo.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def wait_for_assistants(base: str, process: Any, log: Path) -> list[dict[str, Any]]:
+    """Poll ``POST /assistants/search`` until the server answers with the graph."""
+    deadline = time.monotonic() + STARTUP_SECONDS
+    delay = 0.1
+    with httpx.Client(timeout=2.0) as http:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"langgraph dev exited ({process.returncode}):\n{tail(log)}")
+            with contextlib.suppress(httpx.HTTPError):
+                response = http.post(f"{base}/assistants/search", json={})
+                if response.status_code == 200 and response.json():
+                    return list(response.json())
+            if time.monotonic() > deadline:
+                pytest.fail(f"langgraph dev did not list the graph in time:\n{tail(log)}")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+
+
+def tail(log: Path, lines: int = 40) -> str:
+    text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="stops the server with SIGINT")
+@pytest.mark.timeout(120)
+def test_langgraph_dev_serves_the_pair_graph(tmp_path: Path) -> None:
+    pytest.importorskip("langgraph_cli", reason="pip install 'langgraph-cli[inmem]'")
+    pytest.importorskip("langgraph_api", reason="pip install 'langgraph-cli[inmem]'")
+    notebook = write_notebook(tmp_path / "nb.py", ["a = 1", "b = a + 1"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MARIMO_", "LANGSMITH_"))}
+    env |= {
+        "MARIMO_NOTEBOOK": str(notebook),
+        "MARIMO_PAIR_MODEL": "tests.test_deploy:scripted_model",
+        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+        "LANGSMITH_TRACING": "false",
+        "NO_COLOR": "1",
+    }
+    log = tmp_path / "langgraph-dev.log"
+    with langgraph_dev(served_config(tmp_path), env, log) as (base, process):
+        [assistant] = wait_for_assistants(base, process, log)
+        assert assistant["graph_id"] == "marimo_pair"
+        found = re.search(r"marimo server for .*?: (http://127\.0\.0\.1:\d+)", tail(log, 400))
+        assert found, tail(log)
+        marimo_url = found.group(1)
+
+        # One real run: the scripted model lists the cells; the ledger survives the
+        # server's own checkpointer and comes back as JSON.
+        with httpx.Client(base_url=base, timeout=30.0) as http:
+            thread = http.post("/threads", json={}).json()["thread_id"]
+            state = http.post(
+                f"/threads/{thread}/runs/wait",
+                json={
+                    "assistant_id": assistant["assistant_id"],
+                    "input": {"messages": [{"role": "user", "content": "what is here?"}]},
+                },
+            ).json()
+        assert [m["type"] for m in state["messages"]] == ["human", "ai", "tool", "ai"], state
+        assert state["messages"][2]["status"] == "success"
+        assert len(state["ledger"]["hashes"]) == 2
+
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) is not None
+    # The marimo server toolkit_from_env started went down with langgraph dev.
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{marimo_url}/health", timeout=2.0)
