@@ -294,6 +294,8 @@ def record_graph(
     cell_id: str,
     descendants: Sequence[str],
     names_lost: Mapping[str, Sequence[str]],
+    *,
+    name: str | None = None,
 ) -> Ledger:
     """The agent inspected `cell_id`'s descendants at notebook `version`.
 
@@ -307,6 +309,7 @@ def record_graph(
         names_lost={cell: list(lost) for cell, lost in names_lost.items()},
     )
     change.put("descendant_checks", cell_id, check_)
+    change.name(cell_id, name)
     change.set_version(version)
     return change.done()
 
@@ -789,7 +792,12 @@ def record_tool_result(
             str(dep["id"]): list(dep.get("uses") or []) for dep in focus.get("dependents") or []
         }
         return record_graph(
-            ledger, str(version), str(focus["cell_id"]), list(focus["descendants"]), names_lost
+            ledger,
+            str(version),
+            str(focus["cell_id"]),
+            list(focus["descendants"]),
+            names_lost,
+            name=focus.get("name"),
         )
     if "changes" in artifact and isinstance(artifact.get("changes"), list):
         for change in artifact["changes"]:

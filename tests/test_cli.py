@@ -65,3 +65,30 @@ def test_open_prints_url(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "watch it live: http://127.0.0.1:" in out.stdout
+
+
+def test_run_with_a_scripted_model_and_a_terminal_approval(tmp_path: Path) -> None:
+    path = write_notebook(
+        tmp_path / "r.py", ["keep = 1", "old = 2"], names=["keep_cell", "old_cell"]
+    )
+    turns = [
+        [{"name": "inspect_graph", "args": {"cell": "old_cell"}}],
+        [{"name": "delete_cell", "args": {"cell": "old_cell"}}],
+        "deleted old_cell",
+    ]
+    script = tmp_path / "turns.json"
+    script.write_text(json.dumps(turns))
+    out = run_cli(
+        "run",
+        str(path),
+        "remove old_cell",
+        "--model",
+        f"scripted:{script}",
+        env={"XDG_STATE_HOME": str(tmp_path / "s")},
+        stdin="y\n",
+    )
+    assert out.returncode == 0, out.stderr
+    assert "approval needed: delete_cell" in out.stdout
+    assert "✓ delete_cell" in out.stdout
+    assert "old = 2" not in path.read_text()
+    assert "keep = 1" in path.read_text()

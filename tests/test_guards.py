@@ -25,6 +25,7 @@ from marimo_pair_tools.guards import (
     DELETE_CELL,
     EDIT_CELL,
     GUARDED_TOOLS,
+    INSPECT_GRAPH,
     RULE_ACKNOWLEDGE_DESCENDANTS,
     RULE_APPROVE_DELETE,
     RULE_DESCENDANT_CHECK,
@@ -43,6 +44,7 @@ from marimo_pair_tools.guards import (
     record_delete,
     record_graph,
     record_read,
+    record_tool_result,
     record_version,
     record_write,
     resolve_cell,
@@ -642,3 +644,18 @@ def test_ledger_survives_checkpoints_with_strict_msgpack() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
     assert "unregistered" not in result.stderr.lower()
+
+
+def test_inspect_by_name_lets_a_delete_by_name_pass() -> None:
+    """Found by the CLI run test: inspect_graph(cell=NAME) must teach the ledger NAME."""
+    ledger = record_tool_result(
+        Ledger(),
+        INSPECT_GRAPH,
+        {"cell": "old_cell"},
+        {
+            "notebook_version": "v1",
+            "focus": {"cell_id": "MJUe", "name": "old_cell", "descendants": [], "dependents": []},
+        },
+    )
+    decision = check(Policy(), ledger, DELETE_CELL, {"cell": "old_cell"})
+    assert decision.allowed, decision.reason
