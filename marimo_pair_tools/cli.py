@@ -169,6 +169,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-approve-deletes", action="store_true", help="do not ask before deletes")
     p.add_argument("--max-steps", type=int, default=40)
     p.set_defaults(func=_cmd_run)
+
+    from .eval.cli import register as register_eval
+
+    register_eval(sub)
     return parser
 
 
