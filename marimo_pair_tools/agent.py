@@ -290,55 +290,57 @@ def create_pair_agent(
         calls = [_with_read_hashes(p["call"], ledger) for p in state.get("pending") or []]
         return calls, ledger
 
-    def _learn(
-        ledger: guards.Ledger, call: ToolCall, message: ToolMessage | None, error: Exception | None
-    ) -> guards.Ledger:
-        if isinstance(error, NotebookOperationError):
-            return guards.record_tool_error(ledger, error.details)
-        artifact = getattr(message, "artifact", None)
+    def _outcome(
+        ledger: guards.Ledger, call: ToolCall, result: ToolMessage | NotebookOperationError
+    ) -> tuple[ToolMessage, guards.Ledger]:
+        """The message the model sees for one call, and what the ledger learns from it."""
+        if isinstance(result, NotebookOperationError):
+            return _error_message(call, str(result)), guards.record_tool_error(
+                ledger, result.details
+            )
+        artifact = result.artifact
         if isinstance(artifact, BaseModel):
             artifact = artifact.model_dump(mode="json")
-        return guards.record_tool_result(
+        learned = guards.record_tool_result(
             ledger, call["name"], call["args"], artifact if isinstance(artifact, dict) else None
         )
-
-    def tools_node(state: PairAgentState, config: RunnableConfig) -> dict[str, Any]:
-        calls, ledger = _prepared(state)
-        messages: list[ToolMessage] = []
-        for call in calls:
-            try:
-                message = by_name[call["name"]].invoke({**call, "type": "tool_call"}, config)
-            except NotebookOperationError as exc:
-                messages.append(_error_message(call, str(exc)))
-                ledger = _learn(ledger, call, None, exc)
-                continue
-            messages.append(message)
-            ledger = _learn(ledger, call, message, None)
-        return _tools_update(state, messages, ledger, len(calls))
-
-    async def atools_node(state: PairAgentState, config: RunnableConfig) -> dict[str, Any]:
-        calls, ledger = _prepared(state)
-        messages: list[ToolMessage] = []
-        for call in calls:
-            try:
-                message = await by_name[call["name"]].ainvoke({**call, "type": "tool_call"}, config)
-            except NotebookOperationError as exc:
-                messages.append(_error_message(call, str(exc)))
-                ledger = _learn(ledger, call, None, exc)
-                continue
-            messages.append(message)
-            ledger = _learn(ledger, call, message, None)
-        return _tools_update(state, messages, ledger, len(calls))
+        return result, learned
 
     def _tools_update(
-        state: PairAgentState, messages: list[ToolMessage], ledger: guards.Ledger, count: int
+        state: PairAgentState, messages: list[ToolMessage], ledger: guards.Ledger
     ) -> dict[str, Any]:
         return {
             "messages": messages,
             "ledger": ledger,
             "pending": [],
-            "tool_calls": state.get("tool_calls", 0) + count,
+            "tool_calls": state.get("tool_calls", 0) + len(messages),
         }
+
+    def tools_node(state: PairAgentState, config: RunnableConfig) -> dict[str, Any]:
+        calls, ledger = _prepared(state)
+        messages: list[ToolMessage] = []
+        for call in calls:
+            result: ToolMessage | NotebookOperationError
+            try:
+                result = by_name[call["name"]].invoke({**call, "type": "tool_call"}, config)
+            except NotebookOperationError as exc:
+                result = exc
+            message, ledger = _outcome(ledger, call, result)
+            messages.append(message)
+        return _tools_update(state, messages, ledger)
+
+    async def atools_node(state: PairAgentState, config: RunnableConfig) -> dict[str, Any]:
+        calls, ledger = _prepared(state)
+        messages: list[ToolMessage] = []
+        for call in calls:
+            result: ToolMessage | NotebookOperationError
+            try:
+                result = await by_name[call["name"]].ainvoke({**call, "type": "tool_call"}, config)
+            except NotebookOperationError as exc:
+                result = exc
+            message, ledger = _outcome(ledger, call, result)
+            messages.append(message)
+        return _tools_update(state, messages, ledger)
 
     def after_model(state: PairAgentState) -> str:
         ai = _last_ai(state)

@@ -9,10 +9,13 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from langchain_core.messages import BaseMessage, ToolMessage
 
 from marimo_pair_tools import MarimoClient, MarimoServer
+from marimo_pair_tools.toolkit import MarimoPairToolkit
 
 _counter = itertools.count()
 
@@ -93,3 +96,30 @@ def attached(client: MarimoClient, new_notebook: object) -> object:
         return path
 
     return make
+
+
+@pytest.fixture
+def setup(shared_server: MarimoServer, new_notebook: Any) -> Iterator[Any]:
+    """A factory: ``setup(cells)`` → (toolkit, notebook path, cell ids) on the shared server."""
+    toolkits: list[MarimoPairToolkit] = []
+
+    def make(cells: list[str]) -> tuple[MarimoPairToolkit, Path, list[str]]:
+        path = new_notebook(cells)
+        toolkit = MarimoPairToolkit.from_server(shared_server, notebook=str(path))
+        toolkits.append(toolkit)
+        ids = [c.id for c in toolkit.session.sync().cells().cells]
+        return toolkit, path, ids
+
+    yield make
+    for toolkit in toolkits:
+        toolkit.close()
+
+
+def tool_results(messages: list[BaseMessage]) -> list[ToolMessage]:
+    """The ToolMessages of a conversation, in order."""
+    return [m for m in messages if isinstance(m, ToolMessage)]
+
+
+def thread(name: str = "t1") -> dict[str, Any]:
+    """A run config for one checkpointed thread."""
+    return {"configurable": {"thread_id": name}}

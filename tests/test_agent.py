@@ -2,57 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
-from marimo_pair_tools import MarimoServer
 from marimo_pair_tools.agent import DEFAULT_SYSTEM_PROMPT, create_pair_agent
 from marimo_pair_tools.errors import ConfigurationError
 from marimo_pair_tools.testing import ScriptedChatModel
-from marimo_pair_tools.toolkit import MarimoPairToolkit
 
 from ._snapshot import assert_snapshot
-
-
-def tool_results(messages: list[BaseMessage]) -> list[ToolMessage]:
-    return [m for m in messages if isinstance(m, ToolMessage)]
-
-
-def last_artifact(name: str) -> Any:
-    """A turn helper: the artifact of the most recent result of tool ``name``."""
-
-    def pick(messages: list[BaseMessage]) -> Any:
-        for message in reversed(messages):
-            if isinstance(message, ToolMessage) and message.name == name and message.artifact:
-                return message.artifact
-        raise AssertionError(f"no {name} result yet")
-
-    return pick
-
-
-@pytest.fixture
-def setup(shared_server: MarimoServer, new_notebook: Any) -> Any:
-    toolkits: list[MarimoPairToolkit] = []
-
-    def make(cells: list[str]) -> tuple[MarimoPairToolkit, Path, list[str]]:
-        path = new_notebook(cells)
-        toolkit = MarimoPairToolkit.from_server(shared_server, notebook=str(path))
-        toolkits.append(toolkit)
-        ids = [c.id for c in toolkit.session.sync().cells().cells]
-        return toolkit, path, ids
-
-    yield make
-    for toolkit in toolkits:
-        toolkit.close()
-
-
-def config(thread: str = "t1") -> dict[str, Any]:
-    return {"configurable": {"thread_id": thread}}
+from .conftest import thread, tool_results
 
 
 def test_graph_diagram_and_prompt_snapshots(setup: Any) -> None:
@@ -127,7 +89,7 @@ def test_delete_flow_with_approval_reject_then_approve(setup: Any) -> None:
     model = ScriptedChatModel(turns(True))
     agent = create_pair_agent(model, toolkit, approve_deletes=True, checkpointer=saver)
     before = path.read_bytes()
-    state = agent.invoke({"messages": [HumanMessage("remove base")]}, config("reject"))
+    state = agent.invoke({"messages": [HumanMessage("remove base")]}, thread("reject"))
     [pending] = state["__interrupt__"]
     request = pending.value
     assert request["action_requests"][0]["name"] == "delete_cell"
@@ -135,15 +97,15 @@ def test_delete_flow_with_approval_reject_then_approve(setup: Any) -> None:
     assert ids[1] in request["action_requests"][0]["description"]
     assert path.read_bytes() == before
     state = agent.invoke(
-        Command(resume={"decisions": [{"type": "reject", "message": "keep it"}]}), config("reject")
+        Command(resume={"decisions": [{"type": "reject", "message": "keep it"}]}), thread("reject")
     )
     assert "keep it" in tool_results(state["messages"])[-1].content
     assert "base = 3" in path.read_text()
 
     model2 = ScriptedChatModel(turns(True))
     agent2 = create_pair_agent(model2, toolkit, approve_deletes=True, checkpointer=saver)
-    agent2.invoke({"messages": [HumanMessage("remove base")]}, config("approve"))
-    state = agent2.invoke(Command(resume={"decisions": [{"type": "approve"}]}), config("approve"))
+    agent2.invoke({"messages": [HumanMessage("remove base")]}, thread("approve"))
+    state = agent2.invoke(Command(resume={"decisions": [{"type": "approve"}]}), thread("approve"))
     assert tool_results(state["messages"])[-1].status != "error"
     assert "base = 3" not in path.read_text()
     rules = [e.rule for e in state["ledger"].events]
@@ -177,14 +139,14 @@ def test_resume_after_checkpoint_keeps_the_ledger(setup: Any) -> None:
         toolkit,
         checkpointer=saver,
     )
-    first.invoke({"messages": [HumanMessage("read m")]}, config("keep"))
+    first.invoke({"messages": [HumanMessage("read m")]}, thread("keep"))
     # A new graph object (as after a process restart) with the same checkpointer.
     second = create_pair_agent(
         ScriptedChatModel([[{"name": "edit_cell", "args": {"cell": cell, "code": "m = 2"}}], "ok"]),
         toolkit,
         checkpointer=saver,
     )
-    state = second.invoke({"messages": [HumanMessage("now set m to 2")]}, config("keep"))
+    state = second.invoke({"messages": [HumanMessage("now set m to 2")]}, thread("keep"))
     assert tool_results(state["messages"])[-1].status != "error"
     assert "m = 2" in path.read_text()
 

@@ -5,45 +5,22 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 from langchain.agents import create_agent
-from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
-from marimo_pair_tools import MarimoClient, MarimoServer
+from marimo_pair_tools import MarimoClient
 from marimo_pair_tools.errors import ConfigurationError
 from marimo_pair_tools.middleware import MarimoGuardMiddleware
 from marimo_pair_tools.testing import ScriptedChatModel
 from marimo_pair_tools.toolkit import MarimoPairToolkit
 
-
-def tool_results(messages: list[BaseMessage]) -> list[ToolMessage]:
-    return [m for m in messages if isinstance(m, ToolMessage)]
-
-
-def config(thread: str) -> dict[str, Any]:
-    return {"configurable": {"thread_id": thread}}
-
-
-@pytest.fixture
-def setup(shared_server: MarimoServer, new_notebook: Any) -> Any:
-    toolkits: list[MarimoPairToolkit] = []
-
-    def make(cells: list[str]) -> tuple[MarimoPairToolkit, Path, list[str]]:
-        path = new_notebook(cells)
-        toolkit = MarimoPairToolkit.from_server(shared_server, notebook=str(path))
-        toolkits.append(toolkit)
-        ids = [c.id for c in toolkit.session.sync().cells().cells]
-        return toolkit, path, ids
-
-    yield make
-    for toolkit in toolkits:
-        toolkit.close()
+from .conftest import thread, tool_results
 
 
 def agent_for(
@@ -155,7 +132,7 @@ def test_approval_reject_keeps_the_cell_and_approve_deletes_it(setup: Any) -> No
         toolkit, delete_turns(ids[0], ids[1]), approve_deletes=True, checkpointer=saver
     )
     before = path.read_bytes()
-    state = agent.invoke({"messages": [HumanMessage("remove base")]}, config("reject"))
+    state = agent.invoke({"messages": [HumanMessage("remove base")]}, thread("reject"))
     [pending] = state["__interrupt__"]
     [action] = pending.value["action_requests"]
     assert action["name"] == "delete_cell"
@@ -166,7 +143,7 @@ def test_approval_reject_keeps_the_cell_and_approve_deletes_it(setup: Any) -> No
     assert path.read_bytes() == before
     state = agent.invoke(
         Command(resume={"decisions": [{"type": "reject", "message": "keep it"}]}),
-        config("reject"),
+        thread("reject"),
     )
     rejected = tool_results(state["messages"])[-1]
     assert rejected.status == "error" and "keep it" in rejected.content
@@ -175,8 +152,8 @@ def test_approval_reject_keeps_the_cell_and_approve_deletes_it(setup: Any) -> No
     agent, _ = agent_for(
         toolkit, delete_turns(ids[0], ids[1]), approve_deletes=True, checkpointer=saver
     )
-    agent.invoke({"messages": [HumanMessage("remove base")]}, config("approve"))
-    state = agent.invoke(Command(resume={"decisions": [{"type": "approve"}]}), config("approve"))
+    agent.invoke({"messages": [HumanMessage("remove base")]}, thread("approve"))
+    state = agent.invoke(Command(resume={"decisions": [{"type": "approve"}]}), thread("approve"))
     deleted = tool_results(state["messages"])[-1]
     assert deleted.status != "error"
     assert "base = 3" not in path.read_text()
@@ -192,12 +169,12 @@ def test_edit_decision_is_checked_by_the_policy(setup: Any) -> None:
         approve_deletes=True,
         checkpointer=InMemorySaver(),
     )
-    agent.invoke({"messages": [HumanMessage("remove base")]}, config("edit"))
+    agent.invoke({"messages": [HumanMessage("remove base")]}, thread("edit"))
     # The person redirects the delete to a cell the agent never inspected: refused.
     edited = {"name": "delete_cell", "args": {"cell": ids[1]}}
     state = agent.invoke(
         Command(resume={"decisions": [{"type": "edit", "edited_action": edited}]}),
-        config("edit"),
+        thread("edit"),
     )
     refused = tool_results(state["messages"])[-1]
     assert refused.status == "error" and "inspect_graph" in refused.content
