@@ -83,12 +83,21 @@ _SERVER_TOKEN_RE = re.compile(r"<marimo-server-token\b[^>]*\bdata-token=\"([^\"]
 _VARIABLES_TAG = "\x1fmarimo-pair-variables:"
 _TEXT_MIMETYPES = ("text/plain", "text/html", "text/markdown")
 
-# Lists the kernel's public globals without defining any name (the program is an
-# expression), so the listing itself leaves no trace.
-_VARIABLES_PROGRAM = (
-    f"print({_VARIABLES_TAG!r} + __import__('json').dumps("
-    "sorted(k for k in globals() if not k.startswith('_'))))"
-)
+# Lists the variables cells defined that the kernel holds now: the state a restart
+# loses. marimo's graph knows each cell's definitions; names marimo itself puts in
+# the namespace (`input`, leftovers of its patches) are not state. Without the
+# internals (a future marimo), all public globals are listed.
+_VARIABLES_PROGRAM = f"""
+import json
+try:
+    from marimo._runtime.context import get_context
+    _ctx = get_context()
+    _defs = {{_d for _c in _ctx.graph.cells.values() for _d in _c.defs}}
+    _names = sorted(_k for _k in _ctx.globals if _k in _defs and not _k.startswith("_"))
+except (ImportError, AttributeError, LookupError, RuntimeError):
+    _names = sorted(_k for _k in globals() if not _k.startswith("_"))
+print({_VARIABLES_TAG!r} + json.dumps(_names))
+"""
 
 # Installed once per session. marimo answers `input()` by asking the frontend
 # for a line; nothing answers a scratchpad request from us, so it would hang until
@@ -540,7 +549,7 @@ class _ClientCore:
         )
         return _Scope(root=root, files=files)
 
-    def _check_scope(self, notebook: str, scope: _Scope | None) -> None:
+    def _check_scope(self, notebook: str, scope: _Scope | None) -> str:
         """Refuse a notebook path the server does not serve, before anything is sent.
 
         marimo refuses paths outside a directory server's root (403), but a
@@ -552,21 +561,19 @@ class _ClientCore:
         serves), narrowed by the client's ``root=`` when given. Paths are compared
         after normalisation, and, when this machine is the server's (loopback),
         after resolving symlinks too, so a link cannot point out of the root.
+
+        Returns:
+            The absolute, normalised path the server will open.
         """
         local = is_loopback_host(httpx.URL(self.base_url).host)
-        roots: list[str] = []
-        if scope is not None and scope.root:
-            roots.append(scope.root)
-        if self.root is not None:
-            roots.append(self.root)
-        base = roots[0] if roots else None
-        if base is None and scope is not None and len(scope.files) == 1:
-            base = os.path.dirname(scope.files[0])
-        if os.path.isabs(notebook) or base is None:
-            candidate = notebook
-        else:
-            candidate = os.path.join(base, notebook)
-        candidate = os.path.normpath(os.path.expanduser(candidate))
+        server_root = scope.root if scope is not None else None
+        served = scope.files if scope is not None and not scope.root else ()
+        roots = [r for r in (server_root, self.root) if r]
+        base = server_root or (os.path.dirname(served[0]) if len(served) == 1 else self.root)
+        candidate = os.path.expanduser(notebook)
+        if not os.path.isabs(candidate) and base is not None:
+            candidate = os.path.join(base, candidate)
+        candidate = os.path.normpath(candidate)
 
         def refuse(where: str) -> ConfigurationError:
             return ConfigurationError(
@@ -583,14 +590,17 @@ class _ClientCore:
                 local and not _inside(os.path.realpath(candidate), os.path.realpath(root))
             ):
                 raise refuse(f"the served directory {root!r}")
-        if not roots:
-            served = scope.files if scope is not None else ()
+        if scope is not None and not scope.root:
+            # A single-notebook server: that notebook, and nothing else.
             if not served:
-                raise refuse("anything the server reports serving (pass root=... to the client)")
+                raise refuse("anything the server reports serving")
             if not any(_norm(candidate) == _norm(f) for f in served) and not (
                 local and any(os.path.realpath(candidate) == os.path.realpath(f) for f in served)
             ):
                 raise refuse(f"the one notebook this server serves ({served[0]!r})")
+        elif scope is None and not roots:
+            raise refuse("what this client can check (the server does not say; pass root=...)")
+        return candidate
 
     # -- execute, busy check, timeouts ------------------------------------------
 
@@ -687,8 +697,10 @@ class _ClientCore:
                 what = "The old kernel held no public variables, so nothing was lost."
         if new is None:
             then = (
-                " No client has reopened the notebook yet: reload the browser tab, or call "
-                "attach() to open it headless."
+                ' No client has reopened the notebook: a browser tab now shows "kernel not '
+                'found". The person should reload the page, not click "Try again" (marimo '
+                "0.25 then blanks cells added since the page loaded and autosaves the "
+                "blanks). If nobody has it open, call attach() to start it headless."
             )
         else:
             then = " Re-run the cells that define what you need."
@@ -1055,9 +1067,13 @@ class MarimoClient(_ClientCore):
 
         First lists the old kernel's public variables (when it answers within
         ``probe_timeout``), so the result can say what was lost. marimo closes the
-        session; a headless session this client attached is re-attached, and a
-        browser's session is waited for (up to ``wait`` s, a tab reconnects by
-        itself). The cells are not re-run.
+        session. A headless session this client attached is re-attached (within
+        ``wait`` s). A browser tab does not reconnect by itself (it shows "kernel
+        not found"), so for a session this client did not attach the result has
+        ``session=None`` and tells the person to reload (the tab's "Try again"
+        loses cells created since the page loaded; measured on marimo 0.25.2).
+        The client never attaches headless in the person's place. Cells are not
+        re-run.
 
         Returns:
             `RestartResult` with the lost variable names and the new session.
@@ -1074,7 +1090,7 @@ class MarimoClient(_ClientCore):
                 self._attachments.remove(attachment)
             new = self.attach(ours[0].notebook, wait=wait)
         else:
-            new = self._wait_for_session(session, min(wait, 10.0))
+            new = self._wait_for_session(session, min(wait, 1.0))
         after = self._list_variables(new) if new is not None else None
         return self._restart_result(session, before, after, new)
 
@@ -1135,14 +1151,16 @@ class MarimoClient(_ClientCore):
             ReadOnlyServerError: the server is a `marimo run` app server.
         """
         if notebook is not None:
-            self._check_scope(notebook, self._scope())
-        existing = self._existing_session(notebook)
+            target: str | None = self._check_scope(notebook, self._scope())
+        else:
+            target = None
+        existing = self._existing_session(notebook, target)
         if existing is not None:
             return existing
         key = f"mpt-{uuid.uuid4().hex[:12]}"
         params = {"session_id": key}
-        if notebook is not None:
-            params["file"] = notebook
+        if target is not None:
+            params["file"] = target  # the path that passed the check, not a re-interpretation
         attachment = _SyncAttachment(self, params, key=key, notebook=notebook)
         self._attachments.append(attachment)
         deadline = time.monotonic() + wait
@@ -1161,9 +1179,9 @@ class MarimoClient(_ClientCore):
                 )
             time.sleep(0.02)
 
-    def _existing_session(self, notebook: str | None) -> SessionInfo | None:
+    def _existing_session(self, notebook: str | None, target: str | None) -> SessionInfo | None:
         try:
-            session = self._match(self.sessions(), notebook, None)
+            session = self._match(self.sessions(), target or notebook, None)
         except SessionNotFoundError:
             return None
         self._sessions_cache[(notebook, None)] = session
@@ -1559,7 +1577,7 @@ class AsyncMarimoClient(_ClientCore):
             self._attachments.remove(task)
             new = await self.attach(attached_notebook, wait=wait)
         else:
-            new = await self._wait_for_session(session, min(wait, 10.0))
+            new = await self._wait_for_session(session, min(wait, 1.0))
         after = await self._list_variables(new) if new is not None else None
         return self._restart_result(session, before, after, new)
 
@@ -1598,9 +1616,11 @@ class AsyncMarimoClient(_ClientCore):
             self._scope_cache = self._parse_scope(response.json())
         return self._scope_cache
 
-    async def _existing_session(self, notebook: str | None) -> SessionInfo | None:
+    async def _existing_session(
+        self, notebook: str | None, target: str | None
+    ) -> SessionInfo | None:
         try:
-            session = self._match(await self.sessions(), notebook, None)
+            session = self._match(await self.sessions(), target or notebook, None)
         except SessionNotFoundError:
             return None
         self._sessions_cache[(notebook, None)] = session
@@ -1609,14 +1629,16 @@ class AsyncMarimoClient(_ClientCore):
     async def attach(self, notebook: str | None = None, *, wait: float = 30.0) -> SessionInfo:
         """Make sure the notebook has a session; see `MarimoClient.attach`."""
         if notebook is not None:
-            self._check_scope(notebook, await self._scope())
-        existing = await self._existing_session(notebook)
+            target: str | None = self._check_scope(notebook, await self._scope())
+        else:
+            target = None
+        existing = await self._existing_session(notebook, target)
         if existing is not None:
             return existing
         key = f"mpt-{uuid.uuid4().hex[:12]}"
         params = {"session_id": key}
-        if notebook is not None:
-            params["file"] = notebook
+        if target is not None:
+            params["file"] = target  # the path that passed the check, not a re-interpretation
         failure: list[MarimoPairError] = []
 
         async def hold() -> None:
