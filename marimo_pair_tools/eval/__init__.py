@@ -1,0 +1,72 @@
+"""The eval harness: tasks, graders, a parallel runner, reference agents and reports.
+
+Run it with ``marimo-pair eval`` (see `marimo_pair_tools.eval.cli`) or from
+Python::
+
+    from marimo_pair_tools.eval import RunConfig, load_tasks, run_suite
+
+    suite = run_suite(load_tasks(), ["oracle"], RunConfig(out_dir=Path("eval-out")))
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from . import graders, oracle
+from .compare import Comparison, Frame, compare
+from .report import AgentSummary, aggregate, render_summary
+from .tasks import HumanEdit, Limits, Task, TaskSpec, default_tasks_dir, load_task, load_tasks
+
+if TYPE_CHECKING:
+    from .agents import BUILTIN_AGENTS, AgentSpec, resolve_agent
+    from .runner import RunConfig, SuiteResult, TaskResult, read_results, run_suite, run_task
+
+# The runner pulls in LangGraph, the agent and the tools; task files only need the
+# spec, graders and oracle helpers, so those names load on first use.
+_LAZY = {
+    "BUILTIN_AGENTS": "agents",
+    "AgentSpec": "agents",
+    "resolve_agent": "agents",
+    "RunConfig": "runner",
+    "SuiteResult": "runner",
+    "TaskResult": "runner",
+    "read_results": "runner",
+    "run_suite": "runner",
+    "run_task": "runner",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+__all__ = [
+    "BUILTIN_AGENTS",
+    "AgentSpec",
+    "AgentSummary",
+    "Comparison",
+    "Frame",
+    "HumanEdit",
+    "Limits",
+    "RunConfig",
+    "SuiteResult",
+    "Task",
+    "TaskResult",
+    "TaskSpec",
+    "aggregate",
+    "compare",
+    "default_tasks_dir",
+    "graders",
+    "load_task",
+    "load_tasks",
+    "oracle",
+    "read_results",
+    "render_summary",
+    "resolve_agent",
+    "run_suite",
+    "run_task",
+]
