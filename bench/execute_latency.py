@@ -18,9 +18,9 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import median_seconds, write_notebook  # noqa: E402
+from _common import median_seconds, write_notebook
 
-from marimo_pair_tools import MarimoServer  # noqa: E402
+from marimo_pair_tools import MarimoServer
 
 CHILD = """
 import sys, httpx
