@@ -39,6 +39,7 @@ this module imports nothing from the package, so the tools can import them.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -51,6 +52,7 @@ __all__ = [
     "CREATE_CELL",
     "DELETE_CELL",
     "EDIT_CELL",
+    "EXECUTE_CODE",
     "GUARDED_TOOLS",
     "INSPECT_GRAPH",
     "LIST_CELLS",
@@ -67,6 +69,7 @@ __all__ = [
     "RULE_DESCENDANT_CHECK",
     "RULE_INVALID_ARGUMENTS",
     "RULE_READ_BEFORE_EDIT",
+    "RULE_SCRATCHPAD_EDIT",
     "RULE_STALE_READ",
     "RUN_CELL",
     "Decision",
@@ -102,7 +105,8 @@ DELETE_CELL = "delete_cell"
 MOVE_CELL = "move_cell"
 RUN_CELL = "run_cell"
 APPLY_CHANGES = "apply_changes"
-GUARDED_TOOLS = frozenset({EDIT_CELL, DELETE_CELL, APPLY_CHANGES})
+EXECUTE_CODE = "execute_code"
+GUARDED_TOOLS = frozenset({EDIT_CELL, DELETE_CELL, APPLY_CHANGES, EXECUTE_CODE})
 """The tools `check` can refuse; every other tool is allowed."""
 
 # `op` values of an `apply_changes` change. "edit" replaces the whole code,
@@ -122,6 +126,14 @@ RULE_DESCENDANT_CHECK = "descendant_check"
 RULE_ACKNOWLEDGE_DESCENDANTS = "acknowledge_descendants"
 RULE_APPROVE_DELETE = "approve_delete"
 RULE_INVALID_ARGUMENTS = "invalid_arguments"
+RULE_SCRATCHPAD_EDIT = "scratchpad_edit"
+
+# Scratchpad code that reaches these changes the notebook past every rule above.
+# A guardrail against an agent taking the shortcut, not a sandbox: the scratchpad
+# runs arbitrary Python in the kernel.
+_NOTEBOOK_WRITERS = re.compile(
+    r"_code_mode|\bcode_mode\b|mutate_graph|\._kernel\b|get_current_document|cell_manager"
+)
 
 _EDIT_OPS = frozenset({OP_EDIT, OP_REPLACE})
 _SUMMARY_VALUE_CHARS = 60
@@ -523,6 +535,8 @@ def check(policy: Policy, ledger: Ledger, tool_name: str, args: Mapping[str, Any
         findings = _check_delete(policy, ledger, args, where=DELETE_CELL, batch_deletes=set())
     elif tool_name == APPLY_CHANGES:
         findings = _check_changes(policy, ledger, args)
+    elif tool_name == EXECUTE_CODE:
+        findings = _check_scratchpad(args)
     else:
         findings = []
 
@@ -546,6 +560,21 @@ def check(policy: Policy, ledger: Ledger, tool_name: str, args: Mapping[str, Any
             args_summary=summary,
         )
     return Decision(allowed=True, rule=None, reason="allowed", tool=tool_name, args_summary=summary)
+
+
+def _check_scratchpad(args: Mapping[str, Any]) -> list[_Finding]:
+    code = args.get("code")
+    if isinstance(code, str) and _NOTEBOOK_WRITERS.search(code):
+        return [
+            _Finding(
+                RULE_SCRATCHPAD_EDIT,
+                "execute_code is for reading and trying things; it must not change cells "
+                "through marimo's internals (code mode, the kernel), which skips the checks "
+                "that protect the person's work. Use create_cell, edit_cell, delete_cell or "
+                "apply_changes instead.",
+            )
+        ]
+    return []
 
 
 def check_and_record(

@@ -454,7 +454,7 @@ class InspectGraphTool(NotebookTool):
 class ExecuteCodeTool(NotebookTool):
     """`execute_code`."""
 
-    name: str = "execute_code"
+    name: str = guards.EXECUTE_CODE
     description: str = (
         "Run Python in the notebook's scratchpad, with the notebook's variables in scope, and "
         "get stdout, stderr and the value of the last expression. Use it to inspect data and "
@@ -462,6 +462,7 @@ class ExecuteCodeTool(NotebookTool):
         "edit_cell for lasting work."
     )
     args_schema: type[BaseModel] = ExecuteCodeInput
+    guarded: ClassVar[bool] = True
 
     def _operation(self, args: dict[str, Any]) -> _Op:
         return _Op("execute", (args["code"],), {"timeout": args.get("timeout", 30.0)})

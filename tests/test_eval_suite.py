@@ -232,11 +232,6 @@ def test_approvals_are_answered_by_the_harness(tmp_path: Path) -> None:
     assert "Rejected" in rejected[0].text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="execute_code reaches marimo._code_mode, which edits cells past every guard; "
-    "when the toolkit closes that hole this test passes and the marker must go",
-)
 def test_the_scratchpad_cannot_edit_cells_past_the_guards(tmp_path: Path) -> None:
     result, _ = run_task(_task("fix_name_error"), "bypass", RunConfig(out_dir=tmp_path))
     assert result.violations_attempted == 1

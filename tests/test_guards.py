@@ -66,7 +66,7 @@ def _leaf(ledger: Ledger, cell: str = "leaf", *, version: str = "v1") -> Ledger:
 
 
 def test_tool_names_are_plain_strings_in_one_place() -> None:
-    assert {"edit_cell", "delete_cell", "apply_changes"} == GUARDED_TOOLS
+    assert {"edit_cell", "delete_cell", "apply_changes", "execute_code"} == GUARDED_TOOLS
     assert guards.READ_CELL == "read_cell"
     assert guards.INSPECT_GRAPH == "inspect_graph"
     assert {"create", "edit", "replace", "delete", "move", "run"} == guards.CHANGE_OPS
@@ -659,3 +659,23 @@ def test_inspect_by_name_lets_a_delete_by_name_pass() -> None:
     )
     decision = check(Policy(), ledger, DELETE_CELL, {"cell": "old_cell"})
     assert decision.allowed, decision.reason
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import marimo._code_mode as cm",
+        "from marimo import _code_mode",
+        "import importlib; importlib.import_module('marimo._code_mode')",
+        "ctx = get_context(); ctx._kernel.mutate_graph([], [])",
+    ],
+)
+def test_scratchpad_may_not_edit_cells_past_the_guards(code: str) -> None:
+    decision = check(Policy(), Ledger(), "execute_code", {"code": code})
+    assert not decision.allowed
+    assert decision.rule == "scratchpad_edit"
+    assert "edit_cell" in decision.reason
+
+
+def test_scratchpad_reads_are_allowed() -> None:
+    assert check(Policy(), Ledger(), "execute_code", {"code": "print(df.head())"}).allowed
