@@ -16,7 +16,12 @@ __all__ = ["code_hash", "notebook_version"]
 
 
 def code_hash(code: str) -> str:
-    """The 16-hex-digit fingerprint of one cell's code."""
+    """The 16-hex-digit fingerprint of one cell's code.
+
+    The kernel reports this for a cell whose last-run code equals its text; when
+    they differ (a person's run not yet in the document, or an edit not yet run)
+    it folds the run code in, so the token changes whenever either does.
+    """
     return hashlib.sha256(code.encode("utf-8")).hexdigest()[:16]
 
 

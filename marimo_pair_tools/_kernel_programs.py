@@ -108,8 +108,19 @@ class _Refused(Exception):
         self.details = details
 
 
-def _hash(code):
+def _text_hash(code):
     return _hashlib.sha256(code.encode("utf-8")).hexdigest()[:16]
+
+
+def _hash(code, cid=None):
+    # A person's run reaches the kernel about a second before the document: fold
+    # in the code the kernel last ran when it differs, so an edit based on the
+    # older text loses its compare-and-swap in that window too.
+    impl = _CTX.graph.cells.get(cid) if cid is not None else None
+    ran = getattr(impl, "code", None)
+    if ran is None or ran == code:
+        return _text_hash(code)
+    return _text_hash(code + "\0ran\0" + ran)
 
 
 def _version(pairs):
@@ -481,7 +492,7 @@ async def _main(args):
             "status": _status(view), "has_output": _has_output(view),
             "has_errors": bool(view.errors) or syntax is not None,
             "defs": sorted(defs), "refs": sorted(r for r in refs if r not in _BUILTINS),
-            "code_hash": _hash(code), "lines": code.count("\n") + 1 if code else 0,
+            "code_hash": _hash(code, cell.id), "lines": code.count("\n") + 1 if code else 0,
         })
     return {"cells": page, "total": len(cells), "offset": start,
             "notebook_version": _version(_pairs())}
@@ -494,7 +505,7 @@ async def _main(args):
     view = _CTX.cells[cid]
     defs, refs, syntax = _analyse(cid, cell.code)
     return {
-        "id": cid, "name": _name(cell), "code": cell.code, "code_hash": _hash(cell.code),
+        "id": cid, "name": _name(cell), "code": cell.code, "code_hash": _hash(cell.code, cid),
         "status": _status(view), "hide_code": bool(cell.config.hide_code),
         "disabled": bool(cell.config.disabled), "defs": sorted(defs),
         "refs": sorted(r for r in refs if r not in _BUILTINS), "syntax_error": syntax,
@@ -581,10 +592,11 @@ class _Batch:
 
     def check_cas(self, cid, expected):
         current = self.code[cid]
-        if expected is not None and _hash(current) != expected:
+        now = _hash(current, cid)
+        if expected is not None and now != expected:
             raise _Refused("stale", f"cell {cid} changed since it was read (expected hash "
-                           f"{expected}, now {_hash(current)}).", cell_id=cid,
-                           current_code=current, current_hash=_hash(current))
+                           f"{expected}, now {now}).", cell_id=cid,
+                           current_code=current, current_hash=now)
         return current
 
     def replaced(self, cid, current, ch):
@@ -604,7 +616,7 @@ class _Batch:
             why = "was not found" + (" (it would match if whitespace were ignored: copy the "
                                      "exact indentation and line breaks)" if loose else "")
         raise _Refused("match", f"the `old` text {why} in cell {cid}.", cell_id=cid,
-                       matches=count, current_code=current, current_hash=_hash(current))
+                       matches=count, current_code=current, current_hash=_hash(current, cid))
 
     def step(self, i, ch):
         op, ctx = ch["op"], self.ctx
@@ -706,7 +718,7 @@ def _verify(batch, results, after):
             problem = "the notebook holds different code than requested"
         elif result["op"] in ("create", "move") and not order_ok:
             problem = "the cell order differs from the requested order"
-        result["code_hash"] = _hash(stored[cid]) if cid in stored else None
+        result["code_hash"] = _hash(stored[cid], cid) if cid in stored else None
         result["formatted"] = bool(requested is not None and cid in stored
                                    and stored[cid] != requested)
         result["verified"] = problem is None
@@ -762,7 +774,7 @@ async def _main(args):
             problems[cid] = "the cell is not in the notebook"
         elif not item["present"] and cid in stored:
             problems[cid] = "the cell is still in the notebook"
-        elif want is not None and cid in stored and _hash(stored[cid]) != want:
+        elif want is not None and cid in stored and _hash(stored[cid], cid) != want:
             problems[cid] = "the notebook holds different code than the change stored"
     ran = []
     for cid in args["ran"]:
@@ -892,7 +904,7 @@ async def _main(args):
     for view in _CTX.cells:
         cell = _DOC.get_cell(view.id)
         cells.append({"id": cell.id, "name": names[cell.id], "code": cell.code,
-                      "code_hash": _hash(cell.code), "status": _status(view),
+                      "code_hash": _hash(cell.code, cell.id), "status": _status(view),
                       "hide_code": bool(cell.config.hide_code),
                       "disabled": bool(cell.config.disabled)})
     version = _version(_pairs())

@@ -261,3 +261,28 @@ async def _async_script(tools: dict[str, BaseTool]) -> dict[str, ToolMessage]:
     # The async pool belongs to this event loop: close it before the loop ends.
     await tools["read_cell"].session.asynchronous().client.aclose()
     return out
+
+
+def test_person_run_that_reached_the_kernel_before_the_document_is_not_overwritten(
+    toolkit_for: Any, client: Any
+) -> None:
+    """A browser run reaches the kernel about a second before the document update.
+
+    Reproduced without a browser: the scratchpad runs new code for the cell in the
+    kernel (as the page's run request does) while the document keeps the old text.
+    """
+    _, tools, path = toolkit_for(["rows = 10"])
+    [cell] = cell_ids(tools)
+    assert call(tools["run_cell"], cell=cell).status != "error"
+    call(tools["read_cell"], cell=cell)
+    person_runs = (
+        "from marimo._runtime.commands import ExecuteCellCommand\n"
+        "from marimo._runtime.context import get_context\n"
+        f"await get_context()._kernel.run([ExecuteCellCommand(cell_id={cell!r}, code='rows = 99')])\n"
+    )
+    assert client.execute(person_runs, notebook=str(path)).success
+    before = path.read_bytes()
+    refused = call(tools["edit_cell"], cell=cell, code="rows = 5")
+    assert refused.status == "error", refused.content
+    assert "rows = 99" in call(tools["execute_code"], code="print(f'rows = {rows}')").content
+    assert path.read_bytes() == before
