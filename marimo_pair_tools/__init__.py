@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .client import AsyncMarimoClient, ExecuteResult, MarimoClient, OutputData, SessionInfo
+from .client import (
+    AsyncMarimoClient,
+    ExecuteResult,
+    MarimoClient,
+    OutputData,
+    RestartResult,
+    SessionInfo,
+)
 from .discovery import ServerRecord, discover_servers
 from .errors import MarimoPairError
 from .server import MarimoServer
@@ -21,6 +28,7 @@ __all__ = [
     "MarimoPairError",
     "MarimoServer",
     "OutputData",
+    "RestartResult",
     "ServerRecord",
     "SessionInfo",
     "__version__",

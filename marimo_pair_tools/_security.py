@@ -14,14 +14,17 @@ _BIND_ALL = {"0.0.0.0", "::", ""}  # noqa: S104 - recognising, not binding
 
 
 def is_loopback_host(host: str) -> bool:
-    """True for ``localhost``, 127.0.0.0/8 and ::1."""
+    """True for ``localhost``, 127.0.0.0/8, ::1 and ::ffff:127.x.y.z."""
     host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
+    if host == "localhost":
+        return True  # not *.localhost: a resolver may send those anywhere
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
 
 
 def connect_host(host: str) -> str:

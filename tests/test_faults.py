@@ -359,16 +359,9 @@ def test_input_fails_fast_and_kernel_stays_usable(client: MarimoClient, attached
     assert client.execute("print('usable')", notebook=path).stdout == "usable\n"
 
 
-class _AppServer(MarimoServer):
-    """`marimo run`: MarimoServer passes `--skip-update-check`, which `run` rejects."""
-
-    def command(self) -> list[str]:
-        return [arg for arg in super().command() if arg != "--skip-update-check"]
-
-
 async def test_marimo_run_is_read_only(start_server: Any, tmp_path: Path) -> None:
     path = write_notebook(tmp_path / "app.py", ["x = 1"])
-    server = _AppServer(path, mode="run", registry_dir=tmp_path / "state").start()
+    server = MarimoServer(path, mode="run", registry_dir=tmp_path / "state").start()
     try:
         with server.client() as client:
             for call in (client.sessions, client.attach, lambda: client.execute("1")):

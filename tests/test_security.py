@@ -216,3 +216,21 @@ async def test_single_file_server_opens_only_its_notebook(
         assert not await aclient.sessions()
         assert (await aclient.attach(str(served))).path == str(served)
         assert (await aclient.attach()).path == str(served)
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("127.0.0.5", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),
+        ("evil.localhost", False),
+        ("::ffff:10.0.0.1", False),
+        ("10.0.0.1", False),
+    ],
+)
+def test_loopback_hosts(host: str, loopback: bool) -> None:
+    from marimo_pair_tools._security import is_loopback_host
+
+    assert is_loopback_host(host) is loopback
