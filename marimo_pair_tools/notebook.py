@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import TypeAdapter
 
 from . import _kernel_programs as programs
-from .errors import ConfigurationError
 from .models import (
     ApplyResult,
     CellDetail,
@@ -51,7 +50,13 @@ from .models import (
 )
 
 if TYPE_CHECKING:
-    from .client import AsyncMarimoClient, ExecuteResult, MarimoClient, SessionInfo
+    from .client import (
+        AsyncMarimoClient,
+        ExecuteResult,
+        MarimoClient,
+        RestartResult,
+        SessionInfo,
+    )
 
 __all__ = ["AsyncNotebook", "Notebook", "output_view"]
 
@@ -401,18 +406,6 @@ def _snapshot_call() -> _Call[NotebookSnapshot]:
     )
 
 
-def _interrupt_hook(client: object) -> Callable[..., Any]:
-    # TODO(lead): MarimoClient.interrupt(notebook=..., session_id=...) — POST
-    # /api/kernel/interrupt needs the Marimo-Server-Token; client.py owns that.
-    hook = getattr(client, "interrupt", None)
-    if hook is None:
-        raise ConfigurationError(
-            "This client cannot interrupt the kernel yet (no `interrupt` method). "
-            "Interrupt from the browser, or cancel the running request."
-        )
-    return hook  # type: ignore[no-any-return]
-
-
 # --------------------------------------------------------------------------
 # Notebook classes
 # --------------------------------------------------------------------------
@@ -602,8 +595,12 @@ class Notebook(_NotebookBase):
         return self._run(_status_call(timeout))
 
     def interrupt(self) -> None:
-        """Interrupt the running cell (needs client support; see the TODO)."""
-        _interrupt_hook(self.client)(notebook=self.notebook, session_id=self.session_id)
+        """Interrupt the running cell (a person's too: the kernel runs one thing at a time)."""
+        self.client.interrupt(self.notebook, session_id=self.session_id)
+
+    def restart(self) -> RestartResult:
+        """Restart the kernel (the way out of a wedged one); says which variables were lost."""
+        return self.client.restart(self.notebook, session_id=self.session_id)
 
     def snapshot(self) -> NotebookSnapshot:
         """Cells with full code, graph, errors and the file's sha256, in one request."""
@@ -777,7 +774,11 @@ class AsyncNotebook(_NotebookBase):
 
     async def interrupt(self) -> None:
         """See `Notebook.interrupt`."""
-        await _interrupt_hook(self.client)(notebook=self.notebook, session_id=self.session_id)
+        await self.client.interrupt(self.notebook, session_id=self.session_id)
+
+    async def restart(self) -> RestartResult:
+        """See `Notebook.restart`."""
+        return await self.client.restart(self.notebook, session_id=self.session_id)
 
     async def snapshot(self) -> NotebookSnapshot:
         """See `Notebook.snapshot`."""

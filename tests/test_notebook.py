@@ -497,3 +497,13 @@ async def test_async_notebook_round_trip(
         assert graph.focus is not None and graph.focus.descendants == [result.changes[0].cell_id]
         with pytest.raises(StaleCellError):
             await notebook.edit(cid, "a = 2", expected_hash="0" * 16)
+
+
+def test_interrupt_and_restart_through_the_notebook(nb: Callable[..., Notebook]) -> None:
+    notebook = nb(["kept = 1"])
+    notebook.run(_ids(notebook)[0])
+    notebook.interrupt()  # nothing runs: a no-op the kernel survives
+    assert notebook.execute("print(kept)").stdout == "1\n"
+    result = notebook.restart()
+    assert "kept" in result.variables_lost
+    assert not notebook.execute("print(kept)").success  # the variable is gone
