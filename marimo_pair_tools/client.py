@@ -636,6 +636,21 @@ class _ClientCore:
         )
 
     @staticmethod
+    def _not_sent_error(session: SessionInfo, exc: MarimoPairError) -> MarimoPairError:
+        """The one-time setup request before the caller's code failed: their code never ran."""
+        name = session.path or session.filename or "this notebook"
+        if isinstance(exc, ExecuteTimeoutError):
+            return KernelBusyError(
+                f"The kernel of {name} did not answer a trivial request, so your code was not "
+                "sent. It is busy with a long run or wedged: wait and retry, interrupt it, or "
+                "restart it (that loses its variables)."
+            )
+        return ServerUnavailableError(
+            f"The server stopped answering before your code was sent (your code did not run): "
+            f"{exc}"
+        )
+
+    @staticmethod
     def _timeout_error(
         timeout: float, responsive: bool | None, *, busy_before: bool
     ) -> ExecuteTimeoutError:
@@ -646,8 +661,9 @@ class _ClientCore:
         else:
             after = (
                 " The kernel did not answer afterwards: it is wedged (code that swallows "
-                "KeyboardInterrupt, or a blocking call). Restart it with "
-                "`client.restart(notebook)`; that loses its variables."
+                "KeyboardInterrupt, or a blocking call). Only a restart frees it (the "
+                "browser's restart, or `MarimoClient.restart`), and that loses its variables: "
+                "tell the person before anyone restarts."
             )
         others = (
             " The kernel was already running other work when this code was sent "
@@ -968,7 +984,10 @@ class MarimoClient(_ClientCore):
             return
         limit = self._execute_timeout(timeout)
         wait = self.probe_timeout if limit is None else min(limit, self.probe_timeout)
-        result = self._execute_on(session, _INPUT_GUARD_PROGRAM, wait, None, internal=True)
+        try:
+            result = self._execute_on(session, _INPUT_GUARD_PROGRAM, wait, None, internal=True)
+        except (ExecuteTimeoutError, OutcomeUnknownError) as exc:
+            raise self._not_sent_error(session, exc) from None
         if not result.success:
             logger.debug("input() guard not installed: %s", result.stderr[-300:])
         self._guarded.add(key)
@@ -1034,6 +1053,9 @@ class MarimoClient(_ClientCore):
     def ping(self, notebook: str | None = None, *, wait: float = _PROBE_TIMEOUT) -> None:
         """Raise `KernelBusyError` unless a trivial execute finishes within ``wait`` s."""
         session = self.resolve_session(notebook)
+        # A probe that times out disconnects, which would interrupt a person's running cell.
+        if self._kernel_state(session) == "running":
+            raise self._busy_error(session)
         if not self._kernel_answers(session, wait):
             raise KernelBusyError(
                 f"The kernel did not answer within {wait:g} s: it is busy running a cell or "
@@ -1477,7 +1499,12 @@ class AsyncMarimoClient(_ClientCore):
             return
         limit = self._execute_timeout(timeout)
         wait = self.probe_timeout if limit is None else min(limit, self.probe_timeout)
-        result = await self._execute_on(session, _INPUT_GUARD_PROGRAM, wait, None, internal=True)
+        try:
+            result = await self._execute_on(
+                session, _INPUT_GUARD_PROGRAM, wait, None, internal=True
+            )
+        except (ExecuteTimeoutError, OutcomeUnknownError) as exc:
+            raise self._not_sent_error(session, exc) from None
         if not result.success:
             logger.debug("input() guard not installed: %s", result.stderr[-300:])
         self._guarded.add(key)
@@ -1534,6 +1561,9 @@ class AsyncMarimoClient(_ClientCore):
     async def ping(self, notebook: str | None = None, *, wait: float = _PROBE_TIMEOUT) -> None:
         """Raise `KernelBusyError` unless a trivial execute finishes within ``wait`` s."""
         session = await self.resolve_session(notebook)
+        # A probe that times out disconnects, which would interrupt a person's running cell.
+        if await self._kernel_state(session) == "running":
+            raise self._busy_error(session)
         if not await self._kernel_answers(session, wait):
             raise KernelBusyError(
                 f"The kernel did not answer within {wait:g} s: it is busy running a cell or "

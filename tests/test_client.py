@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tracemalloc
 from pathlib import Path
@@ -17,6 +18,7 @@ from marimo_pair_tools.errors import (
     ConfigurationError,
     ExecuteTimeoutError,
     OutcomeUnknownError,
+    ServerUnavailableError,
     SessionNotFoundError,
 )
 
@@ -104,23 +106,43 @@ def test_non_local_url_refused() -> None:
     remote.close()
 
 
-def test_stream_cut_before_done_is_outcome_unknown() -> None:
-    # A real server cannot be made to drop the stream on demand between two events;
-    # a fake transport stands in for that one case.
+def _cut_stream_client(cut_after: int) -> tuple[MarimoClient, list[str]]:
+    """A client whose server answers the first ``cut_after`` executes, then cuts streams.
+
+    A real server cannot be made to drop the stream on demand between two events;
+    a fake transport stands in for that one case.
+    """
+    sent: list[str] = []
+
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/api/version":
             return httpx.Response(200, text="0.25.2")
         if request.url.path == "/api/sessions":
             return httpx.Response(200, json={"s": {"session_id": "sess-1", "path": "/n.py"}})
-        return httpx.Response(
-            200,
-            text='event: stdout\ndata: {"data": "half"}\n\n',
-            headers={"content-type": "text/event-stream"},
-        )
+        if request.url.path == "/api/kernel/status":
+            return httpx.Response(200, json={"state": "idle"})
+        sent.append(json.loads(request.content)["code"])
+        events = 'event: stdout\ndata: {"data": "half"}\n\n'
+        if len(sent) <= cut_after:
+            events += 'event: done\ndata: {"success": true}\n\n'
+        return httpx.Response(200, text=events, headers={"content-type": "text/event-stream"})
 
-    with MarimoClient(base_url="http://127.0.0.1:9", transport=httpx.MockTransport(handler)) as c:
-        with pytest.raises(OutcomeUnknownError, match="Inspect the notebook state"):
-            c.execute("x = 1")
+    client = MarimoClient(base_url="http://127.0.0.1:9", transport=httpx.MockTransport(handler))
+    return client, sent
+
+
+def test_stream_cut_before_done_is_outcome_unknown() -> None:
+    client, sent = _cut_stream_client(cut_after=1)  # the one-time input() guard completes
+    with client, pytest.raises(OutcomeUnknownError, match="Inspect the notebook state"):
+        client.execute("x = 1")
+    assert sent[-1] == "x = 1", "the user's code must be the request whose stream was cut"
+
+
+def test_stream_cut_before_the_code_was_sent_says_it_did_not_run() -> None:
+    client, sent = _cut_stream_client(cut_after=0)  # the setup request itself is cut
+    with client, pytest.raises(ServerUnavailableError, match="your code did not run"):
+        client.execute("x = 1")
+    assert "x = 1" not in sent
 
 
 async def test_async_client_execute_and_timeout(
