@@ -24,14 +24,15 @@ from typing import Annotated, Any, Literal, TypedDict
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, SystemMessage, ToolCall, ToolMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
-from langchain_core.tools import BaseTool
+from langchain_core.tools import BaseTool, ToolException
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.types import interrupt
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from . import guards
 from .errors import ConfigurationError, NotebookOperationError
+from .notebook import AsyncNotebook, Notebook
 from .toolkit import MarimoPairToolkit
 
 __all__ = ["DEFAULT_SYSTEM_PROMPT", "PairAgentState", "create_pair_agent", "impact_report"]
@@ -82,10 +83,29 @@ def _last_ai(state: PairAgentState) -> AIMessage | None:
     return last if isinstance(last, AIMessage) else None
 
 
-def _error_message(call: ToolCall, text: str) -> ToolMessage:
+def _error_message(call: Mapping[str, Any], text: str) -> ToolMessage:
     return ToolMessage(
         content=text, tool_call_id=str(call["id"]), name=call["name"], status="error"
     )
+
+
+_ToolFailure = (ToolException, ValidationError)
+"""What a tool call may raise that the model can act on: a refused or failed notebook
+operation, code that timed out, a busy kernel (all `ToolException`), or arguments
+that do not fit the tool's schema. Transport failures are not here: they end the run."""
+
+
+def _failure_text(call: Mapping[str, Any], exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        )
+        return (
+            f"{call['name']} was not called: its arguments do not fit the tool's schema "
+            f"({problems}). Fix them and call it again."
+        )
+    return str(exc)
 
 
 def create_pair_agent(
@@ -145,7 +165,9 @@ def create_pair_agent(
     # of the policy would read the toolkit's ledger instead, so it is switched off.
     tool_list = toolkit.get_tools(include=tools, enforce=False)
     for tool in tool_list:
+        # The tools node turns failures into error messages itself, and learns from them.
         tool.handle_tool_error = False
+        tool.handle_validation_error = False
     by_name: dict[str, BaseTool] = {tool.name: tool for tool in tool_list}
     bound = model.bind_tools(tool_list)
     prompt = SystemMessage(content=system_prompt or DEFAULT_SYSTEM_PROMPT)
@@ -208,17 +230,61 @@ def create_pair_agent(
 
     # ---------------------------------------------------------------- approval
 
-    def code_of(cell: str) -> str | None:
-        """The cell's current code for the impact report (None if it cannot be read)."""
-        notebook = toolkit.session.notebook
+    def _decisions(response: Any, asking: list[dict[str, Any]]) -> list[Mapping[str, Any]] | str:
+        """The person's decisions, one per asked call, or what is wrong with the answer."""
+        decisions = response.get("decisions") if isinstance(response, Mapping) else None
+        if not isinstance(decisions, list) or len(decisions) != len(asking):
+            return (
+                f"Answer with {{'decisions': [...]}} holding {len(asking)} decision(s), one per "
+                "action request, in order."
+            )
+        for item, decision in zip(asking, decisions, strict=True):
+            name = item["call"]["name"]
+            allowed = review.get(name, ["approve", "edit", "reject"])
+            kind = decision.get("type") if isinstance(decision, Mapping) else None
+            if kind not in allowed:
+                return f"{kind!r} is not an allowed decision for {name}: use one of {allowed}."
+        return decisions
+
+    def _cells_to_show(pending: list[dict[str, Any]]) -> list[str]:
+        return [c for p in pending if p["approval"] for c in deleted_cells(p["call"])]
+
+    def _read_codes(notebook: Notebook | None, cells: list[str]) -> dict[str, str]:
+        codes: dict[str, str] = {}
         if notebook is None:
-            return None
-        try:
-            return notebook.read_cell(cell).code
-        except NotebookOperationError:
-            return None
+            return codes
+        for cell in cells:
+            try:
+                codes[cell] = notebook.read_cell(cell).code
+            except NotebookOperationError:
+                continue  # the report then says less; the tool itself will report the cell
+        return codes
+
+    async def _aread_codes(notebook: AsyncNotebook | None, cells: list[str]) -> dict[str, str]:
+        codes: dict[str, str] = {}
+        if notebook is None:
+            return codes
+        for cell in cells:
+            try:
+                codes[cell] = (await notebook.read_cell(cell)).code
+            except NotebookOperationError:
+                continue
+        return codes
 
     def approval_node(state: PairAgentState) -> dict[str, Any]:
+        cells = _cells_to_show(state.get("pending") or [])
+        return _approve(state, _read_codes(toolkit.session.notebook, cells))
+
+    async def aapproval_node(state: PairAgentState) -> dict[str, Any]:
+        cells = _cells_to_show(state.get("pending") or [])
+        return _approve(state, await _aread_codes(toolkit.session.anotebook, cells))
+
+    def _approve(state: PairAgentState, codes: Mapping[str, str]) -> dict[str, Any]:
+        """Pause for the person's decisions (`interrupt`) and apply them to the calls.
+
+        On resume LangGraph runs the node again up to here; the request depends only
+        on the state and the cells' code, so the person judges what will run.
+        """
         pending = state.get("pending") or []
         asking = [p for p in pending if p["approval"]]
         ledger = state.get("ledger") or guards.Ledger()
@@ -227,7 +293,7 @@ def create_pair_agent(
                 {
                     "name": p["call"]["name"],
                     "args": p["call"]["args"],
-                    "description": impact_report(p, ledger, code_of),
+                    "description": impact_report(p, ledger, codes.get),
                 }
                 for p in asking
             ],
@@ -241,13 +307,11 @@ def create_pair_agent(
                 for p in asking
             ],
         }
-        response = interrupt(request)
-        decisions = list((response or {}).get("decisions") or [])
-        if len(decisions) != len(asking):
-            raise ConfigurationError(
-                f"Resume with {len(asking)} decision(s) in {{'decisions': [...]}}, one per "
-                f"action request; got {len(decisions)}."
-            )
+        decisions = _decisions(interrupt(request), asking)
+        while isinstance(decisions, str):
+            # A malformed answer asks again (a new interrupt) rather than failing the node:
+            # LangGraph would replay the same bad answer on every later resume of the thread.
+            decisions = _decisions(interrupt(_asking_again(request, decisions)), asking)
         messages: list[ToolMessage] = []
         kept: list[dict[str, Any]] = []
         answers = iter(decisions)
@@ -256,7 +320,7 @@ def create_pair_agent(
                 kept.append(item)
                 continue
             call, decision = item["call"], next(answers)
-            kind = decision.get("type")
+            kind = decision["type"]
             if kind == "approve":
                 kept.append({"call": call, "approval": None})
             elif kind == "edit":
@@ -266,13 +330,22 @@ def create_pair_agent(
                     "name": edited.get("name", call["name"]),
                     "args": edited.get("args", call["args"]),
                 }
+                if new_call["name"] not in by_name:
+                    messages.append(
+                        _error_message(
+                            call,
+                            f"The person's edit names an unknown tool {new_call['name']!r}; "
+                            "nothing was run. Ask them what they want instead.",
+                        )
+                    )
+                    continue
                 verdict, ledger = guards.check_and_record(
                     policy, ledger, new_call["name"], new_call["args"]
                 )
                 if verdict.allowed:
                     kept.append({"call": new_call, "approval": None})
                 else:
-                    messages.append(_error_message(new_call, verdict.reason))  # type: ignore[arg-type]
+                    messages.append(_error_message(new_call, verdict.reason))
             else:
                 why = decision.get("message") or "A person rejected this call."
                 messages.append(
@@ -291,13 +364,13 @@ def create_pair_agent(
         return calls, ledger
 
     def _outcome(
-        ledger: guards.Ledger, call: ToolCall, result: ToolMessage | NotebookOperationError
+        ledger: guards.Ledger, call: ToolCall, result: ToolMessage | Exception
     ) -> tuple[ToolMessage, guards.Ledger]:
         """The message the model sees for one call, and what the ledger learns from it."""
-        if isinstance(result, NotebookOperationError):
-            return _error_message(call, str(result)), guards.record_tool_error(
-                ledger, result.details
-            )
+        if isinstance(result, Exception):
+            details = result.details if isinstance(result, NotebookOperationError) else {}
+            learned = guards.record_tool_error(ledger, details) if details else ledger
+            return _error_message(call, _failure_text(call, result)), learned
         artifact = result.artifact
         if isinstance(artifact, BaseModel):
             artifact = artifact.model_dump(mode="json")
@@ -320,10 +393,10 @@ def create_pair_agent(
         calls, ledger = _prepared(state)
         messages: list[ToolMessage] = []
         for call in calls:
-            result: ToolMessage | NotebookOperationError
+            result: ToolMessage | Exception
             try:
                 result = by_name[call["name"]].invoke({**call, "type": "tool_call"}, config)
-            except NotebookOperationError as exc:
+            except _ToolFailure as exc:
                 result = exc
             message, ledger = _outcome(ledger, call, result)
             messages.append(message)
@@ -333,10 +406,10 @@ def create_pair_agent(
         calls, ledger = _prepared(state)
         messages: list[ToolMessage] = []
         for call in calls:
-            result: ToolMessage | NotebookOperationError
+            result: ToolMessage | Exception
             try:
                 result = await by_name[call["name"]].ainvoke({**call, "type": "tool_call"}, config)
-            except NotebookOperationError as exc:
+            except _ToolFailure as exc:
                 result = exc
             message, ledger = _outcome(ledger, call, result)
             messages.append(message)
@@ -349,7 +422,9 @@ def create_pair_agent(
     builder = StateGraph(PairAgentState)
     builder.add_node("model", RunnableLambda(model_node, afunc=amodel_node, name="model"))
     builder.add_node("guard", guard_node)
-    builder.add_node("approval", approval_node)
+    builder.add_node(
+        "approval", RunnableLambda(approval_node, afunc=aapproval_node, name="approval")
+    )
     builder.add_node("tools", RunnableLambda(tools_node, afunc=atools_node, name="tools"))
     builder.add_edge(START, "model")
     builder.add_conditional_edges("model", after_model, ["guard", END])
@@ -369,22 +444,38 @@ def _with_read_hashes(call: Mapping[str, Any], ledger: guards.Ledger) -> ToolCal
     )
 
 
+def _asking_again(request: dict[str, Any], problem: str) -> dict[str, Any]:
+    """The same approval request, each description led by why the last answer was refused."""
+    actions = [
+        {
+            **action,
+            "description": f"Your last answer was not used: {problem}\n\n{action['description']}",
+        }
+        for action in request["action_requests"]
+    ]
+    return {**request, "action_requests": actions}
+
+
+def deleted_cells(call: Mapping[str, Any]) -> list[str]:
+    """The cells a `delete_cell` or `apply_changes` call would delete."""
+    if call["name"] == guards.DELETE_CELL:
+        return [str(call["args"].get("cell"))]
+    if call["name"] == guards.APPLY_CHANGES:
+        return [
+            str(c.get("cell"))
+            for c in call["args"].get("changes") or []
+            if isinstance(c, dict) and c.get("op") == guards.OP_DELETE
+        ]
+    return []
+
+
 def impact_report(
     item: Mapping[str, Any], ledger: guards.Ledger, code_of: Callable[[str], str | None]
 ) -> str:
     """What a person needs to judge a call: for deletes, the code and what breaks."""
     call = item["call"]
     lines = [str(item["approval"] or f"{call['name']} needs approval.")]
-    cells: list[str] = []
-    if call["name"] == guards.DELETE_CELL:
-        cells = [str(call["args"].get("cell"))]
-    elif call["name"] == guards.APPLY_CHANGES:
-        cells = [
-            str(c.get("cell"))
-            for c in call["args"].get("changes") or []
-            if isinstance(c, dict) and c.get("op") == guards.OP_DELETE
-        ]
-    for cell in cells:
+    for cell in deleted_cells(call):
         code = code_of(cell)
         if code is not None:
             lines.append(f"Cell {cell} code:\n{code}")

@@ -6,13 +6,13 @@
     ├── TransportError                the server could not be reached or the stream broke
     │   ├── ServerUnavailableError    connection refused / server gone
     │   └── OutcomeUnknownError       the execute stream ended before `done`
-    ├── ExecuteTimeoutError           our deadline passed; the kernel was interrupted
+    ├── ExecuteTimeoutError           (ToolException too) our deadline passed; kernel interrupted
     ├── AuthenticationError           401: token missing or wrong
     ├── SessionError                  no session, several sessions, stale session
     │   ├── SessionNotFoundError
     │   ├── AmbiguousSessionError
     │   └── ReadOnlyServerError       `marimo run` app server: nothing can be edited
-    ├── KernelBusyError               the kernel is running someone else's work / is wedged
+    ├── KernelBusyError               (ToolException too) a person's run, or a wedged kernel
     ├── ServerError                   any other non-2xx answer
     └── NotebookOperationError        (ToolException too) the model can recover from these
         ├── CellNotFoundError
@@ -23,8 +23,10 @@
         └── GuardRefusedError         the read-before-edit / descendant-check policy said no
 
 Transport errors propagate out of tools (an agent cannot fix a dead server);
-`NotebookOperationError` subclasses are `ToolException`s so LangChain turns them
-into an error `ToolMessage` the model reads and recovers from.
+`NotebookOperationError` subclasses, `ExecuteTimeoutError` (code that never
+ends) and `KernelBusyError` (a person's cell is running) are `ToolException`s,
+so LangChain turns them into an error `ToolMessage` the model reads and acts on:
+fix the code, wait and retry, or tell the person.
 """
 
 from __future__ import annotations
@@ -87,8 +89,12 @@ class OutcomeUnknownError(TransportError):
     """
 
 
-class ExecuteTimeoutError(MarimoPairError):
-    """The code ran past its deadline; we disconnected and the kernel was interrupted."""
+class ExecuteTimeoutError(ToolException, MarimoPairError):
+    """The code ran past its deadline; we disconnected and the kernel was interrupted.
+
+    A `ToolException`: the model wrote code that does not end in time, and can
+    write better code. Whether the kernel answers again is in the message.
+    """
 
     def __init__(self, message: str, *, kernel_responsive: bool | None = None) -> None:
         super().__init__(message)
@@ -115,8 +121,12 @@ class ReadOnlyServerError(SessionError):
     """The server runs notebooks as apps (`marimo run`): the kernel is not editable."""
 
 
-class KernelBusyError(MarimoPairError):
-    """The kernel did not answer: it is busy with other work or wedged."""
+class KernelBusyError(ToolException, MarimoPairError):
+    """The kernel did not answer: it is busy with other work or wedged.
+
+    A `ToolException`: nothing was sent, so the model can wait and retry, or
+    tell the person, whose cell is probably running.
+    """
 
 
 class ServerError(MarimoPairError):

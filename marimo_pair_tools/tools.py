@@ -385,7 +385,8 @@ class ListNotebooksTool(NotebookTool):
         return _Op("sessions_overview")
 
     def _content(self, args: dict[str, Any], result: Any) -> str:
-        return json.dumps(result, indent=1)
+        # The model sees notebooks, never the server URL (the artifact keeps it for code).
+        return json.dumps({k: v for k, v in result.items() if k != "server"}, indent=1)
 
 
 class ReadNotebookTool(NotebookTool):

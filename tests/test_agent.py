@@ -188,3 +188,69 @@ def test_step_budget_stops_the_agent(setup: Any) -> None:
     agent = create_pair_agent(ScriptedChatModel(turns), toolkit, max_steps=3)
     result = agent.invoke({"messages": [HumanMessage("loop")]})
     assert "step budget" in result["messages"][-1].content
+
+
+def test_failures_the_model_can_fix_come_back_as_error_messages(setup: Any) -> None:
+    """Code that never ends and arguments that miss the schema: the run goes on."""
+    toolkit, path, _ = setup(["v = 1"])
+    before = path.read_bytes()
+    model = ScriptedChatModel(
+        [
+            [
+                {"name": "execute_code", "args": {"code": "while True:\n    pass", "timeout": 1}},
+                {"name": "read_cell", "args": {}},
+            ],
+            "I will write code that ends, and name the cell.",
+        ]
+    )
+    result = create_pair_agent(model, toolkit).invoke({"messages": [HumanMessage("go")]})
+    timeout, bad_args = tool_results(result["messages"])
+    assert timeout.status == "error" and "limit" in timeout.content
+    assert bad_args.status == "error" and "cell" in bad_args.content
+    assert "schema" in bad_args.content
+    assert result["messages"][-1].content.startswith("I will write code")
+    assert path.read_bytes() == before
+
+
+def test_interrupt_on_with_an_edit_decision_runs_the_persons_version(setup: Any) -> None:
+    toolkit, path, _ = setup(["p = 1"])
+    model = ScriptedChatModel([[{"name": "create_cell", "args": {"code": "q = p + 1"}}], "created"])
+    agent = create_pair_agent(
+        model,
+        toolkit,
+        interrupt_on={"create_cell": ["edit", "reject"]},
+        checkpointer=InMemorySaver(),
+    )
+    state = agent.invoke({"messages": [HumanMessage("add q")]}, thread("edit"))
+    [pending] = state["__interrupt__"]
+    assert pending.value["review_configs"][0]["allowed_decisions"] == ["edit", "reject"]
+    assert "q = p + 1" not in path.read_text()
+    # An answer outside the allowed decisions is asked again, not applied and not fatal.
+    state = agent.invoke(Command(resume={"decisions": [{"type": "approve"}]}), thread("edit"))
+    [again] = state["__interrupt__"]
+    assert "not an allowed decision" in again.value["action_requests"][0]["description"]
+    assert "q = p + 1" not in path.read_text()
+    edited = {"name": "create_cell", "args": {"code": "q = p + 100"}}
+    state = agent.invoke(
+        Command(resume={"decisions": [{"type": "edit", "edited_action": edited}]}), thread("edit")
+    )
+    assert tool_results(state["messages"])[-1].status != "error"
+    assert "q = p + 100" in path.read_text() and "q = p + 1\n" not in path.read_text()
+
+
+def test_an_edit_decision_naming_an_unknown_tool_is_refused_not_a_crash(setup: Any) -> None:
+    toolkit, path, [cell] = setup(["r = 1"])
+    model = ScriptedChatModel(
+        [
+            [{"name": "inspect_graph", "args": {"cell": cell}}],
+            [{"name": "delete_cell", "args": {"cell": cell}}],
+            "kept it",
+        ]
+    )
+    agent = create_pair_agent(model, toolkit, approve_deletes=True, checkpointer=InMemorySaver())
+    agent.invoke({"messages": [HumanMessage("remove r")]}, thread("unknown"))
+    odd = {"type": "edit", "edited_action": {"name": "format_disk", "args": {}}}
+    state = agent.invoke(Command(resume={"decisions": [odd]}), thread("unknown"))
+    refusal = tool_results(state["messages"])[-1]
+    assert refusal.status == "error" and "unknown tool" in refusal.content
+    assert "r = 1" in path.read_text()

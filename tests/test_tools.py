@@ -242,22 +242,31 @@ def test_every_tool_sync_and_async(shared_server: MarimoServer, new_notebook: An
             assert message.status != "error", f"{name}: {message.content}"
         assert results["set_ui_value"].artifact["took"] is True
         assert "14" in results["execute_code"].content
+        # The model sees notebooks, never the server's URL (the artifact has it for code).
+        assert shared_server.url not in str(results["list_notebooks"].content)
+        assert str(path) in str(results["list_notebooks"].content)
     toolkit.close()
 
 
 async def _async_script(tools: dict[str, BaseTool]) -> dict[str, ToolMessage]:
     out: dict[str, ToolMessage] = {}
+    out["list_notebooks"] = await acall(tools["list_notebooks"])
     out["read_notebook"] = await acall(tools["read_notebook"])
     ids = [c["id"] for c in out["read_notebook"].artifact["cells"]]
     out["read_cell"] = await acall(tools["read_cell"], cell=ids[2])
+    out["run_cell"] = await acall(tools["run_cell"], cell=ids[1])
     out["set_ui_value"] = await acall(tools["set_ui_value"], name="slider", value=7)
+    out["get_variables"] = await acall(tools["get_variables"], names=["total"])
     out["create_cell"] = await acall(tools["create_cell"], code="extra2 = total + 1")
     new = out["create_cell"].artifact["changes"][0]["cell_id"]
+    out["move_cell"] = await acall(tools["move_cell"], cell=new, before=ids[2])
     out["edit_cell"] = await acall(tools["edit_cell"], cell=new, code="extra2 = total + 3")
+    out["apply_changes"] = await acall(tools["apply_changes"], changes=[{"op": "run", "cell": new}])
     out["inspect_graph"] = await acall(tools["inspect_graph"], cell=new)
     out["delete_cell"] = await acall(tools["delete_cell"], cell=new)
     out["execute_code"] = await acall(tools["execute_code"], code="print(total)")
     out["get_errors"] = await acall(tools["get_errors"])
+    out["interrupt_kernel"] = await acall(tools["interrupt_kernel"])
     # The async pool belongs to this event loop: close it before the loop ends.
     await tools["read_cell"].session.asynchronous().client.aclose()
     return out
@@ -285,4 +294,15 @@ def test_person_run_that_reached_the_kernel_before_the_document_is_not_overwritt
     refused = call(tools["edit_cell"], cell=cell, code="rows = 5")
     assert refused.status == "error", refused.content
     assert "rows = 99" in call(tools["execute_code"], code="print(f'rows = {rows}')").content
+    assert path.read_bytes() == before
+
+
+def test_code_that_never_ends_is_an_error_the_model_reads(toolkit_for: Any) -> None:
+    """A timeout is the model's to fix: an error ToolMessage, and the kernel answers again."""
+    _, tools, path = toolkit_for(["base = 1"])
+    before = path.read_bytes()
+    result = call(tools["execute_code"], code="while True:\n    pass", timeout=1)
+    assert result.status == "error"
+    assert "limit" in result.content and "The kernel answers again" in result.content
+    assert "42" in call(tools["execute_code"], code="print(40 + 2)").content
     assert path.read_bytes() == before
