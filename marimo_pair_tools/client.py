@@ -646,8 +646,7 @@ class _ClientCore:
                 "restart it (that loses its variables)."
             )
         return ServerUnavailableError(
-            f"The server stopped answering before your code was sent (your code did not run): "
-            f"{exc}"
+            f"The server stopped answering before your code was sent (your code did not run): {exc}"
         )
 
     @staticmethod
