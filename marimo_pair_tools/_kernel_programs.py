@@ -599,6 +599,19 @@ class _Batch:
                            current_code=current, current_hash=now)
         return current
 
+    def check_descendants(self, cid, expected):
+        # The delete's compare-and-swap: a cell may have gained dependents (a person typed
+        # one) since the agent inspected the graph. Checked on the batch's own state.
+        if expected is None:
+            return
+        now = _Graph([(c, self.code[c]) for c in self.order])
+        new = now.sort(now.closure(cid, now.children) - set(expected))
+        if new:
+            names = {c: sorted(now.info[c][1] & now.info[cid][0]) for c in new}
+            detail = ", ".join(f"{c} (reads {', '.join(names[c]) or 'indirectly'})" for c in new)
+            raise _Refused("graph_changed", f"cell {cid} has descendants that were not "
+                           f"checked: {detail}.", cell_id=cid, new_descendants=new)
+
     def replaced(self, cid, current, ch):
         old = ch["old"]
         count = current.count(old) if old else 0
@@ -653,6 +666,7 @@ class _Batch:
             result.update(cell_id=cid, action=action, requested=new)
         elif op == "delete":
             cid = self.target(ch["cell"], i)
+            self.check_descendants(cid, ch.get("expected_descendants"))
             result.update(cell_id=cid, action="deleted", deleted_code=self.code[cid],
                           defined_names=sorted(_analyse(cid, self.code[cid])[0]))
             ctx.delete_cell(cid)
@@ -1088,6 +1102,8 @@ _NEXT_STEP = {
     "with expected_hash={current_hash}.",
     "match": "Nothing was applied. Copy `old` exactly from the current code below, or make it "
     "unique.",
+    "graph_changed": "Nothing was applied. The notebook changed since your inspect_graph: call "
+    "inspect_graph(cell=...) again and acknowledge the descendants it lists.",
 }
 _CURRENT_CODE_LIMIT = 4000
 
@@ -1096,6 +1112,7 @@ _ERROR_CLASSES: dict[str, type[NotebookOperationError]] = {
     "validation": ValidationFailedError,
     "stale": StaleCellError,
     "match": EditMatchError,
+    "graph_changed": StaleCellError,
 }
 
 

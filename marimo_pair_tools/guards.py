@@ -858,6 +858,11 @@ def record_tool_error(ledger: Ledger, details: Mapping[str, Any]) -> Ledger:
     cell_id, current_hash = details.get("cell_id"), details.get("current_hash")
     if cell_id and current_hash and "current_code" in details:
         return record_read(ledger, str(cell_id), str(current_hash))
+    if cell_id and details.get("new_descendants"):
+        # The kernel found dependents the check missed: that check no longer counts.
+        change = _Change(ledger)
+        change.drop("descendant_checks", str(cell_id))
+        return change.done()
     return ledger
 
 
@@ -866,22 +871,38 @@ def with_read_hashes(ledger: Ledger, tool_name: str, args: Mapping[str, Any]) ->
 
     The kernel then applies the edit only if the cell still has the code the agent
     saw (compare-and-swap), even when the model did not repeat the hash itself.
+    Deletes likewise carry the descendants the agent inspected
+    (``expected_descendants``): the kernel refuses one whose cell has gained others.
     """
     filled = dict(args)
     if tool_name == EDIT_CELL and not filled.get("expected_hash"):
         known = read_hash(ledger, str(filled.get("cell")))
         if known is not None:
             filled["expected_hash"] = known
+    if tool_name == DELETE_CELL and filled.get("expected_descendants") is None:
+        checked = inspected_descendants(ledger, str(filled.get("cell")))
+        if checked is not None:
+            filled["expected_descendants"] = checked
     if tool_name == APPLY_CHANGES and isinstance(filled.get("changes"), list):
         changes = []
         for change in filled["changes"]:
-            known = None
-            if isinstance(change, Mapping) and change.get("op") in _EDIT_OPS:
-                known = (
-                    None
-                    if change.get("expected_hash")
-                    else read_hash(ledger, str(change.get("cell")))
-                )
-            changes.append({**change, "expected_hash": known} if known else change)
+            extra: dict[str, Any] = {}
+            if isinstance(change, Mapping):
+                cell = str(change.get("cell"))
+                if change.get("op") in _EDIT_OPS and not change.get("expected_hash"):
+                    known = read_hash(ledger, cell)
+                    if known:
+                        extra["expected_hash"] = known
+                if change.get("op") == OP_DELETE and change.get("expected_descendants") is None:
+                    checked = inspected_descendants(ledger, cell)
+                    if checked is not None:
+                        extra["expected_descendants"] = checked
+            changes.append({**change, **extra} if extra else change)
         filled["changes"] = changes
     return filled
+
+
+def inspected_descendants(ledger: Ledger, cell: str) -> list[str] | None:
+    """The descendants `inspect_graph` showed for `cell` (None if never inspected)."""
+    check = ledger.descendant_checks.get(resolve_cell(ledger, cell))
+    return None if check is None else list(check.descendants)

@@ -380,10 +380,15 @@ class ReplaceInCell(_Model):
 
 
 class DeleteCell(_Model):
-    """Remove a cell."""
+    """Remove a cell, if no cell beyond those that were checked depends on it."""
 
     op: Literal["delete"] = "delete"
     cell: str = Field(description=_CELL_REF)
+    expected_descendants: list[str] | None = Field(
+        default=None,
+        description="Descendant cell ids inspect_graph showed (filled from your inspect_graph "
+        "when omitted). If other cells depend on the cell by now, nothing is deleted.",
+    )
 
 
 class MoveCell(_Placed):

@@ -554,9 +554,15 @@ class Notebook(_NotebookBase):
             ]
         )
 
-    def delete(self, cell: str) -> ApplyResult:
-        """Delete one cell; the result names the cells that read its names."""
-        return self.apply([DeleteCell(cell=cell)])
+    def delete(self, cell: str, *, expected_descendants: list[str] | None = None) -> ApplyResult:
+        """Delete one cell; the result names the cells that read its names.
+
+        Args:
+            cell: the cell's id or name.
+            expected_descendants: the descendants that were checked; if the cell has
+                others by now, nothing is deleted (`StaleCellError`).
+        """
+        return self.apply([DeleteCell(cell=cell, expected_descendants=expected_descendants)])
 
     def move(
         self, cell: str, *, before: str | None = None, after: str | None = None
@@ -732,9 +738,11 @@ class AsyncNotebook(_NotebookBase):
             ]
         )
 
-    async def delete(self, cell: str) -> ApplyResult:
+    async def delete(
+        self, cell: str, *, expected_descendants: list[str] | None = None
+    ) -> ApplyResult:
         """See `Notebook.delete`."""
-        return await self.apply([DeleteCell(cell=cell)])
+        return await self.apply([DeleteCell(cell=cell, expected_descendants=expected_descendants)])
 
     async def move(
         self, cell: str, *, before: str | None = None, after: str | None = None

@@ -314,6 +314,11 @@ class DeleteCellInput(BaseModel):
         description="The descendant cell ids inspect_graph listed, to confirm they will lose "
         "names (or true for all). Empty when the cell has no descendants.",
     )
+    expected_descendants: list[str] | None = Field(
+        default=None,
+        description="Leave empty: filled from your inspect_graph. Nothing is deleted if other "
+        "cells came to depend on this one since.",
+    )
 
 
 class MoveCellInput(BaseModel):
@@ -573,7 +578,9 @@ class DeleteCellTool(_ChangeTool):
     guarded: ClassVar[bool] = True
 
     def _changes(self, args: dict[str, Any]) -> list[Change]:
-        return [DeleteCell(cell=args["cell"])]
+        return [
+            DeleteCell(cell=args["cell"], expected_descendants=args.get("expected_descendants"))
+        ]
 
 
 class MoveCellTool(_ChangeTool):

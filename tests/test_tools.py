@@ -306,3 +306,34 @@ def test_code_that_never_ends_is_an_error_the_model_reads(toolkit_for: Any) -> N
     assert "limit" in result.content and "The kernel answers again" in result.content
     assert "42" in call(tools["execute_code"], code="print(40 + 2)").content
     assert path.read_bytes() == before
+
+
+def test_delete_refused_in_the_kernel_when_a_person_added_a_dependent(
+    toolkit_for: Any, client: Any
+) -> None:
+    """The guard passed (the agent inspected); the kernel's own check catches the new reader."""
+    _, tools, path = toolkit_for(["base = 3"])
+    [cell] = cell_ids(tools)
+    inspected = call(tools["inspect_graph"], cell=cell)
+    assert "no descendants" in inspected.content
+    person_adds_a_reader = (
+        "import marimo._code_mode as cm\n"
+        "async with cm.get_context(skip_staleness_check=True) as ctx:\n"
+        "    ctx.create_cell('uses_base = base + 1')\n"
+    )
+    assert client.execute(person_adds_a_reader, notebook=str(path)).success
+    before = path.read_bytes()
+    refused = call(tools["delete_cell"], cell=cell)
+    assert refused.status == "error", refused.content
+    assert "descendants that were not checked" in refused.content, refused.content
+    assert "reads base" in refused.content and "inspect_graph" in refused.content
+    assert path.read_bytes() == before
+    # The check that missed the reader no longer counts: the guard asks for a new one.
+    again = call(tools["delete_cell"], cell=cell)
+    assert again.status == "error" and "inspect_graph" in again.content
+    inspected = call(tools["inspect_graph"], cell=cell)
+    [reader] = [c for c in cell_ids(tools) if c != cell]
+    assert reader in inspected.content
+    deleted = call(tools["delete_cell"], cell=cell, acknowledge_descendants=[reader])
+    assert deleted.status != "error", deleted.content
+    assert "base = 3" not in path.read_text()
