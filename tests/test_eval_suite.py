@@ -182,6 +182,17 @@ def test_step_limit_ends_the_run(tmp_path: Path) -> None:
     assert result.limit_hit == "steps"
     assert not result.passed
     assert result.tool_calls == 2
+    assert result.steps == 2  # the agent's budget stop is not a model turn
+
+
+def test_tool_call_limit_ends_the_run(tmp_path: Path) -> None:
+    task = _task("fix_name_error", limits=Limits(steps=10, seconds=60, tool_calls=2))
+    agent = _script([o.read_notebook()] * 5 + ["done"])
+    result, events = run_task(task, agent, RunConfig(out_dir=tmp_path))
+    assert (result.status, result.limit_hit) == ("limit", "tool_calls")
+    assert (result.steps, result.tool_calls) == (2, 2)
+    assert events[-1].kind == "note"
+    assert "tool-call budget" in events[-1].text
 
 
 def test_time_limit_ends_the_run(tmp_path: Path) -> None:

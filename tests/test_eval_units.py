@@ -3,24 +3,46 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
+from marimo_pair_tools.agent import create_pair_agent
 from marimo_pair_tools.errors import ConfigurationError
-from marimo_pair_tools.eval import Frame, compare, load_tasks, resolve_agent
+from marimo_pair_tools.eval import (
+    AgentSpec,
+    Frame,
+    Limits,
+    RunConfig,
+    compare,
+    load_tasks,
+    resolve_agent,
+    run_suite,
+)
 from marimo_pair_tools.eval import graders as g
+from marimo_pair_tools.eval import oracle as o
 from marimo_pair_tools.eval._clean_run import CellInfo, CleanRun
 from marimo_pair_tools.eval._values import summarize
+from marimo_pair_tools.eval.cli import main as eval_main
 from marimo_pair_tools.eval.cli import register
 from marimo_pair_tools.eval.report import aggregate, render_summary
-from marimo_pair_tools.eval.runner import TaskResult, Timings
+from marimo_pair_tools.eval.runner import (
+    TaskResult,
+    Timings,
+    _Injector,
+    _Run,
+    _Stopper,
+    _stream_agent,
+)
+from marimo_pair_tools.eval.runner import _result as _task_result
 from marimo_pair_tools.eval.trajectory import Event, Recorder, audit, to_agentevals
 from marimo_pair_tools.testing import ScriptedChatModel
+from marimo_pair_tools.toolkit import MarimoPairToolkit
 
 TASKS = Path(__file__).resolve().parents[1] / "notebooks" / "tasks"
 
@@ -320,6 +342,124 @@ def test_agent_specs(tmp_path: Path) -> None:
 def make_model() -> ScriptedChatModel:
     """A module:factory agent spec target for `test_agent_specs`."""
     return ScriptedChatModel(["made"])
+
+
+def test_a_provider_that_cannot_build_its_model_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chat_models = pytest.importorskip("langchain.chat_models")
+
+    class ProviderError(Exception):
+        """Like openai.OpenAIError: not a ValueError."""
+
+    def init_chat_model(spec: str) -> Any:
+        raise ProviderError("The api_key client option must be set")
+
+    monkeypatch.setattr(chat_models, "init_chat_model", init_chat_model)
+    with pytest.raises(ConfigurationError, match="api_key client option") as caught:
+        resolve_agent("someprovider:some-model")
+    assert "ProviderError" in str(caught.value)
+    assert "API key" in str(caught.value)
+    # The eval CLI reports it in one line (no traceback) and exits 1.
+    argv = ["--model", "someprovider:some-model", "--task", "fix_name_error"]
+    argv += ["--tasks", str(TASKS), "--out", str(tmp_path / "out"), "--no-progress"]
+    assert eval_main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("marimo-pair eval: --model 'someprovider:some-model'")
+    assert "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- runner
+
+
+def _bare_run(tmp_path: Path, limits: Limits) -> _Run:
+    task = load_tasks(TASKS, names=["fix_name_error"])[0]
+    task = dataclasses.replace(task, spec=dataclasses.replace(task.spec, limits=limits))
+    agent = AgentSpec(label="script", factory=lambda task: ScriptedChatModel(["unused"]))
+    return _Run(task, agent, RunConfig(out_dir=tmp_path), None, _Stopper())
+
+
+def _no_person() -> _Injector:
+    return _Injector(notebook=cast("Any", None), pending=[], ids={})
+
+
+def test_the_step_budget_stop_is_a_limit_not_a_model_turn(tmp_path: Path) -> None:
+    """The real pair agent, without a server: the guard refuses every edit (never read)."""
+    run = _bare_run(tmp_path, Limits(steps=2))
+    unread_edit = o.call("edit_cell", cell="x", code="y = 1")
+    model = ScriptedChatModel([unread_edit] * 5 + ["done"])
+    graph = create_pair_agent(model, MarimoPairToolkit.from_clients(None), max_steps=2)
+    _stream_agent(run, graph, _no_person())
+    assert run.limit_hit == "steps"
+    result = _task_result(run, [g.GradeResult(grader="x", kind="outcome", score=1.0, passed=True)])
+    assert result.steps == 2  # the two model turns; the budget stop is not one
+    assert result.status == "limit"
+    assert not result.passed
+    kinds = [e.kind for e in run.recorder.events]
+    assert kinds == ["user", "model", "tool", "model", "tool", "note"]
+    assert "step budget" in run.recorder.events[-1].text
+
+
+class _Replay:
+    """A graph that replays the pair agent's stream updates."""
+
+    def __init__(self, updates: list[dict[str, Any]]) -> None:
+        self.updates = updates
+
+    def stream(self, payload: Any, config: Any, stream_mode: str) -> Any:
+        return iter(self.updates)
+
+
+def test_running_out_of_tool_calls_is_a_limit(tmp_path: Path) -> None:
+    run = _bare_run(tmp_path, Limits(steps=10, tool_calls=2))
+    calls = [{"id": f"c{i}", "name": "read_notebook", "args": {}} for i in range(2)]
+    updates: list[dict[str, Any]] = [
+        {"model": {"messages": [AIMessage(content="", tool_calls=calls)], "steps": 1}},
+        {"guard": {"messages": [], "pending": []}},
+        {
+            "tools": {
+                "messages": [
+                    ToolMessage(content="ok", tool_call_id=c["id"], name=c["name"]) for c in calls
+                ],
+                "tool_calls": 2,
+            }
+        },
+        {
+            "model": {
+                "messages": [AIMessage(content="Stopped: the tool-call budget (2) is used up.")]
+            }
+        },
+    ]
+    _stream_agent(run, _Replay(updates), _no_person())
+    assert run.limit_hit == "tool_calls"
+    result = _task_result(run, [g.GradeResult(grader="x", kind="outcome", score=1.0, passed=True)])
+    assert (result.status, result.steps, result.tool_calls) == ("limit", 1, 2)
+    assert run.recorder.events[-1].kind == "note"
+
+
+def test_a_run_writes_its_outputs_fresh(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    stale = _result("oracle", True, task="old_task")
+    for kind, name in (("notebooks", "old_task.py"), ("snapshots", "old_task.json")):
+        (out / kind / "oracle").mkdir(parents=True)
+        (out / kind / "oracle" / name).write_text("old", encoding="utf-8")
+    (out / "notebooks" / "oracle" / "mine.txt").write_text("keep", encoding="utf-8")
+    (out / "results.jsonl").write_text(stale.model_dump_json() + "\n{cut", encoding="utf-8")
+    for name in ("trajectories.jsonl", "agentevals.jsonl", "summary.md"):
+        (out / name).write_text("old run\n", encoding="utf-8")
+    (out / "notes.md").write_text("not ours", encoding="utf-8")
+
+    suite = run_suite([], ["null"], RunConfig(out_dir=out, progress=False))
+    assert suite.results == []
+    assert (out / "results.jsonl").read_text(encoding="utf-8") == ""
+    assert (out / "trajectories.jsonl").read_text(encoding="utf-8") == ""
+    assert (out / "agentevals.jsonl").read_text(encoding="utf-8") == ""
+    assert "old run" not in (out / "summary.md").read_text(encoding="utf-8")
+    # What the earlier run saved is gone; files it did not write are kept.
+    assert not (out / "notebooks" / "oracle" / "old_task.py").exists()
+    assert not (out / "snapshots").exists()
+    assert (out / "notebooks" / "oracle" / "mine.txt").is_file()
+    assert (out / "notes.md").is_file()
 
 
 # --------------------------------------------------------------------------- report and CLI

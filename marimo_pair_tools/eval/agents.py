@@ -237,6 +237,15 @@ def _provider_spec(spec: str) -> AgentSpec:
             model = init_chat_model(spec)
         except (ValueError, ImportError) as exc:  # unknown provider, missing package
             raise ConfigurationError(f"--model {spec!r}: {exc}") from None
+        except Exception as exc:  # each provider raises its own error types
+            # Why broad: building the client is the provider's code, and a missing API
+            # key or a bad option surfaces as its own error class (openai.OpenAIError,
+            # anthropic's, ...). It must read as a setup problem, not a traceback.
+            raise ConfigurationError(
+                f"--model {spec!r}: the provider could not build the model "
+                f"({type(exc).__name__}: {exc}). Check its API key (environment "
+                "variable) and the model name."
+            ) from exc
         if not isinstance(model, BaseChatModel):
             raise ConfigurationError(f"init_chat_model({spec!r}) did not return a chat model")
         return model

@@ -16,7 +16,9 @@ One task run, start to finish (`run_task`):
 `run_suite` runs many tasks on a thread pool (``workers``): the heavy work is
 in the marimo servers and grading processes, so threads overlap it well. Each
 finished task is appended to ``results.jsonl`` and ``trajectories.jsonl`` at
-once: a crash or Ctrl-C loses at most the tasks in flight.
+once: a crash or Ctrl-C loses at most the tasks in flight. A run owns its
+output directory's files: it starts them fresh (and removes what an earlier run
+there saved), so every file describes this run only.
 
 A task that crashes the harness (a server that does not start, a tool
 transport error, a grader bug) becomes a failed task with the reason, never a
@@ -59,7 +61,7 @@ from ._clean_run import CellInfo, Zygote, clean_run
 from ._live import live_values
 from .agents import AgentSpec, resolve_agent
 from .graders import Evidence, GradeResult, grade_all
-from .tasks import HumanEdit, Task
+from .tasks import HumanEdit, Limits, Task
 from .trajectory import Event, Recorder, audit, to_agentevals
 
 __all__ = [
@@ -136,6 +138,7 @@ class TaskResult(BaseModel):
     violations: list[dict[str, Any]] = Field(default_factory=list)
     tokens: dict[str, int] | None = None
     limit_hit: str | None = None
+    """The budget that ended the run: ``steps``, ``tool_calls`` or ``time``."""
     error: str | None = None
     notebook_unchanged: bool | None = None
     """The notebook after the run equals the one before (plus a person's injected edits)."""
@@ -191,15 +194,46 @@ class SuiteResult:
 # --------------------------------------------------------------------------- helpers
 
 
+_RESULTS = "results.jsonl"
+_TRAJECTORIES = "trajectories.jsonl"
+_AGENTEVALS = "agentevals.jsonl"
+_SUMMARY = "summary.md"
+
+
+def _clear_previous(out_dir: Path) -> None:
+    """Remove what an earlier run wrote to ``out_dir``, so no file mixes two runs.
+
+    The final notebooks and snapshots to remove are the ones the earlier
+    ``results.jsonl`` lists (nothing else in the directory is touched: ``--out``
+    may be a directory that holds other files).
+    """
+    previous = out_dir / _RESULTS
+    rows = previous.read_text(encoding="utf-8").splitlines() if previous.is_file() else []
+    for row in rows:
+        try:
+            data = json.loads(row)
+            label, task = _safe_label(str(data["agent"])), str(data["task"])
+        except (ValueError, TypeError, KeyError):
+            continue  # a line cut by a crash: nothing to find from it
+        for kind, suffix in (("notebooks", ".py"), ("snapshots", ".json")):
+            (out_dir / kind / label / f"{task}{suffix}").unlink(missing_ok=True)
+            for folder in (out_dir / kind / label, out_dir / kind):
+                with contextlib.suppress(OSError):  # not empty: other files live there
+                    folder.rmdir()
+    for name in (_AGENTEVALS, _SUMMARY):
+        (out_dir / name).unlink(missing_ok=True)
+
+
 class _Output:
-    """Appends finished tasks to the JSONL files at once, from any worker thread."""
+    """Writes finished tasks to fresh JSONL files at once, from any worker thread."""
 
     def __init__(self, out_dir: Path) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
+        _clear_previous(out_dir)
         self.out_dir = out_dir
         self._lock = threading.Lock()
-        self._results = (out_dir / "results.jsonl").open("a", encoding="utf-8")
-        self._trajectories = (out_dir / "trajectories.jsonl").open("a", encoding="utf-8")
+        self._results = (out_dir / _RESULTS).open("w", encoding="utf-8")
+        self._trajectories = (out_dir / _TRAJECTORIES).open("w", encoding="utf-8")
 
     def write(self, result: TaskResult, events: Sequence[Event]) -> None:
         with self._lock:
@@ -392,10 +426,17 @@ class _Injector:
         return fired
 
 
-def _budget_stop(events: Sequence[Event], steps: int) -> bool:
-    """Whether the agent was stopped by its step budget (its last turn says so)."""
-    turns = [e for e in events if e.kind == "model"]
-    return bool(turns) and len(turns) > steps and turns[-1].text.startswith("Stopped:")
+def _budget_stop(node: str, delta: Mapping[str, Any], limits: Limits, turns: int) -> str | None:
+    """Which budget stopped the agent, if this graph update is its budget stop.
+
+    The pair agent's model node answers for the model once a budget is used up:
+    its update then carries a message but no new ``steps`` count, since no model
+    turn was taken. It checks the step budget first, so with ``turns`` model
+    turns taken so far, ``turns >= limits.steps`` means the step budget.
+    """
+    if node != "model" or "steps" in delta or not delta.get("messages"):
+        return None
+    return "steps" if turns >= limits.steps else "tool_calls"
 
 
 def _decisions(request: Any, policy: ApprovalPolicy) -> dict[str, Any]:
@@ -476,6 +517,17 @@ def _stream_agent(run: _Run, graph: Any, injector: _Injector) -> None:
                 if isinstance((delta or {}).get("ledger"), (guards.Ledger, dict)):
                     run.ledger = guards.merge_ledgers(run.ledger, delta["ledger"])
                 messages = (delta or {}).get("messages") or []
+                turns = sum(e.kind == "model" for e in run.recorder.events)
+                stop = _budget_stop(node, delta or {}, limits, turns)
+                if stop is not None:
+                    # Not a model turn: recorded as the harness notes a limit, so
+                    # `steps` counts the model's turns only.
+                    run.limit_hit = run.limit_hit or stop
+                    text = "; ".join(
+                        m.text if isinstance(m, BaseMessage) else str(m) for m in messages
+                    )
+                    run.recorder.note("note", text or f"{stop} budget used up", t=now)
+                    continue
                 events = run.recorder.add_messages(
                     [m for m in messages if isinstance(m, BaseMessage)], now
                 )
@@ -541,6 +593,7 @@ def _run_agent(run: _Run, toolkit: MarimoPairToolkit) -> None:
         # ledger is followed from the stream updates instead.
         checkpointer=InMemorySaver() if approvals else None,
         max_steps=task.spec.limits.steps,
+        max_tool_calls=task.spec.limits.tool_calls,
         name=f"eval-{task.name}",
     )
     with _timed(run, "agent"):
@@ -548,8 +601,6 @@ def _run_agent(run: _Run, toolkit: MarimoPairToolkit) -> None:
     run.injected = dict(injector.applied)
     names = {cell_id: name for name, cell_id in ids.items()}
     run.injected_by_name = {names.get(k, k): v for k, v in injector.applied.items()}
-    if run.limit_hit is None and _budget_stop(run.recorder.events, task.spec.limits.steps):
-        run.limit_hit = "steps"
 
 
 def _grade(run: _Run, saved: Path, live: Mapping[str, Any] | None) -> list[GradeResult]:
@@ -840,7 +891,7 @@ def run_suite(
         workers=workers,
         agents=[s.label for s in specs],
     )
-    write_summary(suite, config.out_dir / "summary.md")
+    write_summary(suite, config.out_dir / _SUMMARY)
     return suite
 
 
@@ -855,7 +906,7 @@ def _write_agentevals(
     """
     exported = {r.run_id: to_agentevals(trajectories.get(r.run_id, [])) for r in results}
     reference = {r.task: exported[r.run_id] for r in results if r.agent == "oracle"}
-    path = out_dir / "agentevals.jsonl"
+    path = out_dir / _AGENTEVALS
     with path.open("w", encoding="utf-8") as handle:
         for result in results:
             row: dict[str, Any] = {

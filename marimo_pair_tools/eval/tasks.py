@@ -53,10 +53,12 @@ class Limits:
     Attributes:
         steps: model turns (each may call several tools).
         seconds: wall time for the agent's whole run.
+        tool_calls: tool calls over the whole run.
     """
 
     steps: int = 20
     seconds: float = 120.0
+    tool_calls: int = 120
 
 
 @dataclass(frozen=True)
