@@ -713,8 +713,12 @@ class _Batch:
 
 
 def _verify(batch, results, after):
-    # Applied: re-read the document marimo changed and check every change landed.
+    # Applied: check every change landed, in the document marimo changed (what it saves
+    # and sends to the browser) and in the kernel's own graph (what runs). The document
+    # here is the context's snapshot with the transaction applied; the server-side copy
+    # is re-read only by Notebook(verify=True), at the cost of a second execute.
     stored = {c.id: c.code for c in _DOC.cells}
+    kernel = _CTX.graph.cells
     order_ok = [c.id for c in _DOC.cells] == batch.order
     for result in results:
         cid, sets_code = result["cell_id"], result.pop("requested", None) is not None
@@ -724,12 +728,17 @@ def _verify(batch, results, after):
         if result["op"] == "delete":
             if cid in stored:
                 problem = "the cell is still in the notebook"
+            elif cid in kernel:
+                problem = "the kernel still has the cell"
             lost = set(result["defined_names"]) - set(after.by_name)
             result["dependents"] = [c for c in after.order if after.info[c][1] & lost]
         elif cid not in stored:
             problem = "the cell is not in the notebook"
         elif requested is not None and not _same_code(stored[cid], requested):
             problem = "the notebook holds different code than requested"
+        elif (requested is not None and cid in kernel
+              and not _same_code(kernel[cid].code, requested)):
+            problem = "the kernel holds different code than requested"
         elif result["op"] in ("create", "move") and not order_ok:
             problem = "the cell order differs from the requested order"
         result["code_hash"] = _hash(stored[cid], cid) if cid in stored else None

@@ -241,6 +241,9 @@ def test_every_tool_sync_and_async(shared_server: MarimoServer, new_notebook: An
         for name, message in results.items():
             assert message.status != "error", f"{name}: {message.content}"
         assert results["set_ui_value"].artifact["took"] is True
+        for change_tool in ("create_cell", "edit_cell", "move_cell", "delete_cell"):
+            [change] = results[change_tool].artifact["changes"]
+            assert change["verified"] is True, (change_tool, change["problem"])
         assert "14" in results["execute_code"].content
         # The model sees notebooks, never the server's URL (the artifact has it for code).
         assert shared_server.url not in str(results["list_notebooks"].content)
