@@ -7,8 +7,9 @@ Three parts, all against real `marimo edit --headless` servers in one run:
    (``notebook._*_call(...).program``); the two are interleaved call by call.
    Each tool call also counts the ``client.execute`` calls and the HTTP requests
    it made (goal: one execute per tool call). Change tools run twice: with the
-   toolkit's default ``verify=True`` (a second, re-reading execute) and with
-   ``verify=False``. The pairing policy is on (the toolkit default). Every call
+   toolkit's default ``verify=False`` (the apply program checks each change in the
+   same execute) and with ``verify=True`` (a second execute re-reads the server's
+   document). The pairing policy is on (the toolkit default). Every call
    does real work: delete_cell gets a fresh cell (created and inspected untimed),
    each create_cell's cell is deleted afterwards (untimed), edits write new code,
    moves alternate sides; so the notebook never grows.
@@ -304,7 +305,7 @@ def tool_cases(b: Bench, verify_modes: tuple[bool, ...]) -> list[Case]:
         return sample, parsed(result)
 
     for verify in verify_modes:
-        suffix = "" if verify else " verify=False"
+        suffix = " verify=True" if verify else ""
 
         def with_verify(
             fn: Callable[[int], Sample], verify: bool = verify
@@ -314,7 +315,7 @@ def tool_cases(b: Bench, verify_modes: tuple[bool, ...]) -> list[Case]:
                 try:
                     return fn(i)
                 finally:
-                    b.nb.verify = True
+                    b.nb.verify = False  # the toolkit's default
 
             return wrapped
 
@@ -426,7 +427,7 @@ def part1(tmp: Path, repeat: int) -> tuple[list[Row], float, Bench, MarimoServer
     # Make sure every cell has run once (the slider must exist for set_ui_value).
     b.helper.apply([{"op": "run", "cell": i} for i in dict.fromkeys(b.ids().values())])
     floor = median_seconds(lambda: b.bare("None"), repeat, warmup=2)
-    rows = [run_case(case, repeat, warmup=1) for case in tool_cases(b, (True, False))]
+    rows = [run_case(case, repeat, warmup=1) for case in tool_cases(b, (False, True))]
     return rows, floor, b, server
 
 
@@ -504,7 +505,7 @@ def part2(b: Bench, repeat: int) -> None:
                         b.counter, partial(b.invoke, "apply_changes", {"changes": changes})
                     )
                 finally:
-                    b.nb.verify = True
+                    b.nb.verify = False  # the toolkit's default
                 b.delete(*[ch["cell_id"] for ch in msg.artifact["changes"]])
                 if i >= 2:
                     samples.append(sample)

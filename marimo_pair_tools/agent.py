@@ -122,6 +122,7 @@ def create_pair_agent(
     checkpointer: Any = None,
     store: Any = None,
     name: str = "marimo_pair",
+    platform_persistence: bool = False,
 ) -> Any:
     """Build the pair agent: a compiled LangGraph graph over the toolkit's tools.
 
@@ -140,6 +141,8 @@ def create_pair_agent(
         checkpointer: a LangGraph checkpointer (needed for approvals and resumes).
         store: a LangGraph store, passed to `compile`.
         name: the graph's name.
+        platform_persistence: a LangGraph server (``langgraph dev``, LangGraph
+            Platform) supplies the checkpointer, so approvals need none here.
 
     Returns:
         A compiled `StateGraph`; invoke it with ``{"messages": [...]}``.
@@ -156,7 +159,7 @@ def create_pair_agent(
         review = {k: list(v) for k, v in interrupt_on.items()}
     elif interrupt_on is not None:
         review = {k: ["approve", "edit", "reject"] for k in interrupt_on}
-    if (policy.approve_deletes or review) and checkpointer is None:
+    if (policy.approve_deletes or review) and checkpointer is None and not platform_persistence:
         raise ConfigurationError(
             "Approvals pause the graph with interrupt(), which needs a checkpointer: pass "
             "checkpointer=InMemorySaver() (or a persistent one) to create_pair_agent."

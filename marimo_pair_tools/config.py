@@ -25,6 +25,12 @@ The environment, for `toolkit_from_env` and `model_from_env`:
 - ``MARIMO_NOTEBOOK`` alone: a notebook file; a local `MarimoServer` is started
   for it and stopped when the process exits.
 - ``MARIMO_PAIR_MODEL``: a model spec, as above.
+
+And for `agent_options_from_env` (the deployed graph's human approvals):
+
+- ``MARIMO_PAIR_APPROVE_DELETES``: ``1``/``true`` (every delete) or
+  ``with_descendants`` (deletes that break other cells).
+- ``MARIMO_PAIR_INTERRUPT_ON``: more tools that need approval, comma-separated.
 """
 
 from __future__ import annotations
@@ -46,9 +52,12 @@ from .toolkit import MarimoPairToolkit
 
 __all__ = [
     "ENV_ALLOW_REMOTE",
+    "ENV_APPROVE_DELETES",
+    "ENV_INTERRUPT_ON",
     "ENV_MODEL",
     "ENV_NOTEBOOK",
     "ENV_URL",
+    "agent_options_from_env",
     "model_from_env",
     "model_from_spec",
     "toolkit_from_env",
@@ -58,6 +67,8 @@ ENV_URL = "MARIMO_URL"
 ENV_NOTEBOOK = "MARIMO_NOTEBOOK"
 ENV_MODEL = "MARIMO_PAIR_MODEL"
 ENV_ALLOW_REMOTE = "MARIMO_ALLOW_REMOTE"
+ENV_APPROVE_DELETES = "MARIMO_PAIR_APPROVE_DELETES"
+ENV_INTERRUPT_ON = "MARIMO_PAIR_INTERRUPT_ON"
 
 _SCRIPTED = "scripted"
 _SPEC_FORMS = (
@@ -120,6 +131,29 @@ def model_from_spec(spec: str) -> BaseChatModel:
     if prefix in _KNOWN_PROVIDERS or prefix in registry:
         return _from_provider(prefix, rest, registry)
     return _from_import(spec, prefix, rest)
+
+
+def agent_options_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """`create_pair_agent` keyword options for human approvals, from the environment.
+
+    Raises:
+        ConfigurationError: ``MARIMO_PAIR_APPROVE_DELETES`` has a value it cannot mean.
+    """
+    env = os.environ if environ is None else environ
+    options: dict[str, Any] = {}
+    approve = env.get(ENV_APPROVE_DELETES, "").strip().lower()
+    if approve in {"1", "true", "yes"}:
+        options["approve_deletes"] = True
+    elif approve == "with_descendants":
+        options["approve_deletes"] = "with_descendants"
+    elif approve not in {"", "0", "false", "no"}:
+        raise ConfigurationError(
+            f"{ENV_APPROVE_DELETES}={approve!r}: use 1 (every delete), with_descendants, or 0."
+        )
+    tools = [t.strip() for t in env.get(ENV_INTERRUPT_ON, "").split(",") if t.strip()]
+    if tools:
+        options["interrupt_on"] = tools
+    return options
 
 
 def model_from_env(environ: Mapping[str, str] | None = None) -> BaseChatModel:

@@ -19,6 +19,7 @@ import pytest
 from langchain_core.messages import HumanMessage
 
 from marimo_pair_tools.config import (
+    agent_options_from_env,
     model_from_env,
     model_from_spec,
     toolkit_from_env,
@@ -35,7 +36,15 @@ STARTUP_SECONDS = 45.0
 
 def scripted_model() -> ScriptedChatModel:
     """The model `langgraph dev` loads here, as ``MARIMO_PAIR_MODEL=tests.test_deploy:scripted_model``."""
-    return ScriptedChatModel([[{"name": "read_notebook", "args": {}}], "Two cells."])
+    return ScriptedChatModel(
+        [
+            [{"name": "read_notebook", "args": {}}],
+            "Two cells.",
+            [{"name": "inspect_graph", "args": {"cell": "last"}}],
+            [{"name": "delete_cell", "args": {"cell": "last", "acknowledge_descendants": []}}],
+            "Deleted the last cell.",
+        ]
+    )
 
 
 # ------------------------------------------------------------------ model specs
@@ -106,6 +115,15 @@ def test_environment_errors(tmp_path: Path) -> None:
         toolkit_from_env({})
     with pytest.raises(ConfigurationError, match="is not a notebook file"):
         toolkit_from_env({"MARIMO_NOTEBOOK": str(tmp_path / "missing.py")})
+
+
+def test_approval_options_from_the_environment() -> None:
+    assert agent_options_from_env({}) == {}
+    assert agent_options_from_env(
+        {"MARIMO_PAIR_APPROVE_DELETES": "with_descendants", "MARIMO_PAIR_INTERRUPT_ON": "a, b"}
+    ) == {"approve_deletes": "with_descendants", "interrupt_on": ["a", "b"]}
+    with pytest.raises(ConfigurationError, match="with_descendants"):
+        agent_options_from_env({"MARIMO_PAIR_APPROVE_DELETES": "sometimes"})
 
 
 # ----------------------------------------------------------------- langgraph dev
@@ -188,11 +206,12 @@ def tail(log: Path, lines: int = 40) -> str:
 def test_langgraph_dev_serves_the_pair_graph(tmp_path: Path) -> None:
     pytest.importorskip("langgraph_cli", reason="pip install 'langgraph-cli[inmem]'")
     pytest.importorskip("langgraph_api", reason="pip install 'langgraph-cli[inmem]'")
-    notebook = write_notebook(tmp_path / "nb.py", ["a = 1", "b = a + 1"])
+    notebook = write_notebook(tmp_path / "nb.py", ["a = 1", "b = a + 1"], ["first", "last"])
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MARIMO_", "LANGSMITH_"))}
     env |= {
         "MARIMO_NOTEBOOK": str(notebook),
         "MARIMO_PAIR_MODEL": "tests.test_deploy:scripted_model",
+        "MARIMO_PAIR_APPROVE_DELETES": "1",
         "LANGGRAPH_CLI_NO_ANALYTICS": "1",
         "LANGSMITH_TRACING": "false",
         "NO_COLOR": "1",
@@ -216,9 +235,27 @@ def test_langgraph_dev_serves_the_pair_graph(tmp_path: Path) -> None:
                     "input": {"messages": [{"role": "user", "content": "what is here?"}]},
                 },
             ).json()
-        assert [m["type"] for m in state["messages"]] == ["human", "ai", "tool", "ai"], state
-        assert state["messages"][2]["status"] == "success"
-        assert len(state["ledger"]["hashes"]) == 2
+            assert [m["type"] for m in state["messages"]] == ["human", "ai", "tool", "ai"], state
+            assert state["messages"][2]["status"] == "success"
+            assert len(state["ledger"]["hashes"]) == 2
+
+            # Approvals work with the server's checkpointer: the delete pauses for a person.
+            run = {"assistant_id": assistant["assistant_id"]}
+            http.post(
+                f"/threads/{thread}/runs/wait",
+                json={**run, "input": {"messages": [{"role": "user", "content": "drop last"}]}},
+            )
+            paused = http.get(f"/threads/{thread}/state").json()
+            [request] = [i["value"] for t in paused["tasks"] for i in t["interrupts"]]
+            assert request["action_requests"][0]["name"] == "delete_cell"
+            assert "b = a + 1" in request["action_requests"][0]["description"]
+            assert "b = a + 1" in notebook.read_text()
+            state = http.post(
+                f"/threads/{thread}/runs/wait",
+                json={**run, "command": {"resume": {"decisions": [{"type": "approve"}]}}},
+            ).json()
+            assert state["messages"][-1]["content"] == "Deleted the last cell.", state
+        assert "b = a + 1" not in notebook.read_text()
 
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=20) is not None
