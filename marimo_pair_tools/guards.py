@@ -815,7 +815,7 @@ def record_tool_result(
             version=version,
             complete=complete,
         )
-    if tool_name == INSPECT_GRAPH and artifact.get("focus"):
+    if tool_name == INSPECT_GRAPH and artifact.get("focus") and version:
         focus = artifact["focus"]
         names_lost = {
             str(dep["id"]): list(dep.get("uses") or []) for dep in focus.get("dependents") or []
