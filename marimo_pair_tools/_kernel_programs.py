@@ -123,6 +123,14 @@ def _hash(code, cid=None):
     return _text_hash(code + "\0ran\0" + ran)
 
 
+def _kernel_code(cid, code):
+    # The code the kernel last ran for the cell, when it differs from the notebook's text:
+    # a person's run whose text is still reaching the notebook, or an edit not yet run.
+    impl = _CTX.graph.cells.get(cid)
+    ran = getattr(impl, "code", None)
+    return ran if ran is not None and ran != code else None
+
+
 def _version(pairs):
     digest = _hashlib.sha256()
     for cid, code in pairs:
@@ -506,6 +514,7 @@ async def _main(args):
     defs, refs, syntax = _analyse(cid, cell.code)
     return {
         "id": cid, "name": _name(cell), "code": cell.code, "code_hash": _hash(cell.code, cid),
+        "kernel_code": _kernel_code(cid, cell.code),
         "status": _status(view), "hide_code": bool(cell.config.hide_code),
         "disabled": bool(cell.config.disabled), "defs": sorted(defs),
         "refs": sorted(r for r in refs if r not in _BUILTINS), "syntax_error": syntax,
@@ -594,6 +603,13 @@ class _Batch:
         current = self.code[cid]
         now = _hash(current, cid)
         if expected is not None and now != expected:
+            ran = _kernel_code(cid, current)
+            if ran is not None:
+                # Unsettled: which text is the person's newest is not known here, so no
+                # hash is offered to retry with; a fresh read_cell shows both.
+                raise _Refused("unsettled", f"cell {cid} changed since it was read, and the "
+                               "kernel last ran code that differs from the notebook's text.",
+                               cell_id=cid, current_code=current, kernel_code=ran)
             raise _Refused("stale", f"cell {cid} changed since it was read (expected hash "
                            f"{expected}, now {now}).", cell_id=cid,
                            current_code=current, current_hash=now)
@@ -1113,6 +1129,9 @@ _NEXT_STEP = {
     "unique.",
     "graph_changed": "Nothing was applied. The notebook changed since your inspect_graph: call "
     "inspect_graph(cell=...) again and acknowledge the descendants it lists.",
+    "unsettled": "Nothing was applied. If a person just ran this cell, the code the kernel ran "
+    "(below) is their newest version and the notebook catches up within a second or two: call "
+    "read_cell again, then redo your change on their version. Never drop their work.",
 }
 _CURRENT_CODE_LIMIT = 4000
 
@@ -1122,7 +1141,15 @@ _ERROR_CLASSES: dict[str, type[NotebookOperationError]] = {
     "stale": StaleCellError,
     "match": EditMatchError,
     "graph_changed": StaleCellError,
+    "unsettled": StaleCellError,
 }
+
+
+def _cut_code(code: str) -> str:
+    if len(code) <= _CURRENT_CODE_LIMIT:
+        return code
+    cut = len(code) - _CURRENT_CODE_LIMIT
+    return code[:_CURRENT_CODE_LIMIT] + f"\n… [{cut:,} characters cut; read the cell]"
 
 
 def _tail(text: str, limit: int = 1500) -> str:
@@ -1172,11 +1199,10 @@ def parse_result(stdout: str, stderr: str = "") -> Any:
     text = f"{message} {_NEXT_STEP[kind].format(current_hash=error.get('current_hash'))}"
     if isinstance(error.get("current_code"), str):
         # The model reads the message: give it the code it must base its retry on.
-        code = error["current_code"]
-        if len(code) > _CURRENT_CODE_LIMIT:
-            code = (
-                code[:_CURRENT_CODE_LIMIT]
-                + f"\n… [{len(code) - _CURRENT_CODE_LIMIT:,} characters cut; read the cell]"
-            )
-        text += f"\nCurrent code (code_hash {error.get('current_hash')}):\n```python\n{code}\n```"
+        code = _cut_code(error["current_code"])
+        label = f"code_hash {error['current_hash']}" if error.get("current_hash") else "text"
+        text += f"\nCurrent code ({label}):\n```python\n{code}\n```"
+    if isinstance(error.get("kernel_code"), str):
+        ran = _cut_code(error["kernel_code"])
+        text += f"\nCode the kernel last ran (differs from the text):\n```python\n{ran}\n```"
     raise cls(text, **error)

@@ -179,6 +179,9 @@ class CellDetail(_Model):
     name: str | None = None
     code: str
     code_hash: str
+    kernel_code: str | None = None
+    """The code the kernel last ran, when it differs from `code`: a person's run whose text
+    is still reaching the notebook (their newest version), or an edit not yet run."""
     status: str | None = None
     hide_code: bool = False
     disabled: bool = False
@@ -197,6 +200,12 @@ class CellDetail(_Model):
             f"defs: {', '.join(self.defs) or '-'}; refs: {', '.join(self.refs) or '-'}",
             "```python\n" + self.code + "\n```",
         ]
+        if self.kernel_code is not None:
+            parts.append(
+                "The kernel last ran different code (if a person just ran this cell, this is "
+                "their newest version and the text above catches up within seconds: read again "
+                "before editing):\n```python\n" + self.kernel_code + "\n```"
+            )
         if self.syntax_error:
             parts.append(f"SyntaxError: {self.syntax_error}")
         if self.output is not None:

@@ -198,7 +198,7 @@ class NotebookTool(BaseTool):
     def _failed(self, exc: NotebookOperationError) -> NotebookOperationError:
         self.session.update_ledger(lambda ledger: guards.record_tool_error(ledger, exc.details))
         current = exc.details.get("current_code")
-        if isinstance(current, str) and "Current code of cell" not in str(exc):
+        if isinstance(current, str) and "Current code" not in str(exc):
             code = truncate(current, self.session.limits.max_chars // 2, what="code")
             exc.args = (
                 f"{exc}\nCurrent code of cell {exc.details.get('cell_id')} "

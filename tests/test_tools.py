@@ -296,6 +296,13 @@ def test_person_run_that_reached_the_kernel_before_the_document_is_not_overwritt
     before = path.read_bytes()
     refused = call(tools["edit_cell"], cell=cell, code="rows = 5")
     assert refused.status == "error", refused.content
+    # The refusal shows what the person ran (the notebook's text is still the old one),
+    # and offers no hash to retry with: the agent must read again.
+    assert "rows = 99" in refused.content and "expected_hash=" not in refused.content
+    again = call(tools["edit_cell"], cell=cell, code="rows = 5")
+    assert again.status == "error" and "read_cell" in again.content, again.content
+    read = call(tools["read_cell"], cell=cell)
+    assert read.artifact["kernel_code"] == "rows = 99" and "rows = 99" in str(read.content)
     assert "rows = 99" in call(tools["execute_code"], code="print(f'rows = {rows}')").content
     assert path.read_bytes() == before
 
