@@ -2,12 +2,18 @@
 
 The token, when there is one, reaches marimo on standard input
 (`--token-password-file -`), never on the command line where `ps` shows it.
+
+marimo's kernels are child processes that lead sessions of their own (marimo
+calls `setsid`), so the server's process group does not hold them. `stop` and
+`kill` therefore take a snapshot of the server's whole process tree first and,
+once the server is down, SIGKILL whatever of that tree is still running.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -18,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 
@@ -26,6 +33,13 @@ from .client import AsyncMarimoClient, MarimoClient
 from .errors import ConfigurationError, ServerUnavailableError
 
 __all__ = ["MarimoServer", "free_port"]
+
+logger = logging.getLogger(__name__)
+
+# Flags that would put a secret on argv (visible in `ps`), and the token-mode flags
+# that `command()` sets itself from `token=`; a second copy would contradict it.
+_SECRET_FLAGS = ("--token-password",)
+_TOKEN_MODE_FLAGS = ("--token", "--no-token", "--token-password-file")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -67,7 +81,9 @@ class MarimoServer:
         isolate: also isolate marimo's user config (fresh defaults, no autosave
             formatting surprises) and registry in temporary directories.
         port: a fixed port; a free one by default.
-        extra_args: more `marimo edit` arguments (never a token).
+        extra_args: more `marimo edit` arguments. Token flags are refused: a token
+            goes in ``token=`` (``--token-password`` would show it in ``ps``), and
+            the token mode is set from ``token=``.
         startup_timeout: seconds to wait for ``/health``.
     """
 
@@ -91,8 +107,7 @@ class MarimoServer:
         self._isolate = isolate
         self._registry_dir = Path(registry_dir) if registry_dir is not None else None
         self._extra_args = list(extra_args or [])
-        if any("token" in arg for arg in self._extra_args):
-            raise ConfigurationError("Pass the token as token=..., never in extra_args.")
+        _check_extra_args(self._extra_args)
         self.startup_timeout = startup_timeout
         self.mode = mode
         self._process: subprocess.Popen[bytes] | None = None
@@ -168,9 +183,23 @@ class MarimoServer:
             return self
         if not self.path.exists():
             raise ConfigurationError(f"No such notebook or directory: {self.path}")
+        started = time.monotonic()
+        try:
+            self._spawn()
+            self._wait_healthy()
+        except BaseException:
+            # The error already holds the log tail; now end the process and remove the
+            # temporary directory. A failing stop logs its own error: the startup
+            # error is the one to raise.
+            with contextlib.suppress(ServerUnavailableError):
+                self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - started
+        return self
+
+    def _spawn(self) -> None:
         env = self._environment()
         self._log_path = self._scratch_dir() / "server.log"
-        started = time.monotonic()
         with self._log_path.open("wb") as log:
             self._process = subprocess.Popen(
                 self.command(),
@@ -185,9 +214,6 @@ class MarimoServer:
             if self._token is not None:
                 self._process.stdin.write(self._token.encode() + b"\n")
             self._process.stdin.close()
-        self._wait_healthy()
-        self.startup_seconds = time.monotonic() - started
-        return self
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
@@ -203,7 +229,6 @@ class MarimoServer:
                     if "healthy" in http.get(self.url + "/health").text:
                         return
                 if time.monotonic() > deadline:
-                    self.stop()
                     raise ServerUnavailableError(
                         f"marimo did not answer {self.url}/health within "
                         f"{self.startup_timeout:g} s.\n{self.log_tail()}"
@@ -220,18 +245,28 @@ class MarimoServer:
         return "Server log tail:\n" + redact(tail, self._token)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Terminate (then kill) marimo and remove its registry file."""
+        """Stop marimo and its kernels, remove its registry file and temporary files.
+
+        Asks politely first (SIGINT, then SIGTERM), then SIGKILLs the server; then
+        every process it had started (kernels, what they spawned) that is still
+        running is SIGKILLed too.
+
+        Raises:
+            ServerUnavailableError: the server is still alive after SIGKILL (the
+                object keeps it, so ``stop()`` can be called again).
+        """
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            # SIGINT is marimo's Ctrl-C path: it shuts down in ~0.4 s where SIGTERM
-            # takes ~1.2 s. Escalate to SIGTERM, then SIGKILL, if it hangs.
-            for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-                process.send_signal(stop_signal)
-                try:
-                    process.wait(timeout=timeout / 2)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+        tree = _process_tree(process.pid) if process is not None else []
+        if process is not None and not _end(process, timeout):
+            self._process = process
+            _kill_all(tree, wait=0)
+            message = (
+                f"marimo (pid {process.pid}) is still alive after SIGKILL (waited "
+                f"{timeout / 2:g} s); its files are left in {self._tmp}."
+            )
+            logger.error(message)
+            raise ServerUnavailableError(message)
+        _kill_all(tree, wait=min(timeout / 2, 5.0))
         if process is not None and self.registry_dir is not None:
             entry = self.registry_dir / f"{self.host}_{self.port}.json"
             with contextlib.suppress(OSError):
@@ -242,11 +277,24 @@ class MarimoServer:
             self._log_path = None
 
     def kill(self) -> None:
-        """SIGKILL marimo (for fault tests): its registry entry stays behind, stale."""
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait(timeout=10)
-            self._process = None
+        """SIGKILL marimo and its kernels (for fault tests): its registry entry stays, stale.
+
+        Raises:
+            ServerUnavailableError: the server is still alive 10 s after SIGKILL.
+        """
+        process = self._process
+        if process is None:
+            return
+        tree = _process_tree(process.pid)
+        process.kill()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            message = f"marimo (pid {process.pid}) is still alive 10 s after SIGKILL."
+            logger.error(message)
+            raise ServerUnavailableError(message) from None
+        self._process = None
+        _kill_all(tree, wait=5.0)
 
     def client(self, **kwargs: object) -> MarimoClient:
         """A `MarimoClient` for this server (with its token, if any)."""
@@ -277,3 +325,91 @@ class MarimoServer:
         tb: TracebackType | None,
     ) -> None:
         await asyncio.to_thread(self.stop)
+
+
+def _end(process: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Whether ``process`` has exited (or exits within ``timeout`` as we escalate)."""
+    if process.poll() is not None:
+        return True
+    steps: tuple[int, ...]
+    if sys.platform == "win32":  # pragma: no cover - no SIGINT to another group there
+        steps = (signal.SIGTERM,)  # TerminateProcess
+    else:
+        # SIGINT is marimo's Ctrl-C path: it shuts down in ~0.4 s where SIGTERM
+        # takes ~1.2 s. Escalate to SIGTERM, then SIGKILL, if it hangs.
+        steps = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
+    for step in steps:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(step)
+        try:
+            process.wait(timeout=timeout / 2)
+        except subprocess.TimeoutExpired:
+            continue
+        return True
+    return False
+
+
+def _process_tree(pid: int) -> list[Any]:
+    """The processes below ``pid`` (``psutil.Process``), [] when psutil is missing.
+
+    marimo depends on psutil, so it is there wherever this interpreter runs marimo.
+    Without it, marimo's kernels still end themselves about a second after the
+    server dies (their parent poller).
+    """
+    try:
+        import psutil  # type: ignore[import-untyped,unused-ignore]
+    except ImportError:  # pragma: no cover - marimo brings psutil
+        return []
+    try:
+        return list(psutil.Process(pid).children(recursive=True))
+    except psutil.Error:
+        return []
+
+
+def _kill_all(processes: list[Any], *, wait: float) -> None:
+    """SIGKILL each process that still runs (and the process group it leads).
+
+    A kernel leads its own group, so killing the group also ends children it
+    started after the snapshot. psutil checks a process's start time before
+    signalling it, so a reused pid is never hit.
+    """
+    if not processes:
+        return
+    import psutil
+
+    for process in processes:
+        try:
+            if not process.is_running():
+                continue
+            if sys.platform != "win32" and os.getpgid(process.pid) == process.pid:
+                os.killpg(process.pid, signal.SIGKILL)
+            else:
+                process.kill()
+        except (psutil.Error, OSError):
+            continue  # gone meanwhile
+    if wait <= 0:
+        return
+    _, alive = psutil.wait_procs(processes, timeout=wait)
+    left = []
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            if process.status() != psutil.STATUS_ZOMBIE:
+                left.append(process.pid)
+    if left:
+        logger.warning("processes of a stopped marimo server survive SIGKILL: pids %s", left)
+
+
+def _check_extra_args(args: list[str]) -> None:
+    """Refuse token flags in ``extra_args``; values that merely mention "token" are fine."""
+    for arg in args:
+        flag = arg.split("=", 1)[0]
+        if flag in _SECRET_FLAGS:
+            raise ConfigurationError(
+                f"{flag} in extra_args would show the token in `ps`: pass token=... "
+                "instead (it reaches marimo on stdin)."
+            )
+        if flag in _TOKEN_MODE_FLAGS:
+            raise ConfigurationError(
+                f"{flag} in extra_args: the token mode follows token= (None starts "
+                "--no-token; a string passes it on stdin), so leave it out."
+            )
