@@ -132,7 +132,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("discover", help="list running marimo servers (JSON)")
     p.add_argument("--registry-dir", help="marimo registry directory to read")
-    p.add_argument("--all", action="store_true", help="include stale and unresponsive entries")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="include entries that are not live (unresponsive, unknown, stale, invalid)",
+    )
     p.set_defaults(func=_cmd_discover)
 
     p = sub.add_parser("sessions", help="list open notebook sessions on a server (JSON)")
