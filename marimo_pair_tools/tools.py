@@ -174,6 +174,18 @@ class NotebookTool(BaseTool):
             {"name": self.name, "args": args, "description": decision.reason}
         )
 
+    def _with_image(self, text: str, image: str | None, mimetype: str | None) -> str | list[Any]:
+        """Text plus the image as a content block a vision model sees, within the size cap."""
+        if not image:
+            return text
+        if len(image) * 3 // 4 > self.session.limits.max_image_bytes:
+            return text + "\n(image too large to attach; it is in the artifact)"
+        text = truncate(text, self.session.limits.max_chars, what="this result")
+        return [
+            {"type": "text", "text": text},
+            {"type": "image", "base64": image, "mime_type": mimetype or "image/png"},
+        ]
+
     def _fill_hashes(self, args: dict[str, Any]) -> dict[str, Any]:
         """Edits carry the hash the agent read, so the kernel's compare-and-swap can check it."""
         return guards.with_read_hashes(self.session.ledger, self.name, args)
@@ -426,19 +438,10 @@ class ReadCellTool(NotebookTool):
 
     def _content(self, args: dict[str, Any], result: CellDetail) -> str | list[Any]:
         text = result.render(max_chars=self.session.limits.max_chars)
-        image = result.output.image_base64 if result.output else None
-        if not image or result.output is None:
+        output = result.output
+        if output is None:
             return text
-        if len(image) * 3 // 4 > self.session.limits.max_image_bytes:
-            return text + "\n(image too large to attach; it is in the artifact)"
-        return [
-            {"type": "text", "text": text},
-            {
-                "type": "image",
-                "base64": image,
-                "mime_type": result.output.image_mimetype or "image/png",
-            },
-        ]
+        return self._with_image(text, output.image_base64, output.image_mimetype)
 
 
 class InspectGraphTool(NotebookTool):
@@ -473,8 +476,9 @@ class ExecuteCodeTool(NotebookTool):
     def _operation(self, args: dict[str, Any]) -> _Op:
         return _Op("execute", (args["code"],), {"timeout": args.get("timeout", 30.0)})
 
-    def _content(self, args: dict[str, Any], result: Any) -> str:
+    def _content(self, args: dict[str, Any], result: Any) -> str | list[Any]:
         parts = [("succeeded" if result.success else "FAILED") + f" in {result.elapsed:.2f} s"]
+        image: tuple[str, str | None] | None = None
         if result.stdout:
             parts.append("stdout:\n" + result.stdout)
         if result.stderr:
@@ -487,7 +491,9 @@ class ExecuteCodeTool(NotebookTool):
                 parts.append(f"value ({view.mimetype}):\n{view.text}")
             elif view is not None and view.image_base64:
                 parts.append(f"value: image ({view.image_mimetype})")
-        return "\n".join(parts)
+                image = (view.image_base64, view.image_mimetype)
+        text = "\n".join(parts)
+        return self._with_image(text, *image) if image else text
 
 
 class _ChangeTool(NotebookTool):

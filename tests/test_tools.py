@@ -188,6 +188,20 @@ def test_image_output_reaches_the_model_as_image(toolkit_for: Any) -> None:
     assert base64.b64decode(image[0]["base64"]).startswith(b"\x89PNG")
 
 
+def test_scratchpad_figure_reaches_the_model_as_image(toolkit_for: Any) -> None:
+    _, tools, _ = toolkit_for(["n = 1"])
+    result = call(
+        tools["execute_code"],
+        code="import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+        "fig, ax = plt.subplots(figsize=(2, 2))\nax.plot([3, 1, 2])\nfig",
+    )
+    assert isinstance(result.content, list), result.content
+    [image] = [block for block in result.content if block.get("type") == "image"]
+    import base64
+
+    assert base64.b64decode(image["base64"]).startswith(b"\x89PNG")
+
+
 def test_huge_output_is_cut_with_a_marker(toolkit_for: Any) -> None:
     _, tools, _ = toolkit_for(["n = 1"], limits=OutputLimits(max_chars=2_000))
     result = call(tools["execute_code"], code="print('z' * 100_000)")
