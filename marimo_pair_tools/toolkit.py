@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from langchain_core.tools import BaseTool, BaseToolkit
@@ -168,9 +169,21 @@ class MarimoPairToolkit(BaseToolkit):
         )
 
     @classmethod
-    def from_discovery(cls, *, notebook: str | None = None, **options: Any) -> MarimoPairToolkit:
-        """Tools for the one notebook open on the one running `--no-token` server."""
-        servers = discover_servers()
+    def from_discovery(
+        cls,
+        *,
+        notebook: str | None = None,
+        registry_dir: str | Path | None = None,
+        **options: Any,
+    ) -> MarimoPairToolkit:
+        """Tools for the one notebook open on the one running `--no-token` server.
+
+        Args:
+            notebook: the notebook file, when the server has several open.
+            registry_dir: marimo's registry to read (default: this user's).
+            **options: as for `from_url`.
+        """
+        servers = discover_servers(registry_dir)
         if len(servers) != 1:
             listing = ", ".join(s.url for s in servers) or "none"
             raise SessionNotFoundError(

@@ -11,10 +11,12 @@ from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool
 
 from marimo_pair_tools import MarimoServer
+from marimo_pair_tools.errors import SessionNotFoundError
 from marimo_pair_tools.toolkit import MarimoPairToolkit
 from marimo_pair_tools.tools import OutputLimits
 
 from ._snapshot import assert_snapshot
+from .conftest import write_notebook
 
 
 def call(tool: BaseTool, **args: Any) -> ToolMessage:
@@ -361,3 +363,23 @@ def test_delete_refused_in_the_kernel_when_a_person_added_a_dependent(
     deleted = call(tools["delete_cell"], cell=cell, acknowledge_descendants=[reader])
     assert deleted.status != "error", deleted.content
     assert "base = 3" not in path.read_text()
+
+
+def test_toolkit_from_url_and_from_discovery(start_server: Any, tmp_path: Path) -> None:
+    """The README's two ways in: a URL someone gives us, and marimo's own registry."""
+    root = tmp_path / "project"
+    root.mkdir()
+    path = write_notebook(root / "nb.py", ["found = 1"])
+    server = start_server(root)
+    with pytest.raises(SessionNotFoundError, match="exactly one"):
+        MarimoPairToolkit.from_discovery(registry_dir=tmp_path / "nothing-here")
+    for toolkit in (
+        MarimoPairToolkit.from_url(server.url, notebook=str(path), attach=True),
+        MarimoPairToolkit.from_discovery(registry_dir=server.registry_dir, notebook=str(path)),
+    ):
+        try:
+            tools = {t.name: t for t in toolkit.get_tools()}
+            listed = call(tools["read_notebook"])
+            assert listed.status != "error" and "found = 1" in listed.content
+        finally:
+            toolkit.close()
