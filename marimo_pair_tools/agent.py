@@ -32,7 +32,6 @@ from pydantic import BaseModel, ValidationError
 
 from . import guards
 from .errors import ConfigurationError, NotebookOperationError
-from .notebook import AsyncNotebook, Notebook
 from .toolkit import MarimoPairToolkit
 
 __all__ = ["DEFAULT_SYSTEM_PROMPT", "PairAgentState", "create_pair_agent", "impact_report"]
@@ -250,37 +249,17 @@ def create_pair_agent(
         return decisions
 
     def _cells_to_show(pending: list[dict[str, Any]]) -> list[str]:
-        return [c for p in pending if p["approval"] for c in deleted_cells(p["call"])]
-
-    def _read_codes(notebook: Notebook | None, cells: list[str]) -> dict[str, str]:
-        codes: dict[str, str] = {}
-        if notebook is None:
-            return codes
-        for cell in cells:
-            try:
-                codes[cell] = notebook.read_cell(cell).code
-            except NotebookOperationError:
-                continue  # the report then says less; the tool itself will report the cell
-        return codes
-
-    async def _aread_codes(notebook: AsyncNotebook | None, cells: list[str]) -> dict[str, str]:
-        codes: dict[str, str] = {}
-        if notebook is None:
-            return codes
-        for cell in cells:
-            try:
-                codes[cell] = (await notebook.read_cell(cell)).code
-            except NotebookOperationError:
-                continue
-        return codes
+        return [c for p in pending if p["approval"] for c in guards.deleted_cells(p["call"])]
 
     def approval_node(state: PairAgentState) -> dict[str, Any]:
         cells = _cells_to_show(state.get("pending") or [])
-        return _approve(state, _read_codes(toolkit.session.notebook, cells))
+        notebook = toolkit.session.notebook
+        return _approve(state, notebook.codes_of(cells) if notebook else {})
 
     async def aapproval_node(state: PairAgentState) -> dict[str, Any]:
         cells = _cells_to_show(state.get("pending") or [])
-        return _approve(state, await _aread_codes(toolkit.session.anotebook, cells))
+        notebook = toolkit.session.anotebook
+        return _approve(state, await notebook.codes_of(cells) if notebook else {})
 
     def _approve(state: PairAgentState, codes: Mapping[str, str]) -> dict[str, Any]:
         """Pause for the person's decisions (`interrupt`) and apply them to the calls.
@@ -459,26 +438,13 @@ def _asking_again(request: dict[str, Any], problem: str) -> dict[str, Any]:
     return {**request, "action_requests": actions}
 
 
-def deleted_cells(call: Mapping[str, Any]) -> list[str]:
-    """The cells a `delete_cell` or `apply_changes` call would delete."""
-    if call["name"] == guards.DELETE_CELL:
-        return [str(call["args"].get("cell"))]
-    if call["name"] == guards.APPLY_CHANGES:
-        return [
-            str(c.get("cell"))
-            for c in call["args"].get("changes") or []
-            if isinstance(c, dict) and c.get("op") == guards.OP_DELETE
-        ]
-    return []
-
-
 def impact_report(
     item: Mapping[str, Any], ledger: guards.Ledger, code_of: Callable[[str], str | None]
 ) -> str:
     """What a person needs to judge a call: for deletes, the code and what breaks."""
     call = item["call"]
     lines = [str(item["approval"] or f"{call['name']} needs approval.")]
-    for cell in deleted_cells(call):
+    for cell in guards.deleted_cells(call):
         code = code_of(cell)
         if code is not None:
             lines.append(f"Cell {cell} code:\n{code}")

@@ -902,6 +902,22 @@ def with_read_hashes(ledger: Ledger, tool_name: str, args: Mapping[str, Any]) ->
     return filled
 
 
+def deleted_cells(call: Mapping[str, Any]) -> list[str]:
+    """The cells a `delete_cell` or `apply_changes` call would delete (for approval requests)."""
+    args = call.get("args") or {}
+    if call.get("name") == DELETE_CELL and isinstance(args.get("cell"), str):
+        return [args["cell"]]
+    if call.get("name") == APPLY_CHANGES and isinstance(args.get("changes"), list):
+        return [
+            change["cell"]
+            for change in args["changes"]
+            if isinstance(change, Mapping)
+            and change.get("op") == OP_DELETE
+            and isinstance(change.get("cell"), str)
+        ]
+    return []
+
+
 def inspected_descendants(ledger: Ledger, cell: str) -> list[str] | None:
     """The descendants `inspect_graph` showed for `cell` (None if never inspected)."""
     check = ledger.descendant_checks.get(resolve_cell(ledger, cell))

@@ -140,7 +140,8 @@ class MarimoGuardMiddleware(AgentMiddleware[MarimoGuardState[Any], Any, Any]):
         if isinstance(step, Command):
             return step
         if step.approval is not None:
-            codes = _codes(step.tool, _deleted_cells(step.call))
+            notebook = step.tool.session.notebook
+            codes = notebook.codes_of(guards.deleted_cells(step.call)) if notebook else {}
             step = self._review(request, step, codes)
             if isinstance(step, Command):
                 return step
@@ -164,7 +165,9 @@ class MarimoGuardMiddleware(AgentMiddleware[MarimoGuardState[Any], Any, Any]):
         if isinstance(step, Command):
             return step
         if step.approval is not None:
-            codes = await _acodes(step.tool, _deleted_cells(step.call))
+            anotebook = step.tool.session.anotebook
+            cells = guards.deleted_cells(step.call)
+            codes = await anotebook.codes_of(cells) if anotebook else {}
             step = self._review(request, step, codes)
             if isinstance(step, Command):
                 return step
@@ -300,50 +303,6 @@ def _one_decision(response: object) -> Mapping[str, Any]:
         "Resume an approval with Command(resume={'decisions': [{'type': 'approve'}]}) "
         "(or 'edit' with 'edited_action', or 'reject' with an optional 'message')."
     )
-
-
-def _deleted_cells(call: ToolCall) -> list[str]:
-    """The cells a call would delete, whose code the person should see before approving."""
-    args = call["args"]
-    if call["name"] == guards.DELETE_CELL and isinstance(args.get("cell"), str):
-        return [args["cell"]]
-    if call["name"] == guards.APPLY_CHANGES and isinstance(args.get("changes"), list):
-        return [
-            change["cell"]
-            for change in args["changes"]
-            if isinstance(change, Mapping)
-            and change.get("op") == guards.OP_DELETE
-            and isinstance(change.get("cell"), str)
-        ]
-    return []
-
-
-def _codes(tool: NotebookTool, cells: list[str]) -> dict[str, str]:
-    """The current code of each cell, for the approval request (unreadable ones skipped)."""
-    notebook = tool.session.notebook
-    codes: dict[str, str] = {}
-    if notebook is None:
-        return codes
-    for cell in cells:
-        try:
-            codes[cell] = notebook.read_cell(cell).code
-        except NotebookOperationError:
-            continue
-    return codes
-
-
-async def _acodes(tool: NotebookTool, cells: list[str]) -> dict[str, str]:
-    """Async `_codes`."""
-    notebook = tool.session.anotebook
-    codes: dict[str, str] = {}
-    if notebook is None:
-        return codes
-    for cell in cells:
-        try:
-            codes[cell] = (await notebook.read_cell(cell)).code
-        except NotebookOperationError:
-            continue
-    return codes
 
 
 def _prepared(request: ToolCallRequest, step: _Allowed) -> ToolCallRequest:

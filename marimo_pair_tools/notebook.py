@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import TypeAdapter
 
 from . import _kernel_programs as programs
+from .errors import NotebookOperationError
 from .models import (
     ApplyResult,
     CellDetail,
@@ -481,6 +482,16 @@ class Notebook(_NotebookBase):
         """One cell by id or name: code, code_hash, status, output, console, errors."""
         return self._run(_read_call(cell, max_output_chars))
 
+    def codes_of(self, cells: Sequence[str]) -> dict[str, str]:
+        """The current code of each cell that can be read (for approval requests)."""
+        codes: dict[str, str] = {}
+        for cell in cells:
+            try:
+                codes[cell] = self.read_cell(cell, max_output_chars=1_000).code
+            except NotebookOperationError:
+                continue  # the request says less; the tool itself will report the cell
+        return codes
+
     def graph(self, cell: str | None = None) -> NotebookGraph:
         """The static dataflow graph; with ``cell``, its ancestors and dependents."""
         return self._run(_graph_call(cell))
@@ -665,6 +676,16 @@ class AsyncNotebook(_NotebookBase):
     async def read_cell(self, cell: str, *, max_output_chars: int = 2_000_000) -> CellDetail:
         """See `Notebook.read_cell`."""
         return await self._run(_read_call(cell, max_output_chars))
+
+    async def codes_of(self, cells: Sequence[str]) -> dict[str, str]:
+        """See `Notebook.codes_of`."""
+        codes: dict[str, str] = {}
+        for cell in cells:
+            try:
+                codes[cell] = (await self.read_cell(cell, max_output_chars=1_000)).code
+            except NotebookOperationError:
+                continue
+        return codes
 
     async def graph(self, cell: str | None = None) -> NotebookGraph:
         """See `Notebook.graph`."""
