@@ -28,7 +28,8 @@ Every call of a notebook tool passes through `wrap_tool_call`:
 3. The call runs with each edit's ``expected_hash`` filled from the ledger, so
    the kernel's compare-and-swap protects a person's concurrent edit.
 4. The result (the tool's artifact) or a `NotebookOperationError` (a lost
-   compare-and-swap shows the current code) updates the ledger.
+   compare-and-swap shows the current code) updates the ledger. Any
+   `ToolException` (a timeout, a busy kernel too) becomes an error message.
 
 The ledger lives in the graph state (``ledger``, reduced by
 `guards.merge_ledgers`), so it survives checkpoints and parallel tool calls;
@@ -45,7 +46,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Annotated, Any, Literal
 
 from langchain_core.messages import ToolCall, ToolMessage
-from langchain_core.tools import BaseTool
+from langchain_core.tools import BaseTool, ToolException
 from langgraph.types import Command, interrupt
 from pydantic import BaseModel
 from typing_extensions import NotRequired
@@ -148,7 +149,7 @@ class MarimoGuardMiddleware(AgentMiddleware[MarimoGuardState[Any], Any, Any]):
         run = _prepared(request, step)
         try:
             result = handler(run)
-        except NotebookOperationError as exc:
+        except ToolException as exc:  # a refused change, code that timed out, a busy kernel
             return _failed(run.tool_call, step.ledger, exc)
         return _learned(run.tool_call, step.ledger, result)
 
@@ -174,7 +175,7 @@ class MarimoGuardMiddleware(AgentMiddleware[MarimoGuardState[Any], Any, Any]):
         run = _prepared(request, step)
         try:
             result = await handler(run)
-        except NotebookOperationError as exc:
+        except ToolException as exc:  # a refused change, code that timed out, a busy kernel
             return _failed(run.tool_call, step.ledger, exc)
         return _learned(run.tool_call, step.ledger, result)
 
@@ -332,9 +333,10 @@ def _reply(message: ToolMessage, before: guards.Ledger, after: guards.Ledger) ->
     return Command(update=update)
 
 
-def _failed(call: ToolCall, ledger: guards.Ledger, exc: NotebookOperationError) -> Command[Any]:
-    """A refused change: the model reads why; a shown current code counts as a read."""
-    return _reply(_error(call, str(exc)), ledger, guards.record_tool_error(ledger, exc.details))
+def _failed(call: ToolCall, ledger: guards.Ledger, exc: ToolException) -> Command[Any]:
+    """A failed call the model can act on; a refusal's shown current code counts as a read."""
+    details = exc.details if isinstance(exc, NotebookOperationError) else {}
+    return _reply(_error(call, str(exc)), ledger, guards.record_tool_error(ledger, details))
 
 
 def _learned(call: ToolCall, ledger: guards.Ledger, result: _Result) -> _Result:

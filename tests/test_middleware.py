@@ -54,6 +54,17 @@ def test_edit_without_read_is_refused_and_nothing_changes(setup: Any) -> None:
     assert model.remaining == 0
 
 
+def test_code_that_never_ends_is_an_error_message_not_a_crash(setup: Any) -> None:
+    toolkit, path, _ = setup(["v = 1"])
+    before = path.read_bytes()
+    loop = {"name": "execute_code", "args": {"code": "while True:\n    pass", "timeout": 1}}
+    agent, model = agent_for(toolkit, [[loop], "That loop never ends; I will fix it."])
+    state = agent.invoke({"messages": [HumanMessage("try it")]})
+    [timeout] = tool_results(state["messages"])
+    assert timeout.status == "error" and "limit" in timeout.content
+    assert model.remaining == 0 and path.read_bytes() == before
+
+
 def test_read_then_edit_runs_with_the_read_hash(setup: Any) -> None:
     toolkit, path, [cell] = setup(["x = 1"])
     agent, _ = agent_for(
