@@ -113,7 +113,8 @@ def test_delete_flow_with_approval_reject_then_approve(setup: Any) -> None:
 
 
 def test_two_refused_and_one_allowed_in_one_turn(setup: Any) -> None:
-    toolkit, _, ids = setup(["a = 1", "b = a + 1"])
+    toolkit, path, ids = setup(["a = 1", "b = a + 1"])
+    before = path.read_bytes()
     model = ScriptedChatModel(
         [
             [
@@ -129,6 +130,7 @@ def test_two_refused_and_one_allowed_in_one_turn(setup: Any) -> None:
     assert statuses == {"edit_cell": "error", "delete_cell": "error", "read_cell": "success"}
     assert len(result["ledger"].events) == 2
     assert ids[0] in result["ledger"].reads
+    assert path.read_bytes() == before
 
 
 def test_resume_after_checkpoint_keeps_the_ledger(setup: Any) -> None:
