@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .client import MarimoClient
@@ -187,19 +188,38 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(workdir=workdir, pace=args.pace, keep_open=args.keep_open)
 
 
-def _ask_decisions(request: dict[str, object]) -> dict[str, object]:
-    """Ask the person at the terminal about each pending action."""
+def _ask_decisions(request: dict[str, Any]) -> dict[str, object]:
+    """Ask the person at the terminal about each pending action (HITL decision shapes)."""
     decisions: list[dict[str, object]] = []
-    for action in request.get("action_requests", []):  # type: ignore[attr-defined]
+    configs = {c["action_name"]: c["allowed_decisions"] for c in request.get("review_configs", [])}
+    for action in request.get("action_requests", []):
         print(f"\napproval needed: {action['name']}({json.dumps(action['args'])})")
         print(action.get("description", ""))
-        answer = input("approve? [y]es / [n]o: ").strip().lower()
-        if answer.startswith("y"):
+        allowed = configs.get(action["name"], ["approve", "edit", "reject"])
+        choices = " / ".join(f"[{d[0]}]{d[1:]}" for d in allowed)
+        answer = input(f"{choices}: ").strip().lower()
+        if answer.startswith(("a", "y")) and "approve" in allowed:
             decisions.append({"type": "approve"})
+        elif answer.startswith("e") and "edit" in allowed:
+            args = _ask_json(f"new arguments for {action['name']} (JSON object): ")
+            edited = {"name": action["name"], "args": args}
+            decisions.append({"type": "edit", "edited_action": edited})
         else:
             why = input("why (shown to the agent): ").strip() or "The person said no."
             decisions.append({"type": "reject", "message": why})
     return {"decisions": decisions}
+
+
+def _ask_json(prompt: str) -> dict[str, Any]:
+    while True:
+        try:
+            value = json.loads(input(prompt))
+        except ValueError as exc:
+            print(f"not JSON ({exc}); try again")
+            continue
+        if isinstance(value, dict):
+            return value
+        print('a JSON object, please, e.g. {"cell": "old_cell"}')
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

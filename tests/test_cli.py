@@ -92,3 +92,32 @@ def test_run_with_a_scripted_model_and_a_terminal_approval(tmp_path: Path) -> No
     assert "✓ delete_cell" in out.stdout
     assert "old = 2" not in path.read_text()
     assert "keep = 1" in path.read_text()
+
+
+def test_run_terminal_edit_decision_goes_through_the_policy(tmp_path: Path) -> None:
+    """The person edits the delete to target another cell: the guard still checks it."""
+    path = write_notebook(
+        tmp_path / "r.py", ["keep = 1", "old = 2"], names=["keep_cell", "old_cell"]
+    )
+    turns = [
+        [{"name": "inspect_graph", "args": {"cell": "old_cell"}}],
+        [{"name": "delete_cell", "args": {"cell": "old_cell"}}],
+        "ok",
+    ]
+    script = tmp_path / "turns.json"
+    script.write_text(json.dumps(turns))
+    out = run_cli(
+        "run",
+        str(path),
+        "remove old_cell",
+        "--model",
+        f"scripted:{script}",
+        env={"XDG_STATE_HOME": str(tmp_path / "s")},
+        stdin='e\nnot json\n{"cell": "keep_cell"}\n',
+    )
+    assert out.returncode == 0, out.stderr
+    assert "[a]pprove / [e]dit / [r]eject" in out.stdout
+    assert "not JSON" in out.stdout
+    # The edited call went through the policy: keep_cell was never inspected.
+    assert "you have not checked what depends on cell 'keep_cell'" in out.stdout
+    assert "old = 2" in path.read_text() and "keep = 1" in path.read_text()
