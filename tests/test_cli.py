@@ -67,14 +67,15 @@ def test_open_prints_url(tmp_path: Path) -> None:
     assert "watch it live: http://127.0.0.1:" in out.stdout
 
 
-def test_run_with_a_scripted_model_and_a_terminal_approval(tmp_path: Path) -> None:
+def run_delete_with_approval(tmp_path: Path, stdin: str) -> tuple[Any, Path]:
+    """`marimo-pair run` whose scripted model inspects, then deletes old_cell (asks first)."""
     path = write_notebook(
         tmp_path / "r.py", ["keep = 1", "old = 2"], names=["keep_cell", "old_cell"]
     )
     turns = [
         [{"name": "inspect_graph", "args": {"cell": "old_cell"}}],
         [{"name": "delete_cell", "args": {"cell": "old_cell"}}],
-        "deleted old_cell",
+        "done",
     ]
     script = tmp_path / "turns.json"
     script.write_text(json.dumps(turns))
@@ -85,9 +86,14 @@ def test_run_with_a_scripted_model_and_a_terminal_approval(tmp_path: Path) -> No
         "--model",
         f"scripted:{script}",
         env={"XDG_STATE_HOME": str(tmp_path / "s")},
-        stdin="y\n",
+        stdin=stdin,
     )
     assert out.returncode == 0, out.stderr
+    return out, path
+
+
+def test_run_with_a_scripted_model_and_a_terminal_approval(tmp_path: Path) -> None:
+    out, path = run_delete_with_approval(tmp_path, "y\n")
     assert "approval needed: delete_cell" in out.stdout
     assert "✓ delete_cell" in out.stdout
     assert "old = 2" not in path.read_text()
@@ -96,26 +102,7 @@ def test_run_with_a_scripted_model_and_a_terminal_approval(tmp_path: Path) -> No
 
 def test_run_terminal_edit_decision_goes_through_the_policy(tmp_path: Path) -> None:
     """The person edits the delete to target another cell: the guard still checks it."""
-    path = write_notebook(
-        tmp_path / "r.py", ["keep = 1", "old = 2"], names=["keep_cell", "old_cell"]
-    )
-    turns = [
-        [{"name": "inspect_graph", "args": {"cell": "old_cell"}}],
-        [{"name": "delete_cell", "args": {"cell": "old_cell"}}],
-        "ok",
-    ]
-    script = tmp_path / "turns.json"
-    script.write_text(json.dumps(turns))
-    out = run_cli(
-        "run",
-        str(path),
-        "remove old_cell",
-        "--model",
-        f"scripted:{script}",
-        env={"XDG_STATE_HOME": str(tmp_path / "s")},
-        stdin='e\nnot json\n{"cell": "keep_cell"}\n',
-    )
-    assert out.returncode == 0, out.stderr
+    out, path = run_delete_with_approval(tmp_path, 'e\nnot json\n{"cell": "keep_cell"}\n')
     assert "[a]pprove / [e]dit / [r]eject" in out.stdout
     assert "not JSON" in out.stdout
     # The edited call went through the policy: keep_cell was never inspected.
