@@ -112,23 +112,20 @@ def _text_hash(code):
     return _hashlib.sha256(code.encode("utf-8")).hexdigest()[:16]
 
 
+def _kernel_code(cid, code):
+    # The code the kernel last ran for the cell, when it differs from the notebook's text:
+    # a person's run whose text is still reaching the notebook, or an edit not yet run.
+    impl = _CTX.graph.cells.get(cid) if cid is not None else None
+    ran = getattr(impl, "code", None)
+    return ran if ran is not None and ran != code else None
+
+
 def _hash(code, cid=None):
     # A person's run reaches the kernel about a second before the document: fold
     # in the code the kernel last ran when it differs, so an edit based on the
     # older text loses its compare-and-swap in that window too.
-    impl = _CTX.graph.cells.get(cid) if cid is not None else None
-    ran = getattr(impl, "code", None)
-    if ran is None or ran == code:
-        return _text_hash(code)
-    return _text_hash(code + "\0ran\0" + ran)
-
-
-def _kernel_code(cid, code):
-    # The code the kernel last ran for the cell, when it differs from the notebook's text:
-    # a person's run whose text is still reaching the notebook, or an edit not yet run.
-    impl = _CTX.graph.cells.get(cid)
-    ran = getattr(impl, "code", None)
-    return ran if ran is not None and ran != code else None
+    ran = _kernel_code(cid, code)
+    return _text_hash(code if ran is None else code + "\0ran\0" + ran)
 
 
 def _version(pairs):
