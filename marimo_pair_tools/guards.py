@@ -874,32 +874,31 @@ def with_read_hashes(ledger: Ledger, tool_name: str, args: Mapping[str, Any]) ->
     Deletes likewise carry the descendants the agent inspected
     (``expected_descendants``): the kernel refuses one whose cell has gained others.
     """
-    filled = dict(args)
-    if tool_name == EDIT_CELL and not filled.get("expected_hash"):
-        known = read_hash(ledger, str(filled.get("cell")))
-        if known is not None:
-            filled["expected_hash"] = known
-    if tool_name == DELETE_CELL and filled.get("expected_descendants") is None:
-        checked = inspected_descendants(ledger, str(filled.get("cell")))
-        if checked is not None:
-            filled["expected_descendants"] = checked
-    if tool_name == APPLY_CHANGES and isinstance(filled.get("changes"), list):
-        changes = []
-        for change in filled["changes"]:
-            extra: dict[str, Any] = {}
-            if isinstance(change, Mapping):
-                cell = str(change.get("cell"))
-                if change.get("op") in _EDIT_OPS and not change.get("expected_hash"):
-                    known = read_hash(ledger, cell)
-                    if known:
-                        extra["expected_hash"] = known
-                if change.get("op") == OP_DELETE and change.get("expected_descendants") is None:
-                    checked = inspected_descendants(ledger, cell)
-                    if checked is not None:
-                        extra["expected_descendants"] = checked
-            changes.append({**change, **extra} if extra else change)
-        filled["changes"] = changes
-    return filled
+    if tool_name == EDIT_CELL:
+        return {**args, **_kernel_checks(ledger, OP_EDIT, args)}
+    if tool_name == DELETE_CELL:
+        return {**args, **_kernel_checks(ledger, OP_DELETE, args)}
+    if tool_name == APPLY_CHANGES and isinstance(args.get("changes"), list):
+        changes = [
+            {**change, **_kernel_checks(ledger, change.get("op"), change)}
+            if isinstance(change, Mapping)
+            else change
+            for change in args["changes"]
+        ]
+        return {**args, "changes": changes}
+    return dict(args)
+
+
+def _kernel_checks(ledger: Ledger, op: object, change: Mapping[str, Any]) -> dict[str, Any]:
+    """What the kernel's compare-and-swap needs for one change, where the call left it out."""
+    cell = str(change.get("cell"))
+    if op in _EDIT_OPS and not change.get("expected_hash"):
+        known = read_hash(ledger, cell)
+        return {"expected_hash": known} if known else {}
+    if op == OP_DELETE and change.get("expected_descendants") is None:
+        checked = inspected_descendants(ledger, cell)
+        return {"expected_descendants": checked} if checked is not None else {}
+    return {}
 
 
 def deleted_cells(call: Mapping[str, Any]) -> list[str]:
