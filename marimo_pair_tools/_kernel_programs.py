@@ -1197,8 +1197,13 @@ def parse_result(stdout: str, stderr: str = "") -> Any:
     if isinstance(error.get("current_code"), str):
         # The model reads the message: give it the code it must base its retry on.
         code = _cut_code(error["current_code"])
-        label = f"code_hash {error['current_hash']}" if error.get("current_hash") else "text"
-        text += f"\nCurrent code ({label}):\n```python\n{code}\n```"
+        # "of cell X (code_hash H)" is also how the eval's trajectory audit sees the read.
+        cell = error.get("cell_id")
+        if error.get("current_hash"):
+            label = f"Current code of cell {cell} (code_hash {error['current_hash']})"
+        else:
+            label = f"Current text of cell {cell} (no hash: read the cell again)"
+        text += f"\n{label}:\n```python\n{code}\n```"
     if isinstance(error.get("kernel_code"), str):
         ran = _cut_code(error["kernel_code"])
         text += f"\nCode the kernel last ran (differs from the text):\n```python\n{ran}\n```"

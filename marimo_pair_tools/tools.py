@@ -208,14 +208,8 @@ class NotebookTool(BaseTool):
         return content, artifact
 
     def _failed(self, exc: NotebookOperationError) -> NotebookOperationError:
+        """Learn from a refusal (its shown current code is a read); the message has the code."""
         self.session.update_ledger(lambda ledger: guards.record_tool_error(ledger, exc.details))
-        current = exc.details.get("current_code")
-        if isinstance(current, str) and "Current code" not in str(exc):
-            code = truncate(current, self.session.limits.max_chars // 2, what="code")
-            exc.args = (
-                f"{exc}\nCurrent code of cell {exc.details.get('cell_id')} "
-                f"(code_hash {exc.details.get('current_hash')}):\n```python\n{code}\n```",
-            )
         return exc
 
     def _run(self, run_manager: CallbackManagerForToolRun | None = None, **kwargs: Any) -> Any:

@@ -12,6 +12,7 @@ from langchain_core.tools import BaseTool
 
 from marimo_pair_tools import MarimoServer
 from marimo_pair_tools.errors import SessionNotFoundError
+from marimo_pair_tools.eval.trajectory import _SHOWN_CODE
 from marimo_pair_tools.toolkit import MarimoPairToolkit
 from marimo_pair_tools.tools import OutputLimits
 
@@ -93,7 +94,7 @@ def test_read_edit_run_flow(toolkit_for: Any) -> None:
 def test_edit_after_person_changed_cell_is_refused_with_new_code(
     toolkit_for: Any, client: Any
 ) -> None:
-    _, tools, path = toolkit_for(["data = [1, 2, 3]"])
+    toolkit, tools, path = toolkit_for(["data = [1, 2, 3]"])
     [cell] = cell_ids(tools)
     call(tools["read_cell"], cell=cell)
     # "The person" edits the cell through another client between read and edit.
@@ -107,6 +108,10 @@ def test_edit_after_person_changed_cell_is_refused_with_new_code(
     refused = call(tools["edit_cell"], cell=cell, code="data = []")
     assert refused.status == "error"
     assert "# person" in refused.content  # the current code is shown
+    # ... labelled as the eval's trajectory audit reads it (a refusal that shows code is a read).
+    # The hash is checked through the notebook, not a tool: a tool read would fill the ledger.
+    [(shown_cell, shown_hash)] = _SHOWN_CODE.findall(refused.content)
+    assert (shown_cell, shown_hash) == (cell, toolkit.session.sync().read_cell(cell).code_hash)
     assert path.read_bytes() == on_disk
     # The error counted as a fresh read: the redo applies on top of the person's code.
     redo = call(tools["edit_cell"], cell=cell, old="]  # person", new=", 5]  # person")
