@@ -521,6 +521,17 @@ async def _main(args):
     }
 """
 
+_CODES = r"""
+async def _main(args):
+    codes = {}
+    for ref in args["cells"]:
+        try:
+            codes[ref] = _DOC.get_cell(_resolve(ref)).code
+        except _Refused:
+            continue  # unknown cell: the caller shows less; the tool reports it
+    return codes
+"""
+
 _GRAPH = r"""
 async def _main(args):
     names = {c.id: _name(c) for c in _DOC.cells}
@@ -1002,6 +1013,11 @@ def read_cell_program(
             "max_console_chars": max_console_chars,
         },
     )
+
+
+def codes_program(cells: Sequence[str]) -> str:
+    """The code of each cell (id or name) that exists, keyed by the reference given."""
+    return _program(_CODES, {"cells": list(cells)})
 
 
 def graph_program(cell: str | None = None) -> str:

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import TypeAdapter
 
 from . import _kernel_programs as programs
-from .errors import NotebookOperationError
 from .models import (
     ApplyResult,
     CellDetail,
@@ -281,6 +280,10 @@ def _read_call(cell: str, max_output_chars: int) -> _Call[CellDetail]:
     return _Call(programs.read_cell_program(cell, max_output_chars=max_output_chars), _shape_detail)
 
 
+def _codes_call(cells: Sequence[str]) -> _Call[dict[str, str]]:
+    return _Call(programs.codes_program(cells), lambda result, _: dict(result))
+
+
 def _graph_call(cell: str | None) -> _Call[NotebookGraph]:
     return _Call(
         programs.graph_program(cell), lambda result, _: NotebookGraph.model_validate(result)
@@ -483,14 +486,8 @@ class Notebook(_NotebookBase):
         return self._run(_read_call(cell, max_output_chars))
 
     def codes_of(self, cells: Sequence[str]) -> dict[str, str]:
-        """The current code of each cell that can be read (for approval requests)."""
-        codes: dict[str, str] = {}
-        for cell in cells:
-            try:
-                codes[cell] = self.read_cell(cell, max_output_chars=1_000).code
-            except NotebookOperationError:
-                continue  # the request says less; the tool itself will report the cell
-        return codes
+        """The current code of each cell that exists, in one request (for approval requests)."""
+        return self._run(_codes_call(cells)) if cells else {}
 
     def graph(self, cell: str | None = None) -> NotebookGraph:
         """The static dataflow graph; with ``cell``, its ancestors and dependents."""
@@ -679,13 +676,7 @@ class AsyncNotebook(_NotebookBase):
 
     async def codes_of(self, cells: Sequence[str]) -> dict[str, str]:
         """See `Notebook.codes_of`."""
-        codes: dict[str, str] = {}
-        for cell in cells:
-            try:
-                codes[cell] = (await self.read_cell(cell, max_output_chars=1_000)).code
-            except NotebookOperationError:
-                continue
-        return codes
+        return await self._run(_codes_call(cells)) if cells else {}
 
     async def graph(self, cell: str | None = None) -> NotebookGraph:
         """See `Notebook.graph`."""

@@ -28,6 +28,7 @@ NASTY = 'a = """x\'\'\' {} {0} \\n \\\\ "q" \'s\' é ✓ 𝔘"""\nb = f"{a!r}"  
 ALL_PROGRAMS = [
     kp.cells_program(offset=2, limit=5),
     kp.read_cell_program(NASTY),
+    kp.codes_program([NASTY, "x"]),
     kp.graph_program(None),
     kp.graph_program(NASTY),
     kp.errors_program(),

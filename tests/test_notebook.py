@@ -69,6 +69,22 @@ def _ids(notebook: Notebook) -> list[str]:
 # ---------------------------------------------------------------- reading
 
 
+def test_codes_of_reads_several_cells_in_one_request(
+    nb: Callable[..., Notebook], module_client: MarimoClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    notebook = nb(["a = 1", "b = a + 1"], ["first", "_"])
+    second = _ids(notebook)[1]
+    executes: list[str] = []
+    real = module_client.execute
+    monkeypatch.setattr(
+        module_client, "execute", lambda code, **kw: executes.append(code) or real(code, **kw)
+    )
+    codes = notebook.codes_of(["first", second, "no_such_cell"])
+    assert codes == {"first": "a = 1", second: "b = a + 1"}  # unknown cells are left out
+    assert len(executes) == 1
+    assert notebook.codes_of([]) == {} and len(executes) == 1  # nothing to read: no request
+
+
 def test_cells_map_is_compact_and_hashes_match(nb: Callable[..., Notebook]) -> None:
     notebook = nb(
         ["import math\nx = 1", "y = x + math.pi", "# just a comment"], ["setup_x", "_", "_"]
