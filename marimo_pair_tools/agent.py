@@ -34,7 +34,13 @@ from . import guards
 from .errors import ConfigurationError, NotebookOperationError
 from .toolkit import MarimoPairToolkit
 
-__all__ = ["DEFAULT_SYSTEM_PROMPT", "PairAgentState", "create_pair_agent", "impact_report"]
+__all__ = [
+    "DEFAULT_SYSTEM_PROMPT",
+    "PairAgentState",
+    "budget_stop",
+    "create_pair_agent",
+    "impact_report",
+]
 
 DEFAULT_SYSTEM_PROMPT = """\
 You pair-program with a person inside a live marimo notebook. They watch the same \
@@ -80,6 +86,18 @@ def _last_ai(state: PairAgentState) -> AIMessage | None:
     messages = state.get("messages") or []
     last = messages[-1] if messages else None
     return last if isinstance(last, AIMessage) else None
+
+
+_BUDGET_KEY = "marimo_pair_budget"
+
+
+def budget_stop(message: object) -> str | None:
+    """Which budget (``steps`` or ``tool_calls``) ended the run, if ``message`` is the
+    agent's stop message; None for any other message (the model's own turns)."""
+    if not isinstance(message, AIMessage):
+        return None
+    budget = message.response_metadata.get(_BUDGET_KEY)
+    return str(budget) if budget else None
 
 
 def _error_message(call: Mapping[str, Any], text: str) -> ToolMessage:
@@ -176,24 +194,29 @@ def create_pair_agent(
 
     # ---------------------------------------------------------------- model
 
-    def _budget_left(state: PairAgentState) -> str | None:
+    def _budget_left(state: PairAgentState) -> AIMessage | None:
+        """The stop message when a budget is used up; it says which (`budget_stop`)."""
         if state.get("steps", 0) >= max_steps:
-            return f"Stopped: the step budget ({max_steps} model turns) is used up."
-        if state.get("tool_calls", 0) >= max_tool_calls:
-            return f"Stopped: the tool-call budget ({max_tool_calls}) is used up."
-        return None
+            budget, text = "steps", f"the step budget ({max_steps} model turns)"
+        elif state.get("tool_calls", 0) >= max_tool_calls:
+            budget, text = "tool_calls", f"the tool-call budget ({max_tool_calls})"
+        else:
+            return None
+        return AIMessage(
+            content=f"Stopped: {text} is used up.", response_metadata={_BUDGET_KEY: budget}
+        )
 
     def model_node(state: PairAgentState, config: RunnableConfig) -> dict[str, Any]:
         stop = _budget_left(state)
         if stop:
-            return {"messages": [AIMessage(content=stop)]}
+            return {"messages": [stop]}
         response = bound.invoke([prompt, *state.get("messages", [])], config)
         return {"messages": [response], "steps": state.get("steps", 0) + 1}
 
     async def amodel_node(state: PairAgentState, config: RunnableConfig) -> dict[str, Any]:
         stop = _budget_left(state)
         if stop:
-            return {"messages": [AIMessage(content=stop)]}
+            return {"messages": [stop]}
         response = await bound.ainvoke([prompt, *state.get("messages", [])], config)
         return {"messages": [response], "steps": state.get("steps", 0) + 1}
 

@@ -9,7 +9,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
-from marimo_pair_tools.agent import DEFAULT_SYSTEM_PROMPT, create_pair_agent
+from marimo_pair_tools.agent import DEFAULT_SYSTEM_PROMPT, budget_stop, create_pair_agent
 from marimo_pair_tools.errors import ConfigurationError
 from marimo_pair_tools.testing import ScriptedChatModel
 
@@ -190,6 +190,8 @@ def test_step_budget_stops_the_agent(setup: Any) -> None:
     agent = create_pair_agent(ScriptedChatModel(turns), toolkit, max_steps=3)
     result = agent.invoke({"messages": [HumanMessage("loop")]})
     assert "step budget" in result["messages"][-1].content
+    assert budget_stop(result["messages"][-1]) == "steps"
+    assert [budget_stop(m) for m in result["messages"][:-1]] == [None] * 7
 
 
 def test_failures_the_model_can_fix_come_back_as_error_messages(setup: Any) -> None:

@@ -195,6 +195,17 @@ def test_tool_call_limit_ends_the_run(tmp_path: Path) -> None:
     assert "tool-call budget" in events[-1].text
 
 
+def test_tool_call_limit_with_several_calls_in_one_turn(tmp_path: Path) -> None:
+    """Two calls in one model turn use the whole tool-call budget: one step, then the stop."""
+    task = _task("fix_name_error", limits=Limits(steps=10, seconds=60, tool_calls=2))
+    two_at_once = o.read_notebook() + o.read_notebook()
+    agent = _script([two_at_once] * 3 + ["done"])
+    result, events = run_task(task, agent, RunConfig(out_dir=tmp_path))
+    assert result.limit_hit == "tool_calls"
+    assert (result.status, result.steps, result.tool_calls) == ("limit", 1, 2)
+    assert events[-1].kind == "note"
+
+
 def test_time_limit_ends_the_run(tmp_path: Path) -> None:
     task = _task("fix_name_error", limits=Limits(steps=10, seconds=0.5))
     agent = _script([o.execute("import time; time.sleep(1.0)"), o.read_notebook(), "done"])

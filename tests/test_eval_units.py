@@ -400,43 +400,6 @@ def test_the_step_budget_stop_is_a_limit_not_a_model_turn(tmp_path: Path) -> Non
     assert "step budget" in run.recorder.events[-1].text
 
 
-class _Replay:
-    """A graph that replays the pair agent's stream updates."""
-
-    def __init__(self, updates: list[dict[str, Any]]) -> None:
-        self.updates = updates
-
-    def stream(self, payload: Any, config: Any, stream_mode: str) -> Any:
-        return iter(self.updates)
-
-
-def test_running_out_of_tool_calls_is_a_limit(tmp_path: Path) -> None:
-    run = _bare_run(tmp_path, Limits(steps=10, tool_calls=2))
-    calls = [{"id": f"c{i}", "name": "read_notebook", "args": {}} for i in range(2)]
-    updates: list[dict[str, Any]] = [
-        {"model": {"messages": [AIMessage(content="", tool_calls=calls)], "steps": 1}},
-        {"guard": {"messages": [], "pending": []}},
-        {
-            "tools": {
-                "messages": [
-                    ToolMessage(content="ok", tool_call_id=c["id"], name=c["name"]) for c in calls
-                ],
-                "tool_calls": 2,
-            }
-        },
-        {
-            "model": {
-                "messages": [AIMessage(content="Stopped: the tool-call budget (2) is used up.")]
-            }
-        },
-    ]
-    _stream_agent(run, _Replay(updates), _no_person())
-    assert run.limit_hit == "tool_calls"
-    result = _task_result(run, [g.GradeResult(grader="x", kind="outcome", score=1.0, passed=True)])
-    assert (result.status, result.steps, result.tool_calls) == ("limit", 1, 2)
-    assert run.recorder.events[-1].kind == "note"
-
-
 def test_a_run_writes_its_outputs_fresh(tmp_path: Path) -> None:
     out = tmp_path / "out"
     stale = _result("oracle", True, task="old_task")

@@ -52,7 +52,7 @@ from langgraph.types import Command
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import guards
-from ..agent import create_pair_agent
+from ..agent import budget_stop, create_pair_agent
 from ..models import EditCell, NotebookSnapshot, RunCell
 from ..notebook import Notebook
 from ..server import MarimoServer
@@ -61,7 +61,7 @@ from ._clean_run import CellInfo, Zygote, clean_run
 from ._live import live_values
 from .agents import AgentSpec, resolve_agent
 from .graders import Evidence, GradeResult, grade_all
-from .tasks import HumanEdit, Limits, Task
+from .tasks import HumanEdit, Task
 from .trajectory import Event, Recorder, audit, to_agentevals
 
 __all__ = [
@@ -426,19 +426,6 @@ class _Injector:
         return fired
 
 
-def _budget_stop(node: str, delta: Mapping[str, Any], limits: Limits, turns: int) -> str | None:
-    """Which budget stopped the agent, if this graph update is its budget stop.
-
-    The pair agent's model node answers for the model once a budget is used up:
-    its update then carries a message but no new ``steps`` count, since no model
-    turn was taken. It checks the step budget first, so with ``turns`` model
-    turns taken so far, ``turns >= limits.steps`` means the step budget.
-    """
-    if node != "model" or "steps" in delta or not delta.get("messages"):
-        return None
-    return "steps" if turns >= limits.steps else "tool_calls"
-
-
 def _decisions(request: Any, policy: ApprovalPolicy) -> dict[str, Any]:
     count = 1
     if isinstance(request, Mapping) and isinstance(request.get("action_requests"), list):
@@ -517,16 +504,12 @@ def _stream_agent(run: _Run, graph: Any, injector: _Injector) -> None:
                 if isinstance((delta or {}).get("ledger"), (guards.Ledger, dict)):
                     run.ledger = guards.merge_ledgers(run.ledger, delta["ledger"])
                 messages = (delta or {}).get("messages") or []
-                turns = sum(e.kind == "model" for e in run.recorder.events)
-                stop = _budget_stop(node, delta or {}, limits, turns)
+                stop = next((budget_stop(m) for m in messages if budget_stop(m)), None)
                 if stop is not None:
-                    # Not a model turn: recorded as the harness notes a limit, so
+                    # The agent's stop message, not a model turn: noted as a limit, so
                     # `steps` counts the model's turns only.
                     run.limit_hit = run.limit_hit or stop
-                    text = "; ".join(
-                        m.text if isinstance(m, BaseMessage) else str(m) for m in messages
-                    )
-                    run.recorder.note("note", text or f"{stop} budget used up", t=now)
+                    run.recorder.note("note", "; ".join(m.text for m in messages), t=now)
                     continue
                 events = run.recorder.add_messages(
                     [m for m in messages if isinstance(m, BaseMessage)], now
