@@ -208,13 +208,19 @@ def person(tmp_path: Path) -> Iterator[Person]:
             context.close()
 
 
-def test_person_and_agent_pair_in_one_session(
-    person: Person, start_server: Any, tmp_path: Path
-) -> None:
+@pytest.fixture
+def pairing(start_server: Any, tmp_path: Path) -> tuple[MarimoServer, Path]:
+    """A directory server with the notebook both work on: ``x = 1`` and ``y = x + 20``."""
     root = tmp_path / "project"
     root.mkdir()
     path = write_notebook(root / "pairing.py", ["x = 1", "y = x + 20\ny"])
-    server: MarimoServer = start_server(root)
+    return start_server(root), path
+
+
+def test_person_and_agent_pair_in_one_session(
+    person: Person, pairing: tuple[MarimoServer, Path]
+) -> None:
+    server, path = pairing
 
     # 1. The person opens the notebook and runs it.
     person.open(server, path, cells=2)
@@ -311,12 +317,9 @@ def test_person_and_agent_pair_in_one_session(
 
 
 def test_refusal_before_the_page_syncs_shows_what_the_person_ran(
-    person: Person, start_server: Any, tmp_path: Path
+    person: Person, pairing: tuple[MarimoServer, Path]
 ) -> None:
-    root = tmp_path / "project"
-    root.mkdir()
-    path = write_notebook(root / "pairing.py", ["x = 1", "y = x + 20\ny"])
-    server: MarimoServer = start_server(root)
+    server, path = pairing
     # The page sends a run at once and its text (a document transaction) debounced, about
     # a second later. Holding the transaction keeps that window open, deterministically.
     held: list[Any] = []
