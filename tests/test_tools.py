@@ -320,8 +320,10 @@ def test_person_run_that_reached_the_kernel_before_the_document_is_not_overwritt
     # The refusal shows what the person ran (the notebook's text is still the old one),
     # and offers no hash to retry with: the agent must read again.
     assert "rows = 99" in refused.content and "expected_hash=" not in refused.content
+    # The refusal taught the ledger no hash, so a blind retry meets the kernel's check again.
     again = call(tools["edit_cell"], cell=cell, code="rows = 5")
     assert again.status == "error" and "read_cell" in again.content, again.content
+    assert "the kernel last ran code that differs" in again.content, again.content
     read = call(tools["read_cell"], cell=cell)
     assert read.artifact["kernel_code"] == "rows = 99" and "rows = 99" in str(read.content)
     assert "rows = 99" in call(tools["execute_code"], code="print(f'rows = {rows}')").content
@@ -362,6 +364,7 @@ def test_delete_refused_in_the_kernel_when_a_person_added_a_dependent(
     # The check that missed the reader no longer counts: the guard asks for a new one.
     again = call(tools["delete_cell"], cell=cell)
     assert again.status == "error" and "inspect_graph" in again.content
+    assert "you have not checked what depends on" in again.content, "the guard, not the kernel"
     inspected = call(tools["inspect_graph"], cell=cell)
     [reader] = [c for c in cell_ids(tools) if c != cell]
     assert reader in inspected.content
