@@ -3,8 +3,7 @@
 `code_hash` names the exact text of one cell (the compare-and-swap token an
 edit carries); `notebook_version` names the whole notebook (ids, order, code),
 so a guard can tell whether what the agent inspected is still what is there.
-The kernel programs compute the same values inline (the kernel does not have
-this package installed); `tests/test_kernel_programs.py` checks they agree.
+Pure standard library: the client and the kernel import this one definition.
 """
 
 from __future__ import annotations

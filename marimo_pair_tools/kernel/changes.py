@@ -1,0 +1,435 @@
+"""Operations that change the notebook or the kernel, through marimo's code mode.
+
+Each is one ``async with`` code-mode context: queued operations are applied
+atomically on exit, after marimo's own dry-run compile. Our checks run first, on
+a model of the notebook as each change will meet it, so a refusal leaves the
+context with nothing applied.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import time
+from typing import Any
+
+from . import views
+from .analysis import Graph
+from .state import NotebookState, Refused, classify, jsonable
+
+__all__ = ["apply", "packages_change", "set_ui_value"]
+
+Args = dict[str, Any]
+
+
+def _same_code(stored: str, wanted: str) -> bool:
+    """Equal, or equal up to marimo's format-on-save (same syntax tree)."""
+    if stored == wanted:
+        return True
+    try:
+        return ast.dump(ast.parse(stored)) == ast.dump(ast.parse(wanted))
+    except SyntaxError:
+        return False
+
+
+class Batch:
+    """Replays the changes on a model of the notebook (order, code, names) while
+    queueing them on the code-mode context, so every check sees the state the
+    change will meet."""
+
+    def __init__(self, state: NotebookState, ctx: Any) -> None:
+        self.state = state
+        self.ctx = ctx
+        self.order = state.order()
+        self.code: dict[str, str] = {c.id: c.code for c in state.doc.cells}
+        self.names = state.names()
+        self.before = self.graph()
+        self.created: dict[int, str] = {}
+        self.gone: dict[str, int] = {}
+        self.to_run: list[str] = []
+        self.changed: set[str] = set()
+
+    def graph(self) -> Graph:
+        """The graph of the batch's current model."""
+        return self.state.graph([(cid, self.code[cid]) for cid in self.order])
+
+    def target(self, ref: str) -> str:
+        """A cell id, name, or ``@i`` (the cell change ``i`` of this batch created)."""
+        if ref.startswith("@"):
+            index = int(ref[1:]) if ref[1:].isdigit() else -1
+            if index not in self.created:
+                raise Refused(
+                    "not_found",
+                    f"{ref!r} must name an earlier create change of this batch by its "
+                    "index, e.g. '@0'.",
+                    cell=ref,
+                )
+            ref = self.created[index]
+        if ref in self.gone:
+            raise Refused(
+                "validation",
+                f"cell {ref!r} is deleted earlier in this batch (change {self.gone[ref]}).",
+                cell_id=ref,
+            )
+        return self.state.resolve(ref, self.order, self.names)
+
+    def anchor(self, ch: Args) -> tuple[str | None, bool]:
+        ref = ch.get("before") or ch.get("after")
+        return (self.target(ref) if ref else None), bool(ch.get("after"))
+
+    def place(self, cid: str, anchor: str | None, after: bool) -> None:
+        if anchor == cid:
+            raise Refused("validation", "a cell cannot be placed next to itself.", cell_id=cid)
+        if cid in self.order:
+            self.order.remove(cid)
+        if anchor is None:
+            self.order.append(cid)
+        else:
+            self.order.insert(self.order.index(anchor) + (1 if after else 0), cid)
+
+    def check_syntax(self, new_code: str) -> None:
+        error = self.state.analyse("", new_code)[2]
+        if error:
+            raise Refused("validation", f"syntax error at {error}.", syntax_error=error)
+
+    def check_cas(self, cid: str, expected: str | None) -> str:
+        """The cell's current code, if it still hashes to ``expected``."""
+        current = self.code[cid]
+        now = self.state.hash(current, cid)
+        if expected is not None and now != expected:
+            ran = self.state.kernel_code(cid, current)
+            if ran is not None:
+                # Unsettled: which text is the person's newest is not known here, so no
+                # hash is offered to retry with; a fresh read_cell shows both.
+                raise Refused(
+                    "unsettled",
+                    f"cell {cid} changed since it was read, and the kernel last ran code "
+                    "that differs from the notebook's text.",
+                    cell_id=cid,
+                    current_code=current,
+                    kernel_code=ran,
+                )
+            raise Refused(
+                "stale",
+                f"cell {cid} changed since it was read (expected hash {expected}, now {now}).",
+                cell_id=cid,
+                current_code=current,
+                current_hash=now,
+            )
+        return current
+
+    def check_descendants(self, cid: str, expected: list[str] | None) -> None:
+        """The delete's compare-and-swap on the graph: no dependent appeared since inspect."""
+        if expected is None:
+            return
+        now = self.graph()
+        new = now.sort(now.descendants(cid) - set(expected))
+        if new:
+            reads = {c: sorted(now.info[c][1] & now.defs(cid)) for c in new}
+            detail = ", ".join(f"{c} (reads {', '.join(reads[c]) or 'indirectly'})" for c in new)
+            raise Refused(
+                "graph_changed",
+                f"cell {cid} has descendants that were not checked: {detail}.",
+                cell_id=cid,
+                new_descendants=new,
+            )
+
+    def replaced(self, cid: str, current: str, ch: Args) -> str:
+        """The code after an exact find/replace, or a refusal that says why it missed."""
+        old = ch["old"]
+        count = current.count(old) if old else 0
+        if count == 1 or (count > 1 and ch["replace_all"]):
+            return str(current.replace(old, ch["new"], -1 if ch["replace_all"] else 1))
+        if count:
+            lines: list[str] = []
+            at = current.find(old)
+            while at >= 0 and len(lines) < 20:
+                lines.append(str(current.count("\n", 0, at) + 1))
+                at = current.find(old, at + 1)
+            why = (
+                f"matches {count} times (at lines {', '.join(lines)}); add surrounding text "
+                "to make it unique, or set replace_all"
+            )
+        else:
+            loose = old.strip() and " ".join(old.split()) in " ".join(current.split())
+            why = "was not found" + (
+                " (it would match if whitespace were ignored: copy the exact indentation and "
+                "line breaks)"
+                if loose
+                else ""
+            )
+        raise Refused(
+            "match",
+            f"the `old` text {why} in cell {cid}.",
+            cell_id=cid,
+            matches=count,
+            current_code=current,
+            current_hash=self.state.hash(current, cid),
+        )
+
+    def step(self, i: int, ch: Args) -> dict[str, Any]:
+        """Check and queue change ``i``; returns its result entry."""
+        op, ctx = ch["op"], self.ctx
+        result: dict[str, Any] = {
+            "index": i,
+            "op": op,
+            "cell_id": None,
+            "action": op,
+            "diff": None,
+            "deleted_code": None,
+            "defined_names": [],
+            "dependents": [],
+        }
+        if op == "create":
+            self.check_syntax(ch["code"])
+            name = ch.get("name") or None
+            if name is not None and name in self.names.values():
+                raise Refused(
+                    "validation",
+                    f"another cell is already named {name!r}; cell names must be unique.",
+                )
+            anchor, after = self.anchor(ch)
+            cid = ctx.create_cell(
+                ch["code"],
+                hide_code=ch["hide_code"],
+                name=name,
+                before=None if after else anchor,
+                after=anchor if after else None,
+            )
+            self.place(cid, anchor, after)
+            self.created[i] = cid
+            self.code[cid], self.names[cid] = ch["code"], name
+            self.changed.add(cid)
+            result.update(cell_id=cid, action="created", requested=ch["code"])
+        elif op in ("edit", "replace"):
+            cid = self.target(ch["cell"])
+            current = self.check_cas(cid, ch.get("expected_hash"))
+            new = ch["code"] if op == "edit" else self.replaced(cid, current, ch)
+            self.check_syntax(new)
+            if new != current:
+                ctx.edit_cell(cid, code=new)
+                self.changed.add(cid)
+                self.code[cid] = new
+            if op == "replace":
+                result["diff"] = "\n".join(
+                    difflib.unified_diff(
+                        current.splitlines(),
+                        new.splitlines(),
+                        f"{cid} (before)",
+                        f"{cid} (after)",
+                        lineterm="",
+                    )
+                )
+            action = ("edited" if op == "edit" else "replaced") if new != current else "unchanged"
+            result.update(cell_id=cid, action=action, requested=new)
+        elif op == "delete":
+            cid = self.target(ch["cell"])
+            self.check_descendants(cid, ch.get("expected_descendants"))
+            result.update(
+                cell_id=cid,
+                action="deleted",
+                deleted_code=self.code[cid],
+                defined_names=sorted(self.state.analyse(cid, self.code[cid])[0]),
+            )
+            ctx.delete_cell(cid)
+            self.order.remove(cid)
+            del self.code[cid]
+            result["name"] = self.names.pop(cid)
+            self.gone[cid] = i
+            return result
+        elif op == "move":
+            cid = self.target(ch["cell"])
+            anchor, after = self.anchor(ch)
+            if anchor is None:
+                raise Refused("validation", "a move needs `before` or `after`.")
+            self.place(cid, anchor, after)
+            ctx.move_cell(cid, before=None if after else anchor, after=anchor if after else None)
+            result.update(cell_id=cid, action="moved")
+        elif op == "run":
+            cid = self.target(ch["cell"])
+            result.update(cell_id=cid, action="ran")
+        else:
+            raise Refused("validation", f"unknown op {op!r}.")
+        if op != "move" and ch.get("run", op == "run"):
+            self.to_run.append(cid)
+        result["name"] = self.names.get(cid)
+        return result
+
+    def check_graph(self) -> Graph:
+        """marimo's own dry run sees only cells the kernel has run; check every cell's code."""
+        after = self.graph()
+        fresh = {
+            n: ids
+            for n, ids in after.multiply.items()
+            if not set(ids) <= set(self.before.multiply.get(n, ()))
+        }
+        if fresh:
+            detail = "; ".join(f"{n!r} in cells {', '.join(ids)}" for n, ids in fresh.items())
+            raise Refused(
+                "validation",
+                f"The batch would define a name in more than one cell: {detail}. Each name "
+                "may be defined by one cell only.",
+                multiply_defined=fresh,
+            )
+        old_cycles = [set(c) for c in self.before.cycles]
+        cycles = [c for c in after.cycles if not any(set(c) <= old for old in old_cycles)]
+        if cycles:
+            detail = " | ".join(after.describe_cycle(c) for c in cycles)
+            raise Refused(
+                "validation", f"The batch would create a dependency cycle: {detail}.", cycles=cycles
+            )
+        return after
+
+
+def _verify(
+    state: NotebookState, batch: Batch, results: list[dict[str, Any]], after: Graph
+) -> bool:
+    """Check every change landed, in the document and in the kernel's graph.
+
+    The document here is the context's snapshot with the transaction applied (what
+    marimo saves and sends to the browser); the kernel's graph is what runs. The
+    server-side copy is re-read only by Notebook(verify=True), one execute later.
+    """
+    stored = {c.id: c.code for c in state.doc.cells}
+    kernel = state.ctx.graph.cells
+    order_ok = [c.id for c in state.doc.cells] == batch.order
+    for result in results:
+        cid, sets_code = result["cell_id"], result.pop("requested", None) is not None
+        # Later changes of the batch may change the same cell again: compare with its final code.
+        requested = batch.code.get(cid) if sets_code else None
+        problem = None
+        if result["op"] == "delete":
+            if cid in stored:
+                problem = "the cell is still in the notebook"
+            elif cid in kernel:
+                problem = "the kernel still has the cell"
+            lost = set(result["defined_names"]) - set(after.by_name)
+            result["dependents"] = [c for c in after.order if after.info[c][1] & lost]
+        elif cid not in stored:
+            problem = "the cell is not in the notebook"
+        elif requested is not None and not _same_code(stored[cid], requested):
+            problem = "the notebook holds different code than requested"
+        elif (
+            requested is not None and cid in kernel and not _same_code(kernel[cid].code, requested)
+        ):
+            problem = "the kernel holds different code than requested"
+        elif result["op"] in ("create", "move") and not order_ok:
+            problem = "the cell order differs from the requested order"
+        result["code_hash"] = state.hash(stored[cid], cid) if cid in stored else None
+        result["formatted"] = bool(
+            requested is not None and cid in stored and stored[cid] != requested
+        )
+        result["verified"] = problem is None
+        result["problem"] = problem
+    return order_ok
+
+
+async def apply(state: NotebookState, args: Args) -> dict[str, Any]:
+    """Apply a batch of changes atomically: all of them, or none and a refusal."""
+    results: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    async with state.ctx as ctx:
+        batch = Batch(state, ctx)
+        for i, ch in enumerate(args["changes"]):
+            try:
+                results.append(batch.step(i, ch))
+            except (Refused, ValueError, KeyError) as exc:
+                kind = exc.kind if isinstance(exc, Refused) else classify(exc)
+                details = exc.details if isinstance(exc, Refused) else {}
+                text = str(exc) if isinstance(exc, Refused) else f"{type(exc).__name__}: {exc}"
+                raise Refused(
+                    kind, f"change {i} ({ch.get('op')}): {text}", change_index=i, **details
+                ) from None
+        for cid in dict.fromkeys(batch.to_run):
+            if cid in batch.gone:
+                raise Refused(
+                    "validation",
+                    f"cell {cid} is deleted in this batch and cannot also run.",
+                    cell_id=cid,
+                )
+            ctx.run_cell(cid)
+        after = batch.check_graph()
+        checked = time.perf_counter()
+    # Leaving the context applied the batch (or raised: then nothing was applied).
+    applied = time.perf_counter()
+    order_ok = _verify(state, batch, results, after)
+    explicit, reactive = set(batch.to_run), set()
+    if explicit and state.kernel.reactive_execution_mode == "autorun":
+        for cid in explicit | (batch.changed & set(after.order)):
+            reactive |= after.descendants(cid)
+    names = state.names()
+    ran = [
+        views.run_report(state, c.id, c.id in explicit, names)
+        for c in state.doc.cells
+        if c.id in explicit or c.id in reactive
+    ]
+    timings = {
+        "check_ms": (checked - started) * 1000,
+        "apply_ms": (applied - checked) * 1000,
+        "report_ms": (time.perf_counter() - applied) * 1000,
+    }
+    return {
+        "changes": results,
+        "ran": ran,
+        "order_ok": order_ok,
+        "timings": timings,
+        "order": state.order(),
+        "notebook_version": state.version(),
+    }
+
+
+async def packages_change(state: NotebookState, args: Args) -> dict[str, Any]:
+    """Install or remove packages with the notebook's package manager."""
+    manager = state.kernel.packages_callbacks.package_manager
+    async with state.ctx as ctx:
+        queue = ctx.packages.add if args["action"] == "add" else ctx.packages.remove
+        queue(*args["names"])
+        # Flushed here rather than on exit: exit prints the outcomes but drops them.
+        outcomes = await ctx.packages._flush()
+    results = [
+        {"package": r.op.package, "action": args["action"], "outcome": r.outcome} for r in outcomes
+    ]
+    return {
+        "manager": getattr(manager, "name", None),
+        "results": results,
+        "restart_required": any(r["outcome"] == "restart-required" for r in results),
+        "manager_missing": manager is None,
+    }
+
+
+async def set_ui_value(state: NotebookState, args: Args) -> dict[str, Any]:
+    """Set the `mo.ui` element held by global ``name`` and read its value back."""
+    name = args["name"]
+    async with state.ctx as ctx:
+        if name not in ctx.globals:
+            raise Refused(
+                "not_found",
+                f"No variable {name!r} in the kernel: the cell that defines it may not have run.",
+                cell=name,
+            )
+        element = ctx.globals[name]
+        if not (hasattr(element, "_id") and hasattr(element, "value")):
+            raise Refused(
+                "validation",
+                f"{name!r} is a {type(element).__name__}, not a marimo UI element (mo.ui.*).",
+            )
+        before = jsonable(element.value)
+        ctx.set_ui_value(element, args["value"])
+    # Values are applied (and dependent cells re-run) when the context exits.
+    current = state.ctx.globals.get(name)
+    value = jsonable(getattr(current, "value", None))
+    names = state.names()
+    built = state.graph()
+    readers = {cid for cid in built.order if name in built.info[cid][1]}
+    for cid in list(readers):
+        readers |= built.descendants(cid)
+    ran = [views.run_report(state, cid, False, names) for cid in built.sort(readers)]
+    return {
+        "name": name,
+        "element_type": type(element).__name__,
+        "requested": args["value"],
+        "before": before,
+        "value": value,
+        "took": value == jsonable(args["value"]),
+        "ran": ran,
+    }

@@ -1,0 +1,95 @@
+"""The two entry points a client's short call reaches: `call` (sync) and `acall` (async).
+
+Each prints exactly one tagged line on stdout and returns None::
+
+    <<marimo-pair:result>>{"ok": true, "result": ...}
+    <<marimo-pair:result>>{"ok": false, "error": {"kind": ..., "message": ...}}
+
+Read operations go through `call`, with no ``await`` anywhere: marimo cancels an
+async scratchpad run only at its next ``await``, but interrupts synchronous code
+at once, so a timeout can always stop a read (even one stuck in a user's
+``__repr__``). Only changes, which need code mode's ``async with``, use `acall`.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from . import changes, reads
+from .state import NotebookState, Refused, classify, write_stdout
+from .text import cut
+
+__all__ = ["ASYNC_OPERATIONS", "OPERATIONS", "RESULT_TAG", "acall", "call"]
+
+RESULT_TAG = "<<marimo-pair:result>>"
+
+OPERATIONS: dict[str, Callable[[NotebookState, dict[str, Any]], Any]] = {
+    "cells": reads.cells,
+    "read": reads.read,
+    "codes": reads.codes,
+    "graph": reads.graph,
+    "errors": reads.errors,
+    "verify": reads.verify,
+    "packages_list": reads.packages_list,
+    "variables": reads.variables,
+    "status": reads.status,
+    "snapshot": reads.snapshot,
+}
+ASYNC_OPERATIONS: dict[str, Callable[[NotebookState, dict[str, Any]], Awaitable[Any]]] = {
+    "apply": changes.apply,
+    "packages_change": changes.packages_change,
+    "set_ui_value": changes.set_ui_value,
+}
+
+
+def _failure(exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, Refused):
+        return {
+            "ok": False,
+            "error": {"kind": exc.kind, "type": "Refused", "message": str(exc), **exc.details},
+        }
+    # Reported to the caller, who raises the matching error.
+    return {
+        "ok": False,
+        "error": {
+            "kind": classify(exc),
+            "type": type(exc).__name__,
+            "message": str(exc),
+            "traceback": cut("".join(traceback.format_exception(exc)), 6000),
+        },
+    }
+
+
+def _emit(payload: dict[str, Any]) -> None:
+    write_stdout(RESULT_TAG + json.dumps(payload, default=str) + "\n")
+
+
+def _unknown(op: str) -> Refused:
+    return Refused("internal", f"unknown kernel operation {op!r}")
+
+
+def call(op: str, args_json: str) -> None:
+    """Run read operation ``op`` with JSON arguments; print its tagged result."""
+    try:
+        function = OPERATIONS.get(op)
+        if function is None:
+            raise _unknown(op)
+        payload = {"ok": True, "result": function(NotebookState(), json.loads(args_json))}
+    except Exception as exc:  # noqa: BLE001 - every failure becomes the caller's error
+        payload = _failure(exc)
+    _emit(payload)
+
+
+async def acall(op: str, args_json: str) -> None:
+    """Run change operation ``op`` with JSON arguments; print its tagged result."""
+    try:
+        function = ASYNC_OPERATIONS.get(op)
+        if function is None:
+            raise _unknown(op)
+        payload = {"ok": True, "result": await function(NotebookState(), json.loads(args_json))}
+    except Exception as exc:  # noqa: BLE001 - every failure becomes the caller's error
+        payload = _failure(exc)
+    _emit(payload)
