@@ -4,7 +4,9 @@ Three parts, all against real `marimo edit --headless` servers in one run:
 
 1. Per tool: median of ``tool.invoke(ToolCall)`` vs ``client.execute(program)``,
    where ``program`` comes from the builder the notebook itself uses
-   (``notebook._*_call(...).program``); the two are interleaved call by call.
+   (``notebook._*_call(...).request.source()``: the short call into the kernel
+   package); the two are interleaved call by call. Each row also shows the tool's
+   median against a bare execute of ``None`` (the floor) and the request size.
    Each tool call also counts the ``client.execute`` calls and the HTTP requests
    it made (goal: one execute per tool call). Change tools run twice: with the
    toolkit's default ``verify=False`` (the apply program checks each change in the
@@ -40,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import median_seconds, write_notebook
 
 from marimo_pair_tools import MarimoServer
-from marimo_pair_tools import _kernel_programs as programs
+from marimo_pair_tools import _kernel_calls as kernel_calls
 from marimo_pair_tools import notebook as nbmod
 from marimo_pair_tools.client import MarimoClient
 from marimo_pair_tools.models import CellsPage, CellSummary, CreateCell, DeleteCell
@@ -187,7 +189,7 @@ class Bench:
 
 def parsed(result: Any) -> Any:
     """Check a bare execute's answer (outside the timing)."""
-    return programs.parse_result(result.stdout, result.stderr)
+    return kernel_calls.parse_result(result.stdout, result.stderr)
 
 
 @dataclass
@@ -251,20 +253,20 @@ def tool_cases(b: Bench, verify_modes: tuple[bool, ...]) -> list[Case]:
 
         cases.append(Case(label, tool, bare, program=program))
 
-    read_only("read_notebook", "read_notebook", {}, nbmod._cells_call(0, limit).program)
+    read_only("read_notebook", "read_notebook", {}, nbmod._cells_call(0, limit).request.source())
     read_only(
         "read_cell",
         "read_cell",
         {"cell": cid["values"]},
-        nbmod._read_call(cid["values"], 2_000_000).program,
+        nbmod._read_call(cid["values"], 2_000_000).request.source(),
     )
     read_only(
         "inspect_graph(cell)",
         "inspect_graph",
         {"cell": cid["base"]},
-        nbmod._graph_call(cid["base"]).program,
+        nbmod._graph_call(cid["base"]).request.source(),
     )
-    read_only("inspect_graph()", "inspect_graph", {}, nbmod._graph_call(None).program)
+    read_only("inspect_graph()", "inspect_graph", {}, nbmod._graph_call(None).request.source())
     read_only(
         "execute_code",
         "execute_code",
@@ -272,8 +274,10 @@ def tool_cases(b: Bench, verify_modes: tuple[bool, ...]) -> list[Case]:
         "sum(range(1000))",
         timeout=30.0,
     )
-    read_only("get_errors", "get_errors", {}, nbmod._errors_call().program)
-    read_only("get_variables", "get_variables", {}, nbmod._variables_call(None, 50, 200).program)
+    read_only("get_errors", "get_errors", {}, nbmod._errors_call().request.source())
+    read_only(
+        "get_variables", "get_variables", {}, nbmod._variables_call(None, 50, 200).request.source()
+    )
 
     def set_ui_tool(i: int) -> Sample:
         return timed(c, lambda: b.invoke("set_ui_value", {"name": "slider", "value": 2 * i % 100}))[
@@ -281,7 +285,7 @@ def tool_cases(b: Bench, verify_modes: tuple[bool, ...]) -> list[Case]:
         ]
 
     def set_ui_bare(i: int) -> Sample:
-        program = nbmod._set_ui_call("slider", (2 * i + 1) % 100).program
+        program = nbmod._set_ui_call("slider", (2 * i + 1) % 100).request.source()
         sample, result = timed(c, lambda: b.bare(program))
         parsed(result)
         return sample
@@ -300,7 +304,7 @@ def tool_cases(b: Bench, verify_modes: tuple[bool, ...]) -> list[Case]:
     counter = iter(range(1, 10**9))
 
     def apply_bare(changes: list[Any]) -> tuple[Sample, Any]:
-        program = nbmod._apply_call(changes, None).program
+        program = nbmod._apply_call(changes, None).request.source()
         sample, result = timed(c, lambda: b.bare(program))
         return sample, parsed(result)
 
@@ -437,7 +441,7 @@ def print_part1(rows: list[Row], floor: float) -> None:
         f"execute('None') {floor * 1000:.1f} ms)"
     )
     head = (
-        f"{'tool':34} {'tool ms':>8} {'bare ms':>8} {'ratio':>6} {'exec/call':>9} "
+        f"{'tool':34} {'tool ms':>8} {'bare ms':>8} {'ratio':>6} {'/None':>6} {'bytes':>6} {'exec/call':>9} "
         f"{'http/call':>9} {'in-exec ms':>10} {'py ms':>6} {'py/bare':>7}  notes"
     )
     print(head)
@@ -450,11 +454,14 @@ def print_part1(rows: list[Row], floor: float) -> None:
         in_exec = med([s.in_execute for s in row.tool])
         py = med([s.seconds - s.in_execute for s in row.tool])
         ratio = t / b if row.bare else float("nan")
+        sent = max((len(p.encode()) for s in row.tool for p in s.programs), default=0)
         flags = []
         if row.bare and ratio > 1.15 and row.label != "list_notebooks":
             flags.append("ratio>1.15")
         if ex != [1] and row.label != "list_notebooks":
             flags.append("executes!=1")
+        if sent > 2048:
+            flags.append("request>2KB")
         if row.same_program is False:
             flags.append("program differs from builder's")
         elif row.same_program:
@@ -462,13 +469,15 @@ def print_part1(rows: list[Row], floor: float) -> None:
         if row.note:
             flags.append(row.note)
         print(
-            f"{row.label:34} {t * 1000:8.1f} {b * 1000:8.1f} {ratio:5.2f}x "
+            f"{row.label:34} {t * 1000:8.1f} {b * 1000:8.1f} {ratio:5.2f}x {t / floor:5.2f}x {sent:6} "
             f"{'/'.join(map(str, ex)):>9} {'/'.join(map(str, http)):>9} {in_exec * 1000:10.1f} "
             f"{py * 1000:6.1f} {py / b if row.bare and 0 not in ex else math.nan:7.1%}  {'; '.join(flags)}"
         )
     for name, why in SKIPPED.items():
         print(f"{name:34} {'skipped':>8}  ({why})")
     print(
+        "/None = tool time against the floor (a bare execute of 'None', same run); bytes = "
+        "the largest\nexecute request body's code a call sent (its arguments included).\n"
         "exec/call = client.execute calls per tool call; http/call = HTTP requests per tool "
         "call\n(each execute is GET /api/kernel/status + POST /api/kernel/execute); in-exec = "
         "time inside client.execute;\npy = tool time outside it (validation, policy, shaping, "
@@ -622,20 +631,25 @@ def part3(tmp: Path, sizes: list[int], repeat: int) -> None:
                         "read_notebook(limit=n)",
                         "read_notebook",
                         {"limit": min(n, 1000)},
-                        nbmod._cells_call(0, min(n, 1000)).program,
+                        nbmod._cells_call(0, min(n, 1000)).request.source(),
                     ),
                     (
                         f"read_notebook() [{limit}/page]",
                         "read_notebook",
                         {},
-                        nbmod._cells_call(0, limit).program,
+                        nbmod._cells_call(0, limit).request.source(),
                     ),
-                    ("inspect_graph()", "inspect_graph", {}, nbmod._graph_call(None).program),
+                    (
+                        "inspect_graph()",
+                        "inspect_graph",
+                        {},
+                        nbmod._graph_call(None).request.source(),
+                    ),
                     (
                         "inspect_graph(cell=first)",
                         "inspect_graph",
                         {"cell": first},
-                        nbmod._graph_call(first).program,
+                        nbmod._graph_call(first).request.source(),
                     ),
                 ]
                 if n <= limit:  # the default page already holds every cell

@@ -1,10 +1,10 @@
 """One notebook on one marimo server, as typed operations.
 
 `Notebook` and `AsyncNotebook` differ only in how they call the client. Every
-operation is a `_Call`: a kernel program (built by `_kernel_programs`) plus a
-pure function that shapes the kernel's answer into a model. The two classes
-just send the program and hand the answer to that function, so they cannot
-drift apart.
+operation is a `_Call`: a call into the kernel-side package (built by
+`_kernel_calls`) plus a pure function that shapes the kernel's answer into a
+model. The two classes just send the call and hand the answer to that function,
+so they cannot drift apart.
 
 Changes go through `apply`, one atomic batch per kernel request. By default a
 second, read-only request then re-reads the notebook from the session (a fresh
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import TypeAdapter
 
-from . import _kernel_programs as programs
+from . import _kernel_calls as kernel
 from .models import (
     ApplyResult,
     CellDetail,
@@ -68,15 +68,20 @@ _PACKAGE_TIMEOUT = 600.0
 
 @dataclass(frozen=True)
 class _Call(Generic[T]):
-    """A kernel program and how to turn its result into ``T``."""
+    """A call into the kernel package and how to turn its result into ``T``."""
 
-    program: str
+    request: kernel.KernelCall
     shape: Callable[[Any, str], T]
     timeout: float | None = None
 
-    def finish(self, result: ExecuteResult, collector: programs.ResultCollector) -> T:
+    def finish(self, result: ExecuteResult, collector: kernel.ResultCollector) -> T:
+        """Shape the answer.
+
+        Raises:
+            KernelCodeMissing: the kernel lacks the package: send ``kernel.source(install=True)``.
+        """
         stdout = collector.stdout or result.stdout
-        return self.shape(programs.parse_result(stdout, result.stderr), collector.console)
+        return self.shape(kernel.parse_result(stdout, result.stderr), collector.console)
 
 
 # --------------------------------------------------------------------------
@@ -267,7 +272,7 @@ def output_view(raw: Mapping[str, Any] | None) -> OutputView | None:
 
 def _cells_call(offset: int, limit: int | None) -> _Call[CellsPage]:
     return _Call(
-        programs.cells_program(offset=offset, limit=limit),
+        kernel.cells(offset=offset, limit=limit),
         lambda result, _: CellsPage.model_validate(result),
     )
 
@@ -277,21 +282,19 @@ def _shape_detail(result: Any, _console: str) -> CellDetail:
 
 
 def _read_call(cell: str, max_output_chars: int) -> _Call[CellDetail]:
-    return _Call(programs.read_cell_program(cell, max_output_chars=max_output_chars), _shape_detail)
+    return _Call(kernel.read_cell(cell, max_output_chars=max_output_chars), _shape_detail)
 
 
 def _codes_call(cells: Sequence[str]) -> _Call[dict[str, str]]:
-    return _Call(programs.codes_program(cells), lambda result, _: dict(result))
+    return _Call(kernel.codes(cells), lambda result, _: dict(result))
 
 
 def _graph_call(cell: str | None) -> _Call[NotebookGraph]:
-    return _Call(
-        programs.graph_program(cell), lambda result, _: NotebookGraph.model_validate(result)
-    )
+    return _Call(kernel.graph(cell), lambda result, _: NotebookGraph.model_validate(result))
 
 
 def _errors_call() -> _Call[ErrorsReport]:
-    return _Call(programs.errors_program(), lambda result, _: ErrorsReport.model_validate(result))
+    return _Call(kernel.errors(), lambda result, _: ErrorsReport.model_validate(result))
 
 
 def _to_changes(changes: Sequence[Change | Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -309,7 +312,7 @@ def _apply_call(
     def shape(result: Any, console: str) -> ApplyResult:
         return ApplyResult.model_validate({**result, "console": console})
 
-    return _Call(programs.apply_program(payload), shape, timeout)
+    return _Call(kernel.apply(payload), shape, timeout)
 
 
 def _verify_call(applied: ApplyResult) -> _Call[ApplyResult]:
@@ -359,13 +362,11 @@ def _verify_call(applied: ApplyResult) -> _Call[ApplyResult]:
             }
         )
 
-    return _Call(programs.verify_program(list(expect.values()), list(explicit)), shape)
+    return _Call(kernel.verify(list(expect.values()), list(explicit)), shape)
 
 
 def _packages_list_call() -> _Call[PackagesList]:
-    return _Call(
-        programs.packages_list_program(), lambda result, _: PackagesList.model_validate(result)
-    )
+    return _Call(kernel.packages_list(), lambda result, _: PackagesList.model_validate(result))
 
 
 def _packages_change_call(
@@ -376,7 +377,7 @@ def _packages_change_call(
     if not names:
         raise ValueError("name at least one package")
     return _Call(
-        programs.packages_change_program("add" if action == "add" else "remove", names),
+        kernel.packages_change("add" if action == "add" else "remove", names),
         lambda result, _: PackagesResult.model_validate(result),
         timeout if timeout is not None else _PACKAGE_TIMEOUT,
     )
@@ -384,7 +385,7 @@ def _packages_change_call(
 
 def _set_ui_call(name: str, value: Any) -> _Call[UIValueResult]:
     return _Call(
-        programs.set_ui_value_program(name, value),
+        kernel.set_ui_value(name, value),
         lambda result, _: UIValueResult.model_validate(result),
     )
 
@@ -393,21 +394,17 @@ def _variables_call(
     names: Sequence[str] | None, limit: int, max_repr: int
 ) -> _Call[VariablesReport]:
     return _Call(
-        programs.variables_program(names, limit=limit, max_repr=max_repr),
+        kernel.variables(names, limit=limit, max_repr=max_repr),
         lambda result, _: VariablesReport.model_validate(result),
     )
 
 
 def _status_call(timeout: float | None) -> _Call[KernelStatus]:
-    return _Call(
-        programs.status_program(), lambda result, _: KernelStatus.model_validate(result), timeout
-    )
+    return _Call(kernel.status(), lambda result, _: KernelStatus.model_validate(result), timeout)
 
 
 def _snapshot_call() -> _Call[NotebookSnapshot]:
-    return _Call(
-        programs.snapshot_program(), lambda result, _: NotebookSnapshot.model_validate(result)
-    )
+    return _Call(kernel.snapshot(), lambda result, _: NotebookSnapshot.model_validate(result))
 
 
 # --------------------------------------------------------------------------
@@ -467,9 +464,16 @@ class Notebook(_NotebookBase):
         self.client = client
 
     def _run(self, call: _Call[T]) -> T:
-        collector = programs.ResultCollector()
+        try:
+            return self._send(call, install=False)
+        except kernel.KernelCodeMissing:
+            # A new or restarted kernel: nothing ran, so sending the package with it is safe.
+            return self._send(call, install=True)
+
+    def _send(self, call: _Call[T], *, install: bool) -> T:
+        collector = kernel.ResultCollector()
         result = self.client.execute(
-            call.program,
+            call.request.source(install=install),
             notebook=self.notebook,
             session_id=self.session_id,
             timeout=self._timeout(call),
@@ -656,9 +660,15 @@ class AsyncNotebook(_NotebookBase):
         self.client = client
 
     async def _run(self, call: _Call[T]) -> T:
-        collector = programs.ResultCollector()
+        try:
+            return await self._send(call, install=False)
+        except kernel.KernelCodeMissing:
+            return await self._send(call, install=True)
+
+    async def _send(self, call: _Call[T], *, install: bool) -> T:
+        collector = kernel.ResultCollector()
         result = await self.client.execute(
-            call.program,
+            call.request.source(install=install),
             notebook=self.notebook,
             session_id=self.session_id,
             timeout=self._timeout(call),

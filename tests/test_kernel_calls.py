@@ -1,91 +1,174 @@
-"""Kernel programs: built safely, parsed strictly, and in agreement with `_hashing`."""
+"""Calls into the kernel package: built safely, parsed strictly, shipped once per kernel."""
 
 from __future__ import annotations
 
 import ast
 import hashlib
 import json
+import subprocess
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from marimo_pair_tools import MarimoClient
-from marimo_pair_tools import _kernel_programs as kp
-from marimo_pair_tools._hashing import code_hash, notebook_version
+from marimo_pair_tools import _kernel_calls as kc
 from marimo_pair_tools.errors import (
     CellNotFoundError,
     CodeExecutionError,
     EditMatchError,
+    ExecuteTimeoutError,
     StaleCellError,
     ValidationFailedError,
 )
+from marimo_pair_tools.kernel import loader
+from marimo_pair_tools.kernel.hashing import code_hash, notebook_version
+from marimo_pair_tools.notebook import Notebook
 
 NASTY = 'a = """x\'\'\' {} {0} \\n \\\\ "q" \'s\' é ✓ 𝔘"""\nb = f"{a!r}"  # }{ \x00'.replace(
     "\x00", ""
 )
 
-ALL_PROGRAMS = [
-    kp.cells_program(offset=2, limit=5),
-    kp.read_cell_program(NASTY),
-    kp.codes_program([NASTY, "x"]),
-    kp.graph_program(None),
-    kp.graph_program(NASTY),
-    kp.errors_program(),
-    kp.apply_program([{"op": "create", "code": NASTY, "hide_code": False, "run": True}]),
-    kp.verify_program([{"cell_id": "a", "present": True, "code_hash": "0"}], ["a"]),
-    kp.packages_list_program(),
-    kp.packages_change_program("add", [NASTY]),
-    kp.set_ui_value_program(NASTY, {"k": [NASTY]}),
-    kp.variables_program([NASTY], limit=3, max_repr=10),
-    kp.status_program(),
-    kp.snapshot_program(),
+READS = [
+    kc.cells(offset=2, limit=5),
+    kc.read_cell(NASTY),
+    kc.codes([NASTY, "x"]),
+    kc.graph(None),
+    kc.graph(NASTY),
+    kc.errors(),
+    kc.verify([{"cell_id": "a", "present": True, "code_hash": "0"}], ["a"]),
+    kc.packages_list(),
+    kc.variables([NASTY], limit=3, max_repr=10),
+    kc.status(),
+    kc.snapshot(),
 ]
+CHANGES = [
+    kc.apply([{"op": "create", "code": NASTY, "hide_code": False, "run": True}]),
+    kc.packages_change("add", [NASTY]),
+    kc.set_ui_value(NASTY, {"k": [NASTY]}),
+]
+KERNEL_DIR = Path(kc.__file__).parent / "kernel"
 
 
-def _inner_source(program: str) -> str:
-    """The program the launcher compiles: the one string literal in the launcher."""
-    literals = [
-        node.value
-        for node in ast.walk(ast.parse(program))
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) > 1000
-    ]
-    assert len(literals) == 1
-    return literals[0]
+def _compiled(source: str) -> types.CodeType:
+    return compile(source, "<call>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
 
 
-def _args_of(program: str) -> Any:
-    """Decode the `_ARGS = _json.loads(<literal>)` line the way the kernel will."""
-    source = _inner_source(program)
-    line = next(line for line in source.splitlines() if line.startswith("_ARGS = "))
-    literal = line.removeprefix("_ARGS = _json.loads(").removesuffix(")")
-    return json.loads(ast.literal_eval(literal))
-
-
-@pytest.mark.parametrize("program", ALL_PROGRAMS)
-def test_every_program_compiles_with_top_level_await(program: str) -> None:
-    compile(program, "<launcher>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-    compile(
-        _inner_source(program), "<kernel program>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+def _args_of(source: str) -> Any:
+    """Decode the call's one JSON literal the way the kernel will."""
+    call = next(
+        node
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("call", "acall")
     )
-    assert len(program.splitlines()) <= 3  # the launcher stays tiny for marimo's analysis
+    op, literal = (ast.literal_eval(arg) for arg in call.args)
+    return op, json.loads(literal)
+
+
+@pytest.mark.parametrize("call", READS + CHANGES, ids=lambda c: c.op)
+def test_every_call_compiles_and_stays_short(call: kc.KernelCall) -> None:
+    _compiled(call.source())
+    _compiled(call.source(install=True))
+    overhead = len(call.source().encode()) - len(json.dumps(dict(call.args)).encode())
+    assert overhead <= 400  # the call itself; the arguments are what the caller sends
+    assert len(kc.read_cell("x").source().encode()) <= 2048
+
+
+@pytest.mark.parametrize("call", READS, ids=lambda c: c.op)
+def test_reads_are_synchronous_so_an_interrupt_stops_them(call: kc.KernelCall) -> None:
+    # marimo cancels an async scratchpad run only at its next await (handlers.py).
+    assert not _compiled(call.source()).co_flags & 0x80  # CO_COROUTINE
+    assert not _compiled(call.source(install=True)).co_flags & 0x80
+
+
+@pytest.mark.parametrize("call", CHANGES, ids=lambda c: c.op)
+def test_changes_await_code_mode(call: kc.KernelCall) -> None:
+    assert _compiled(call.source()).co_flags & 0x80
 
 
 def test_arguments_travel_as_one_literal_never_as_source() -> None:
-    program = kp.apply_program([{"op": "create", "code": NASTY, "hide_code": False, "run": True}])
-    assert _args_of(program)["changes"][0]["code"] == NASTY
+    call = kc.apply([{"op": "create", "code": NASTY, "hide_code": False, "run": True}])
+    op, args = _args_of(call.source())
+    assert op == "apply"
+    assert args["changes"][0]["code"] == NASTY
     # The user text appears nowhere verbatim: only inside the escaped JSON literal.
-    assert NASTY not in program and NASTY not in _inner_source(program)
-    assert sum(line.startswith("_ARGS") for line in _inner_source(program).splitlines()) == 1
+    assert NASTY not in call.source()
+
+
+def test_kernel_sources_import_only_stdlib_marimo_and_earlier_modules() -> None:
+    stdlib = set(sys.stdlib_module_names)
+    for i, module in enumerate(kc.KERNEL_MODULES):
+        tree = ast.parse((KERNEL_DIR / f"{module}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                names = [node.module] if node.module else [a.name for a in node.names]
+                for name in names:
+                    assert name in kc.KERNEL_MODULES[:i], f"{module} imports {name} too early"
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                roots = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                )
+                for root in (r.split(".")[0] for r in roots):
+                    assert root in stdlib or root == "marimo", f"{module} imports {root}"
+
+
+def test_loader_installs_every_module_in_process_and_is_idempotent() -> None:
+    sources = {m: (KERNEL_DIR / f"{m}.py").read_text() for m in kc.KERNEL_MODULES}
+    name = "_marimo_pair_kernel_test_inprocess"
+    try:
+        package = loader.install(name, sources)
+        assert set(package.entry.OPERATIONS) | set(package.entry.ASYNC_OPERATIONS) == {
+            c.op for c in READS + CHANGES
+        }
+        assert loader.install(name, {}) is package
+        # Kernel code is real code: its own analysis runs here against the real marimo.
+        graph = package.analysis.Graph(
+            [("a", "x = 1"), ("b", "y = x + 1"), ("c", "x = y")],
+            lambda _, code: package.analysis.static(code),
+        )
+        assert graph.cycles == [["a", "b", "c"]] or graph.multiply == {"x": ["a", "c"]}
+    finally:
+        for key in [k for k in sys.modules if k.startswith(name)]:
+            del sys.modules[key]
+
+
+def test_a_failed_install_leaves_nothing_behind() -> None:
+    name = "_marimo_pair_kernel_test_broken"
+    with pytest.raises(ZeroDivisionError):
+        loader.install(name, {"hashing": "", "text": "1 / 0"})
+    assert not [k for k in sys.modules if k.startswith(name)]
+
+
+def test_package_name_carries_the_sources_hash() -> None:
+    name = kc.package_name()
+    assert name.startswith("_marimo_pair_kernel_") and len(name) == len("_marimo_pair_kernel_") + 16
+    assert name in kc.apply([]).source()
+
+
+def test_the_client_side_never_imports_marimo() -> None:
+    code = (
+        "import sys, marimo_pair_tools, marimo_pair_tools.toolkit, marimo_pair_tools.notebook\n"
+        "from marimo_pair_tools import _kernel_calls as kc\n"
+        "kc.read_cell('x').source(install=True)\n"
+        "bad = sorted(m for m in sys.modules if m == 'marimo' or m.startswith('marimo.'))\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def _tagged(payload: dict[str, Any]) -> str:
-    return "cell output\n" + kp.RESULT_TAG + json.dumps(payload) + "\n"
+    return "cell output\n" + kc.RESULT_TAG + json.dumps(payload) + "\n"
 
 
 def test_parse_result_returns_the_last_tagged_result() -> None:
     stdout = _tagged({"ok": True, "result": 1}) + _tagged({"ok": True, "result": {"x": 2}})
-    assert kp.parse_result(stdout) == {"x": 2}
+    assert kc.parse_result(stdout) == {"x": 2}
 
 
 @pytest.mark.parametrize(
@@ -111,7 +194,7 @@ def test_parse_result_maps_error_kinds(kind: str, cls: type[Exception], hint: st
         }
     )
     with pytest.raises(cls, match=hint) as info:
-        kp.parse_result(stdout)
+        kc.parse_result(stdout)
     assert "boom" in str(info.value)
     if kind in ("stale", "match"):  # the model gets the code to base its retry on
         assert "```python\nx = 1\n```" in str(info.value)
@@ -120,27 +203,27 @@ def test_parse_result_maps_error_kinds(kind: str, cls: type[Exception], hint: st
 
 def test_parse_result_without_tag_quotes_stderr() -> None:
     with pytest.raises(CodeExecutionError, match="KeyboardInterrupt"):
-        kp.parse_result("partial output", "Traceback …\nKeyboardInterrupt\n")
+        kc.parse_result("partial output", "Traceback …\nKeyboardInterrupt\n")
 
 
 def test_parse_result_with_cut_json_says_so() -> None:
     with pytest.raises(CodeExecutionError, match="cut or garbled"):
-        kp.parse_result(kp.RESULT_TAG + '{"ok": true, "result": [1, 2')
+        kc.parse_result(kc.RESULT_TAG + '{"ok": true, "result": [1, 2')
 
 
 def test_collector_keeps_a_huge_result_whole_across_chunks() -> None:
     payload = {"ok": True, "result": "x" * 500_000}
-    stream = "printed by a cell\n" + kp.RESULT_TAG + json.dumps(payload) + "\n"
-    collector = kp.ResultCollector(console_limit=100)
+    stream = "printed by a cell\n" + kc.RESULT_TAG + json.dumps(payload) + "\n"
+    collector = kc.ResultCollector(console_limit=100)
     for start in range(0, len(stream), 7):  # tags straddle chunk boundaries
         collector("stdout", stream[start : start + 7])
         collector("stderr", "noise")
-    assert kp.parse_result(collector.stdout) == "x" * 500_000
+    assert kc.parse_result(collector.stdout) == "x" * 500_000
     assert collector.console == "printed by a cell\n"
 
 
 def test_collector_without_tag_keeps_console() -> None:
-    collector = kp.ResultCollector()
+    collector = kc.ResultCollector()
     collector("stdout", "hello <<marimo-pair:res")
     assert collector.stdout == ""
     assert collector.console == "hello <<marimo-pair:res"
@@ -156,9 +239,82 @@ def test_hashing_contract() -> None:
 def test_kernel_hashes_agree_with_hashing_module(client: MarimoClient, attached: Any) -> None:
     cells = ["x = 1", NASTY, "", 'print("é ✓")']
     path: Path = attached(cells)
-    collector = kp.ResultCollector()
-    result = client.execute(kp.cells_program(), notebook=str(path), on_chunk=collector)
-    page = kp.parse_result(collector.stdout, result.stderr)
+    collector = kc.ResultCollector()
+    result = client.execute(kc.cells().source(install=True), notebook=str(path), on_chunk=collector)
+    page = kc.parse_result(collector.stdout, result.stderr)
     assert [c["code_hash"] for c in page["cells"]] == [code_hash(c) for c in cells]
     ids = [c["id"] for c in page["cells"]]
     assert page["notebook_version"] == notebook_version(zip(ids, cells, strict=True))
+
+
+def _counting(client: MarimoClient) -> list[str]:
+    sent: list[str] = []
+    original = client.execute
+
+    def execute(code: str, **kwargs: Any) -> Any:
+        sent.append(code)
+        return original(code, **kwargs)
+
+    client.execute = execute  # type: ignore[method-assign]
+    return sent
+
+
+def test_the_package_is_shipped_once_per_kernel_then_short_calls(
+    client: MarimoClient, attached: Any
+) -> None:
+    path: Path = attached(["x = 1", "y = x + 1"])
+    sent = _counting(client)
+    notebook = Notebook(client, str(path))
+    notebook.cells()
+    # A fresh kernel: the short call answers not_installed, then the package comes with it.
+    assert len(sent) == 2 and len(sent[1]) > 20_000
+    for _ in range(3):
+        notebook.read_cell(notebook.cells().cells[0].id)
+    assert len(sent) == 8
+    assert all(len(code.encode()) <= 2048 for code in sent[2:])
+
+
+def test_a_restarted_kernel_gets_the_package_again_without_an_error(
+    client: MarimoClient, attached: Any
+) -> None:
+    path: Path = attached(["x = 1"])
+    notebook = Notebook(client, str(path))
+    assert notebook.cells().total == 1
+    client.restart(str(path))
+    sent = _counting(client)
+    assert notebook.cells().total == 1
+    assert len(sent) == 2  # not_installed, then installed with the call
+
+
+def test_nothing_of_ours_lands_in_notebook_globals(client: MarimoClient, attached: Any) -> None:
+    # Cells that define the names our call and loader use keep their values.
+    path: Path = attached(['entry = "mine"', 'call = "also mine"', "json = 3", "sys = 4"])
+    notebook = Notebook(client, str(path))
+    notebook.apply([{"op": "run", "cell": c.id} for c in notebook.cells().cells])
+    probe = "print(sorted(k for k in globals() if not k.startswith('__')))"
+    before = client.execute(probe, notebook=str(path)).stdout
+    notebook.apply([{"op": "create", "code": "z = 1", "hide_code": False, "run": True}])
+    report = notebook.variables(["entry", "call", "json", "sys"])
+    assert [v.repr for v in report.variables] == ["'mine'", "'also mine'", "3", "4"]
+    after = client.execute(probe, notebook=str(path)).stdout
+    assert set(json.loads(after.replace("'", '"'))) - set(json.loads(before.replace("'", '"'))) == {
+        "z"
+    }
+
+
+def test_a_read_stuck_in_a_users_repr_is_interrupted_and_the_kernel_answers(
+    client: MarimoClient, attached: Any
+) -> None:
+    path: Path = attached(
+        [
+            "class Stuck:\n    def __repr__(self):\n        while True:\n            pass\n",
+            "stuck = Stuck()",
+        ]
+    )
+    notebook = Notebook(client, str(path), timeout=3)
+    # Running the cells also ships the package, so the timed call is only the read.
+    notebook.apply([{"op": "run", "cell": c.id} for c in notebook.cells().cells])
+    with pytest.raises(ExecuteTimeoutError) as info:
+        notebook.variables(["stuck"])
+    assert info.value.kernel_responsive is True
+    assert notebook.cells().total == 2

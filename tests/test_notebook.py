@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from marimo_pair_tools import MarimoClient, MarimoServer
-from marimo_pair_tools._hashing import code_hash
+from marimo_pair_tools.kernel.hashing import code_hash
 from marimo_pair_tools.errors import (
     CellNotFoundError,
     EditMatchError,

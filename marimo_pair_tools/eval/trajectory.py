@@ -63,7 +63,7 @@ _BYPASS = re.compile(r"_code_mode|\bcode_mode\b")
 """Scratchpad code that edits cells through marimo's private API skips every guard."""
 
 _SHOWN_CODE = re.compile(r"Current code of cell (\S+) \(code_hash (\w+)\)")
-"""How a refused edit tells the model the cell's current code (`_kernel_programs.parse_result`)."""
+"""How a refused edit tells the model the cell's current code (`_kernel_calls.parse_result`)."""
 
 _WRITES = frozenset({OP_CREATE, OP_EDIT, OP_REPLACE, OP_DELETE})
 """Change ops after which the agent knows the cell's code (or that it is gone)."""
