@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from marimo_pair_tools import MarimoClient, MarimoServer
-from marimo_pair_tools.kernel.hashing import code_hash
 from marimo_pair_tools.errors import (
     CellNotFoundError,
     EditMatchError,
     StaleCellError,
     ValidationFailedError,
 )
+from marimo_pair_tools.kernel.hashing import code_hash
 from marimo_pair_tools.models import (
     CreateCell,
     DeleteCell,
