@@ -180,9 +180,19 @@ def errors() -> KernelCall:
     return KernelCall("errors")
 
 
-def apply(changes: Sequence[Mapping[str, Any]]) -> KernelCall:
-    """Apply a batch of changes (JSON dicts of the `models.Change` union) atomically."""
-    return KernelCall("apply", {"changes": [dict(c) for c in changes]}, changes=True)
+def apply(changes: Sequence[Mapping[str, Any]], *, check_effects: bool = False) -> KernelCall:
+    """Apply a batch of changes (JSON dicts of the `models.Change` union) atomically.
+
+    Args:
+        changes: the batch.
+        check_effects: refuse a batch that changes which cell defines a name other cells
+            read, unless the changes acknowledge those cells (``acknowledge_descendants``).
+    """
+    return KernelCall(
+        "apply",
+        {"changes": [dict(c) for c in changes], "check_effects": check_effects},
+        changes=True,
+    )
 
 
 def verify(expect: Sequence[Mapping[str, Any]], ran: Sequence[str]) -> KernelCall:
@@ -292,6 +302,13 @@ _NEXT_STEP = {
     "unique.",
     "graph_changed": "Nothing was applied. The notebook changed since your inspect_graph: call "
     "inspect_graph(cell=...) again and acknowledge the descendants it lists.",
+    "unread": "Nothing was applied. Call read_cell on the deleted cell, then send the batch "
+    "again (or edit the cell instead of deleting and re-creating it).",
+    "ambiguous": "Refer to the named cell by its id instead. Two cells answer to this "
+    "reference: do not guess which one the person meant.",
+    "effects": "Nothing was applied. If that is intended, call inspect_graph(cell=...) on the "
+    "cell whose names change and retry with acknowledge_descendants listing those cells; "
+    "otherwise keep the names they read.",
     "unsettled": "Nothing was applied. If a person just ran this cell, the code the kernel ran "
     "(below) is their newest version and the notebook catches up within a second or two: call "
     "read_cell again, then redo your change on their version. Never drop their work.",
@@ -300,6 +317,9 @@ _CURRENT_CODE_LIMIT = 4000
 
 _ERROR_CLASSES: dict[str, type[NotebookOperationError]] = {
     "not_found": CellNotFoundError,
+    "ambiguous": CellNotFoundError,
+    "effects": ValidationFailedError,
+    "unread": StaleCellError,
     "validation": ValidationFailedError,
     "stale": StaleCellError,
     "match": EditMatchError,

@@ -31,8 +31,9 @@ from langgraph.types import interrupt
 from pydantic import BaseModel, ValidationError
 
 from . import guards
-from .errors import ConfigurationError, NotebookOperationError
+from .errors import ConfigurationError
 from .toolkit import MarimoPairToolkit
+from .tools import explain_arguments, learn_from_error
 
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
@@ -112,16 +113,10 @@ operation, code that timed out, a busy kernel (all `ToolException`), or argument
 that do not fit the tool's schema. Transport failures are not here: they end the run."""
 
 
-def _failure_text(call: Mapping[str, Any], exc: Exception) -> str:
+def _failure_text(call: Mapping[str, Any], exc: Exception, tool: BaseTool | None) -> str:
     if isinstance(exc, ValidationError):
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}"
-            for err in exc.errors(include_url=False)
-        )
-        return (
-            f"{call['name']} was not called: its arguments do not fit the tool's schema "
-            f"({problems}). Fix them and call it again."
-        )
+        schema = tool.args_schema if tool is not None else None
+        return explain_arguments(call["name"], schema if isinstance(schema, type) else None, exc)
     return str(exc)
 
 
@@ -373,15 +368,19 @@ def create_pair_agent(
     ) -> tuple[ToolMessage, guards.Ledger]:
         """The message the model sees for one call, and what the ledger learns from it."""
         if isinstance(result, Exception):
-            details = result.details if isinstance(result, NotebookOperationError) else {}
-            learned = guards.record_tool_error(ledger, details) if details else ledger
-            return _error_message(call, _failure_text(call, result)), learned
+            learned = learn_from_error(ledger, call["name"], call["args"], result)
+            text = _failure_text(call, result, by_name.get(call["name"]))
+            return _error_message(call, text), learned
         artifact = result.artifact
         if isinstance(artifact, BaseModel):
             artifact = artifact.model_dump(mode="json")
         learned = guards.record_tool_result(
             ledger, call["name"], call["args"], artifact if isinstance(artifact, dict) else None
         )
+        if guards.document_changed(ledger, learned) and isinstance(result.content, str):
+            result = result.model_copy(
+                update={"content": f"{guards.DOCUMENT_CHANGED}\n{result.content}"}
+            )
         return result, learned
 
     def _tools_update(

@@ -20,7 +20,8 @@
         ├── ValidationFailedError     syntax error, cycle, multiply-defined name: nothing applied
         ├── StaleCellError            compare-and-swap lost: the cell changed since it was read
         ├── EditMatchError            find/replace `old` matched zero or several times
-        └── GuardRefusedError         the read-before-edit / descendant-check policy said no
+        ├── GuardRefusedError         the read-before-edit / descendant-check policy said no
+        └── NotSavedError             applied in the session, but the file does not hold it
 
 Transport errors propagate out of tools (an agent cannot fix a dead server);
 `NotebookOperationError` subclasses, `ExecuteTimeoutError` (code that never
@@ -46,6 +47,7 @@ __all__ = [
     "GuardRefusedError",
     "KernelBusyError",
     "MarimoPairError",
+    "NotSavedError",
     "NotebookOperationError",
     "OutcomeUnknownError",
     "ReadOnlyServerError",
@@ -163,6 +165,17 @@ class StaleCellError(NotebookOperationError):
 
 class EditMatchError(NotebookOperationError):
     """A find/replace edit's `old` text matched zero or several times."""
+
+
+class NotSavedError(NotebookOperationError):
+    """The change is in the running notebook, but the notebook file does not hold it.
+
+    ``result`` is the `ApplyResult` of what was applied (the session has it).
+    """
+
+    def __init__(self, message: str, *, result: Any = None, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.result = result
 
 
 class GuardRefusedError(NotebookOperationError):

@@ -51,6 +51,7 @@ __all__ = [
     "CHANGE_OPS",
     "CREATE_CELL",
     "DELETE_CELL",
+    "DOCUMENT_CHANGED",
     "EDIT_CELL",
     "EXECUTE_CODE",
     "GUARDED_TOOLS",
@@ -84,6 +85,7 @@ __all__ = [
     "record_cells",
     "record_decision",
     "record_delete",
+    "record_document",
     "record_graph",
     "record_read",
     "record_tool_error",
@@ -91,6 +93,7 @@ __all__ = [
     "record_version",
     "record_write",
     "resolve_cell",
+    "seen_hash",
     "with_read_hashes",
 ]
 
@@ -136,6 +139,12 @@ _NOTEBOOK_WRITERS = re.compile(
 )
 
 _EDIT_OPS = frozenset({OP_EDIT, OP_REPLACE})
+
+DOCUMENT_CHANGED = (
+    "Note: the notebook behind these tools changed since your last look (its kernel "
+    "restarted, another server took over, or its file was replaced on disk). Everything you "
+    "read or inspected before is forgotten: read cells again before changing them."
+)
 _SUMMARY_VALUE_CHARS = 60
 _SUMMARY_CHARS = 300
 
@@ -154,6 +163,8 @@ class DescendantCheck(BaseModel):
     """Ids of the cells that (transitively) depend on this one."""
     names_lost: dict[str, list[str]] = Field(default_factory=dict)
     """Descendant cell id -> names it uses that this cell defines (lost on delete)."""
+    code_hash: str | None = None
+    """The inspected cell's code hash: the delete is a compare-and-swap on it."""
 
 
 class GuardEvent(BaseModel):
@@ -191,12 +202,15 @@ class Ledger(BaseModel):
     """The latest notebook version seen; `None` when unknown (e.g. after an edit)."""
     events: list[GuardEvent] = Field(default_factory=list)
     """Every refused call, oldest first."""
+    document: str | None = None
+    """The kernel and file everything above was seen in (see `record_document`)."""
     clock: int = 0
     stamps: dict[str, int] = Field(default_factory=dict)
 
 
 _TABLES = ("reads", "hashes", "names", "descendant_checks")
 _VERSION_KEY = "notebook_version"
+_DOCUMENT_KEY = "document"
 
 
 class _Change:
@@ -211,6 +225,7 @@ class _Change:
         self.descendant_checks = dict(ledger.descendant_checks)
         self.version = ledger.notebook_version
         self.events = list(ledger.events)
+        self.document = ledger.document
         self.stamps = dict(ledger.stamps)
 
     def put(self, table: str, key: str, value: Any) -> None:
@@ -245,9 +260,36 @@ class _Change:
             descendant_checks=self.descendant_checks,
             notebook_version=self.version,
             events=self.events,
+            document=self.document,
             clock=self.clock,
             stamps=self.stamps,
         )
+
+
+def record_document(ledger: Ledger, document: str | None) -> Ledger:
+    """Tie the ledger to the document a result came from; a new document forgets the rest.
+
+    marimo's cell ids are positional and reused: after a restart, a new server on the
+    same port, or the file replaced on disk, "cell Hbol, hash H, inspected at version V"
+    may describe another cell. Everything but the refusal log is dropped, so the agent
+    reads again before it changes anything.
+    """
+    if document is None or document == ledger.document:
+        return ledger
+    clock = ledger.clock + 1
+    if ledger.document is None:
+        change = _Change(ledger)
+        change.document = document
+        change.stamps[_DOCUMENT_KEY] = change.clock
+        return change.done()
+    return Ledger(
+        events=ledger.events, document=document, clock=clock, stamps={_DOCUMENT_KEY: clock}
+    )
+
+
+def document_changed(before: Ledger, after: Ledger) -> bool:
+    """Whether a result moved the ledger to another document (the agent should be told)."""
+    return before.document is not None and after.document != before.document
 
 
 def record_read(ledger: Ledger, cell_id: str, code_hash: str, name: str | None = None) -> Ledger:
@@ -308,6 +350,7 @@ def record_graph(
     names_lost: Mapping[str, Sequence[str]],
     *,
     name: str | None = None,
+    code_hash: str | None = None,
 ) -> Ledger:
     """The agent inspected `cell_id`'s descendants at notebook `version`.
 
@@ -319,6 +362,7 @@ def record_graph(
         version=version,
         descendants=list(descendants),
         names_lost={cell: list(lost) for cell, lost in names_lost.items()},
+        code_hash=code_hash,
     )
     change.put("descendant_checks", cell_id, check_)
     change.name(cell_id, name)
@@ -403,6 +447,19 @@ def merge_ledgers(left: Ledger | None, right: Ledger | Mapping[str, Any] | None)
         right = Ledger.model_validate(right)
     if left is None:
         return right
+    if left.document != right.document and None not in (left.document, right.document):
+        # Two documents: what was seen in the older one describes other cells. Keep the newer.
+        newer = (
+            right
+            if _stamp(right, _DOCUMENT_KEY, True) >= _stamp(left, _DOCUMENT_KEY, True)
+            else left
+        )
+        seen = set(newer.events)
+        older = left if newer is right else right
+        events = sorted(
+            [*newer.events, *(e for e in older.events if e not in seen)], key=lambda e: e.seq
+        )
+        return newer.model_copy(update={"events": events, "clock": max(left.clock, right.clock)})
 
     tables: dict[str, dict[str, Any]] = {table: {} for table in _TABLES}
     stamps: dict[str, int] = {}
@@ -432,6 +489,11 @@ def merge_ledgers(left: Ledger | None, right: Ledger | Mapping[str, Any] | None)
     events = list(left.events) + [e for e in right.events if e not in seen]
     events.sort(key=lambda event: event.seq)  # stable: ties keep left-then-right order
 
+    document = left.document or right.document
+    for key in (_DOCUMENT_KEY,):
+        stamp = max(_stamp(left, key, False), _stamp(right, key, False))
+        if stamp > 0:
+            stamps[key] = stamp
     return Ledger(
         reads=tables["reads"],
         hashes=tables["hashes"],
@@ -439,6 +501,7 @@ def merge_ledgers(left: Ledger | None, right: Ledger | Mapping[str, Any] | None)
         descendant_checks=tables["descendant_checks"],
         notebook_version=version,
         events=events,
+        document=document,
         clock=max(left.clock, right.clock),
         stamps=stamps,
     )
@@ -455,10 +518,25 @@ def _stamp(ledger: Ledger, stamp_key: str, present: bool) -> int:
 
 
 def resolve_cell(ledger: Ledger, cell: str) -> str:
-    """The cell id that `cell` (an id or a cell name) refers to, as far as the ledger knows."""
-    if cell in ledger.reads or cell in ledger.hashes or cell in ledger.descendant_checks:
+    """The cell id that `cell` (an id or a cell name) refers to, as far as the ledger knows.
+
+    An ambiguous reference (one cell's id, another cell's name) resolves to itself;
+    `ambiguous_reference` says so, and the kernel refuses it by the same rule.
+    """
+    if is_known_id(ledger, cell):
         return cell
     return ledger.names.get(cell, cell)
+
+
+def is_known_id(ledger: Ledger, cell: str) -> bool:
+    """Whether the ledger has seen `cell` as a cell id."""
+    return cell in ledger.reads or cell in ledger.hashes or cell in ledger.descendant_checks
+
+
+def ambiguous_reference(ledger: Ledger, cell: str) -> str | None:
+    """The other cell `cell` could mean, when it is one cell's id and another's name."""
+    named = ledger.names.get(cell)
+    return named if named is not None and named != cell and is_known_id(ledger, cell) else None
 
 
 def read_hash(ledger: Ledger, cell: str) -> str | None:
@@ -585,9 +663,17 @@ def check_and_record(
     return decision, record_decision(ledger, decision)
 
 
-def _cell_arg(args: Mapping[str, Any], where: str) -> str | _Finding:
+def _cell_arg(args: Mapping[str, Any], where: str, ledger: Ledger | None = None) -> str | _Finding:
     cell = args.get("cell")
     if isinstance(cell, str) and cell:
+        other = ambiguous_reference(ledger, cell) if ledger is not None else None
+        if other is not None:
+            return _Finding(
+                RULE_INVALID_ARGUMENTS,
+                f"{where}: {cell!r} is ambiguous: it is the id of cell {cell} and the name of "
+                f"cell {other}. Refer to the named cell by its id ({other!r}); do not guess "
+                "which one the person meant.",
+            )
         return cell
     return _Finding(
         RULE_INVALID_ARGUMENTS,
@@ -598,11 +684,19 @@ def _cell_arg(args: Mapping[str, Any], where: str) -> str | _Finding:
 def _check_edit(
     policy: Policy, ledger: Ledger, args: Mapping[str, Any], *, where: str
 ) -> list[_Finding]:
-    cell = _cell_arg(args, where)
+    cell = _cell_arg(args, where, ledger)
     if isinstance(cell, _Finding):
         return [cell]
+    if _acknowledges(args):
+        # An edit that changes what other cells read is judged as a delete of those names.
+        findings = _check_delete(policy, ledger, args, where=where, batch_deletes=set())
+        if any(not f.approval for f in findings):
+            return findings
+        approval = findings
+    else:
+        approval = []
     if not policy.require_read_before_edit:
-        return []
+        return approval
     cell_id = resolve_cell(ledger, cell)
     read = ledger.reads.get(cell_id)
     if read is None:
@@ -634,7 +728,12 @@ def _check_edit(
                 f"that code, or call {READ_CELL}(cell={cell!r}) again.",
             )
         ]
-    return []
+    return approval
+
+
+def _acknowledges(args: Mapping[str, Any]) -> bool:
+    ack = args.get("acknowledge_descendants")
+    return ack is True or (isinstance(ack, (list, tuple, str)) and len(ack) > 0)
 
 
 def _check_delete(
@@ -645,7 +744,7 @@ def _check_delete(
     where: str,
     batch_deletes: set[str],
 ) -> list[_Finding]:
-    cell = _cell_arg(args, where)
+    cell = _cell_arg(args, where, ledger)
     if isinstance(cell, _Finding):
         return [cell]
     cell_id = resolve_cell(ledger, cell)
@@ -800,6 +899,7 @@ def record_tool_result(
     """
     if not artifact:
         return ledger
+    ledger = record_document(ledger, artifact.get("document"))
     version = artifact.get("notebook_version")
     if tool_name == READ_CELL:
         return record_read(
@@ -827,6 +927,7 @@ def record_tool_result(
             list(focus["descendants"]),
             names_lost,
             name=focus.get("name"),
+            code_hash=focus.get("code_hash"),
         )
     if "changes" in artifact and isinstance(artifact.get("changes"), list):
         for change in artifact["changes"]:
@@ -855,6 +956,7 @@ def record_tool_error(ledger: Ledger, details: Mapping[str, Any]) -> Ledger:
     A compare-and-swap loss or a find/replace miss carries the cell's current
     code in the error the model reads: that is a fresh read of the cell.
     """
+    ledger = record_document(ledger, details.get("document"))
     cell_id, current_hash = details.get("cell_id"), details.get("current_hash")
     if cell_id and current_hash and "current_code" in details:
         return record_read(ledger, str(cell_id), str(current_hash))
@@ -876,11 +978,17 @@ def with_read_hashes(ledger: Ledger, tool_name: str, args: Mapping[str, Any]) ->
     """
     if tool_name == EDIT_CELL:
         return {**args, **_kernel_checks(ledger, OP_EDIT, args)}
+    if tool_name == CREATE_CELL:
+        return {**args, **_kernel_checks(ledger, OP_CREATE, args)}
     if tool_name == DELETE_CELL:
         return {**args, **_kernel_checks(ledger, OP_DELETE, args)}
     if tool_name == APPLY_CHANGES and isinstance(args.get("changes"), list):
         changes = [
-            {**change, **_kernel_checks(ledger, change.get("op"), change)}
+            {
+                **change,
+                **_kernel_checks(ledger, change.get("op"), change),
+                **_read_of(ledger, change),
+            }
             if isinstance(change, Mapping)
             else change
             for change in args["changes"]
@@ -894,11 +1002,43 @@ def _kernel_checks(ledger: Ledger, op: object, change: Mapping[str, Any]) -> dic
     cell = str(change.get("cell"))
     if op in _EDIT_OPS and not change.get("expected_hash"):
         known = read_hash(ledger, cell)
-        return {"expected_hash": known} if known else {}
-    if op == OP_DELETE and change.get("expected_descendants") is None:
-        checked = inspected_descendants(ledger, cell)
-        return {"expected_descendants": checked} if checked is not None else {}
-    return {}
+        if known:
+            return {"expected_hash": known}
+    filled: dict[str, Any] = {}
+    if change.get("acknowledge_descendants") is True:
+        # "All of them" means the descendants the agent was shown, no more.
+        filled["acknowledge_descendants"] = inspected_descendants(ledger, cell) or []
+    if op == OP_DELETE:
+        if change.get("expected_descendants") is None:
+            checked = inspected_descendants(ledger, cell)
+            if checked is not None:
+                filled["expected_descendants"] = checked
+        if not change.get("expected_hash"):
+            seen = seen_hash(ledger, cell)
+            if seen is not None:
+                filled["expected_hash"] = seen
+    return filled
+
+
+def _read_of(ledger: Ledger, change: Mapping[str, Any]) -> dict[str, Any]:
+    """A batch delete carries the hash the agent read: re-creating its names is an edit."""
+    if change.get("op") != OP_DELETE or change.get("read_hash"):
+        return {}
+    known = read_hash(ledger, str(change.get("cell")))
+    return {"read_hash": known} if known else {}
+
+
+def seen_hash(ledger: Ledger, cell: str) -> str | None:
+    """The hash of the code the agent last saw of `cell`, in a read or an inspection."""
+    cell_id = resolve_cell(ledger, cell)
+    candidates = []
+    if cell_id in ledger.reads:
+        candidates.append((ledger.stamps.get(f"reads:{cell_id}", 0), ledger.reads[cell_id]))
+    check_ = ledger.descendant_checks.get(cell_id)
+    if check_ is not None and check_.code_hash:
+        stamp = ledger.stamps.get(f"descendant_checks:{cell_id}", 0)
+        candidates.append((stamp, check_.code_hash))
+    return max(candidates)[1] if candidates else None
 
 
 def deleted_cells(call: Mapping[str, Any]) -> list[str]:

@@ -53,8 +53,8 @@ from typing_extensions import NotRequired
 
 from . import guards
 from .agent import impact_report
-from .errors import ConfigurationError, NotebookOperationError
-from .tools import NotebookTool
+from .errors import ConfigurationError
+from .tools import NotebookTool, learn_from_error
 
 # langchain is the optional `middleware` extra: fail with the install command, not a bare
 # ModuleNotFoundError.
@@ -335,8 +335,8 @@ def _reply(message: ToolMessage, before: guards.Ledger, after: guards.Ledger) ->
 
 def _failed(call: ToolCall, ledger: guards.Ledger, exc: ToolException) -> Command[Any]:
     """A failed call the model can act on; a refusal's shown current code counts as a read."""
-    details = exc.details if isinstance(exc, NotebookOperationError) else {}
-    return _reply(_error(call, str(exc)), ledger, guards.record_tool_error(ledger, details))
+    learned = learn_from_error(ledger, call["name"], call["args"], exc)
+    return _reply(_error(call, str(exc)), ledger, learned)
 
 
 def _learned(call: ToolCall, ledger: guards.Ledger, result: _Result) -> _Result:

@@ -64,6 +64,13 @@ def _label(cell_id: str, name: str | None) -> str:
     return f"{cell_id} ({name})" if name else cell_id
 
 
+def _head(code: str, limit: int = 1500) -> str:
+    """A long code block cut to its head, saying how much is left out."""
+    if len(code) <= limit:
+        return code
+    return code[:limit] + f"\n# … [{len(code) - limit:,} more characters; the artifact has all]"
+
+
 def _names(names: list[str], limit: int = 6) -> str:
     shown = ",".join(names[:limit])
     return shown + (f",+{len(names) - limit}" if len(names) > limit else "")
@@ -116,6 +123,8 @@ class CellsPage(_Model):
     total: int
     offset: int = 0
     notebook_version: str
+    document: str | None = None
+    """Which kernel and file this describes; a new one means a new document."""
 
     def render(self) -> str:
         """The cell map as text, one line per cell, with paging hints."""
@@ -192,6 +201,8 @@ class CellDetail(_Model):
     console: list[ConsoleOutput] = Field(default_factory=list)
     errors: list[ErrorInfo] = Field(default_factory=list)
     notebook_version: str
+    document: str | None = None
+    """Which kernel and file this describes; a new one means a new document."""
 
     def render(self, max_chars: int = 6000) -> str:
         """Code, status, output and errors as text (images are only announced)."""
@@ -262,6 +273,8 @@ class GraphFocus(_Model):
 
     cell_id: str
     name: str | None = None
+    code_hash: str | None = None
+    """The inspected cell's code hash: a delete is a compare-and-swap on it."""
     defs: list[str] = Field(default_factory=list)
     ancestors: list[str] = Field(default_factory=list)
     descendants: list[str] = Field(default_factory=list)
@@ -276,6 +289,8 @@ class NotebookGraph(_Model):
     multiply_defined: dict[str, list[str]] = Field(default_factory=dict)
     focus: GraphFocus | None = None
     notebook_version: str
+    document: str | None = None
+    """Which kernel and file this describes; a new one means a new document."""
 
     def _edges(self, attr: Literal["parents", "children"]) -> dict[str, list[str]]:
         return {cell.id: getattr(cell, attr) for cell in self.cells}
@@ -341,9 +356,18 @@ class NotebookGraph(_Model):
 # --------------------------------------------------------------------------
 
 _CELL_REF = "A cell id, a cell name, or '@N' for the cell created by change N of this batch."
+_ACK = (
+    "Cells this change may break or change (readers of names it deletes, empties, renames "
+    "or newly defines), as inspect_graph or a refusal listed them; true for all inspected."
+)
 
 
-class _Placed(_Model):
+class _ChangeModel(BaseModel):
+    # A field the model invents (`dry_run`) is refused, never silently ignored.
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _Placed(_ChangeModel):
     before: str | None = Field(default=None, description=f"Place before this cell. {_CELL_REF}")
     after: str | None = Field(default=None, description=f"Place after this cell. {_CELL_REF}")
 
@@ -362,9 +386,10 @@ class CreateCell(_Placed):
     name: str | None = Field(default=None, description="Optional unique identifier-like name.")
     hide_code: bool = Field(default=False, description="Shown by default so the person sees it.")
     run: bool = True
+    acknowledge_descendants: list[str] | bool = Field(default_factory=list, description=_ACK)
 
 
-class EditCell(_Model):
+class EditCell(_ChangeModel):
     """Replace a cell's whole code, if it still has the code that was read."""
 
     op: Literal["edit"] = "edit"
@@ -372,9 +397,10 @@ class EditCell(_Model):
     code: str
     expected_hash: str = Field(description="code_hash of the code this edit was based on.")
     run: bool = True
+    acknowledge_descendants: list[str] | bool = Field(default_factory=list, description=_ACK)
 
 
-class ReplaceInCell(_Model):
+class ReplaceInCell(_ChangeModel):
     """Find/replace inside a cell's current code (done in the kernel)."""
 
     op: Literal["replace"] = "replace"
@@ -386,17 +412,29 @@ class ReplaceInCell(_Model):
     replace_all: bool = False
     expected_hash: str | None = None
     run: bool = True
+    acknowledge_descendants: list[str] | bool = Field(default_factory=list, description=_ACK)
 
 
-class DeleteCell(_Model):
+class DeleteCell(_ChangeModel):
     """Remove a cell, if no cell beyond those that were checked depends on it."""
 
     op: Literal["delete"] = "delete"
     cell: str = Field(description=_CELL_REF)
+    expected_hash: str | None = Field(
+        default=None,
+        description="code_hash of the code that was read or inspected (filled from your "
+        "inspect_graph when omitted); if the cell changed since, nothing is deleted.",
+    )
     expected_descendants: list[str] | None = Field(
         default=None,
         description="Descendant cell ids inspect_graph showed (filled from your inspect_graph "
         "when omitted). If other cells depend on the cell by now, nothing is deleted.",
+    )
+    acknowledge_descendants: list[str] | bool = Field(default_factory=list, description=_ACK)
+    read_hash: str | None = Field(
+        default=None,
+        description="Filled from your read_cell: a batch that re-creates the names of a cell "
+        "it deletes is an edit of that cell, so its code must have been read.",
     )
 
 
@@ -413,7 +451,7 @@ class MoveCell(_Placed):
         return self
 
 
-class RunCell(_Model):
+class RunCell(_ChangeModel):
     """Run a cell (and, in autorun mode, its descendants)."""
 
     op: Literal["run"] = "run"
@@ -468,12 +506,17 @@ class ApplyResult(_Model):
     """The outcome of one atomic batch."""
 
     changes: list[ChangeResult]
+    saved: bool | None = None
+    """The notebook file holds the batch (read back and compared); None: no file to check."""
+    save_problem: str | None = None
     ran: list[RunReport] = Field(default_factory=list)
     order_ok: bool = True
     order: list[str] = Field(
         default_factory=list, description="Cell ids in notebook order afterwards."
     )
     notebook_version: str
+    document: str | None = None
+    """Which kernel and file this describes; a new one means a new document."""
     console: str = Field(default="", description="What cells printed while they ran (bounded).")
     fresh_check: bool = Field(
         default=False, description="Re-read from the session in a second request."
@@ -508,6 +551,12 @@ class ApplyResult(_Model):
             lines.append(line)
             if ch.diff:
                 lines.append(ch.diff.rstrip("\n"))
+            if ch.op == "delete" and ch.deleted_code is not None:
+                # What was deleted, so the model knows what it removed and can restore it.
+                lines.append(
+                    f"  it defined: {', '.join(ch.defined_names) or 'nothing'}; its code "
+                    f"(restore with create_cell):\n```python\n{_head(ch.deleted_code)}\n```"
+                )
         for report in self.ran:
             how = "ran" if report.explicit else "re-ran"
             lines.append(f"{how} {_label(report.cell_id, report.name)}: {report.status}")
@@ -515,6 +564,8 @@ class ApplyResult(_Model):
                 lines.append(f"  {error.kind} error: {error.traceback or error.message}")
         if self.console.strip():
             lines.append("console:\n" + self.console.rstrip())
+        if self.saved:
+            lines.append("saved: the notebook file holds this change")
         lines.append(f"notebook_version {self.notebook_version}")
         text = "\n".join(lines)
         if len(text) > max_chars:
@@ -543,6 +594,8 @@ class ErrorsReport(_Model):
     cycles: list[list[str]] = Field(default_factory=list)
     multiply_defined: dict[str, list[str]] = Field(default_factory=dict)
     notebook_version: str
+    document: str | None = None
+    """Which kernel and file this describes; a new one means a new document."""
 
     @property
     def clean(self) -> bool:
@@ -590,6 +643,7 @@ class VariablesReport(_Model):
     total: int
     missing: list[str] = Field(default_factory=list)
     truncated: bool = False
+    document: str | None = None
 
     def render(self) -> str:
         """One line per variable."""
@@ -619,6 +673,8 @@ class KernelStatus(_Model):
     queued: list[str] = Field(default_factory=list)
     cell_count: int = 0
     notebook_version: str
+    document: str | None = None
+    """Which kernel and file this describes; a new one means a new document."""
 
 
 class UIValueResult(_Model):
@@ -709,4 +765,6 @@ class NotebookSnapshot(_Model):
     errors: ErrorsReport
     file: FileInfo | None = None
     notebook_version: str
+    document: str | None = None
+    """Which kernel and file this describes; a new one means a new document."""
     marimo_version: str | None = None

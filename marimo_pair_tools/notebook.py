@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import TypeAdapter
 
 from . import _kernel_calls as kernel
+from .errors import NotSavedError
 from .models import (
     ApplyResult,
     CellDetail,
@@ -286,7 +287,7 @@ def _read_call(cell: str, max_output_chars: int) -> _Call[CellDetail]:
 
 
 def _codes_call(cells: Sequence[str]) -> _Call[dict[str, str]]:
-    return _Call(kernel.codes(cells), lambda result, _: dict(result))
+    return _Call(kernel.codes(cells), lambda result, _: dict(result["codes"]))
 
 
 def _graph_call(cell: str | None) -> _Call[NotebookGraph]:
@@ -305,14 +306,29 @@ def _to_changes(changes: Sequence[Change | Mapping[str, Any]]) -> list[dict[str,
 
 
 def _apply_call(
-    changes: Sequence[Change | Mapping[str, Any]], timeout: float | None
+    changes: Sequence[Change | Mapping[str, Any]],
+    timeout: float | None,
+    check_effects: bool = False,
 ) -> _Call[ApplyResult]:
     payload = _to_changes(changes)
 
     def shape(result: Any, console: str) -> ApplyResult:
         return ApplyResult.model_validate({**result, "console": console})
 
-    return _Call(kernel.apply(payload), shape, timeout)
+    return _Call(kernel.apply(payload, check_effects=check_effects), shape, timeout)
+
+
+def _saved(result: ApplyResult) -> ApplyResult:
+    """Done means on disk: a change the notebook file does not hold is not reported as done."""
+    if result.saved is not False:
+        return result
+    raise NotSavedError(
+        f"The change is in the running notebook (the person's page shows it), but the "
+        f"notebook file does not hold it: {result.save_problem} Do not redo the change. Tell "
+        "the person: once the cause is fixed, saving from the browser (Ctrl/Cmd-S) writes it.",
+        result=result,
+        save_problem=result.save_problem,
+    )
 
 
 def _verify_call(applied: ApplyResult) -> _Call[ApplyResult]:
@@ -507,17 +523,27 @@ class Notebook(_NotebookBase):
         *,
         verify: bool | None = None,
         timeout: float | None = None,
+        check_effects: bool = False,
     ) -> ApplyResult:
         """Apply changes atomically: all of them, or none and a clear error.
+
+        Args:
+            changes: the batch.
+            verify: re-read the session afterwards (default: the notebook's setting).
+            timeout: seconds for the request.
+            check_effects: refuse a batch that changes which cell defines a name other
+                cells read (a delete, an emptied or renamed definition, a new definition of
+                a name others read) unless the changes acknowledge those cells.
 
         Raises:
             ValidationFailedError, StaleCellError, EditMatchError, CellNotFoundError:
                 nothing was applied.
+            NotSavedError: applied in the session, but the notebook file does not hold it.
         """
-        result = self._run(_apply_call(changes, timeout))
+        result = self._run(_apply_call(changes, timeout, check_effects))
         if self.verify if verify is None else verify:
             result = self._run(_verify_call(result))
-        return result
+        return _saved(result)
 
     def create(
         self,
@@ -702,12 +728,13 @@ class AsyncNotebook(_NotebookBase):
         *,
         verify: bool | None = None,
         timeout: float | None = None,
+        check_effects: bool = False,
     ) -> ApplyResult:
         """See `Notebook.apply`."""
-        result = await self._run(_apply_call(changes, timeout))
+        result = await self._run(_apply_call(changes, timeout, check_effects))
         if self.verify if verify is None else verify:
             result = await self._run(_verify_call(result))
-        return result
+        return _saved(result)
 
     async def create(
         self,

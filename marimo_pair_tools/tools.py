@@ -17,11 +17,11 @@ from typing import Any, ClassVar, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
 from langchain_core.tools import BaseTool
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from . import guards
 from ._text import truncate
-from .errors import GuardRefusedError, NotebookOperationError
+from .errors import GuardRefusedError, NotebookOperationError, NotSavedError
 from .models import (
     ApplyResult,
     CellDetail,
@@ -55,6 +55,8 @@ __all__ = [
     "ReadNotebookTool",
     "RunCellTool",
     "SetUIValueTool",
+    "explain_arguments",
+    "learn_from_error",
 ]
 
 ApprovalCallback = Callable[[dict[str, Any]], bool]
@@ -141,6 +143,13 @@ class NotebookTool(BaseTool):
     handle_tool_error: bool | str | Callable[..., str] | None = True
     guarded: ClassVar[bool] = False
 
+    def model_post_init(self, context: Any, /) -> None:
+        """Arguments that miss the schema come back as text naming the valid ones."""
+        super().model_post_init(context)
+        if self.handle_validation_error is False:
+            schema = self.args_schema if isinstance(self.args_schema, type) else None
+            self.handle_validation_error = lambda exc: explain_arguments(self.name, schema, exc)
+
     # -- the parts each tool defines -------------------------------------------------
 
     def _operation(self, args: dict[str, Any]) -> _Op:
@@ -192,12 +201,15 @@ class NotebookTool(BaseTool):
 
     def _finish(self, args: dict[str, Any], result: Any) -> tuple[str | list[Any], Any]:
         artifact = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+        before = self.session.ledger
         self.session.update_ledger(
             lambda ledger: guards.record_tool_result(
                 ledger, self.name, args, artifact if isinstance(artifact, dict) else None
             )
         )
         content = self._content(args, result)
+        if guards.document_changed(before, self.session.ledger):
+            content = _with_notice(content, guards.DOCUMENT_CHANGED)
         if isinstance(content, str):
             content = truncate(
                 content,
@@ -207,9 +219,9 @@ class NotebookTool(BaseTool):
             )
         return content, artifact
 
-    def _failed(self, exc: NotebookOperationError) -> NotebookOperationError:
+    def _failed(self, args: dict[str, Any], exc: NotebookOperationError) -> NotebookOperationError:
         """Learn from a refusal (its shown current code is a read); the message has the code."""
-        self.session.update_ledger(lambda ledger: guards.record_tool_error(ledger, exc.details))
+        self.session.update_ledger(lambda ledger: learn_from_error(ledger, self.name, args, exc))
         return exc
 
     def _run(self, run_manager: CallbackManagerForToolRun | None = None, **kwargs: Any) -> Any:
@@ -218,7 +230,7 @@ class NotebookTool(BaseTool):
         try:
             result = getattr(self.session.sync(), op.method)(*op.args, **op.kwargs)
         except NotebookOperationError as exc:
-            raise self._failed(exc) from None
+            raise self._failed(args, exc) from None
         return self._finish(args, result)
 
     async def _arun(
@@ -229,18 +241,65 @@ class NotebookTool(BaseTool):
         try:
             result = await getattr(self.session.asynchronous(), op.method)(*op.args, **op.kwargs)
         except NotebookOperationError as exc:
-            raise self._failed(exc) from None
+            raise self._failed(args, exc) from None
         return self._finish(args, result)
+
+
+def _with_notice(content: str | list[Any], notice: str) -> str | list[Any]:
+    if isinstance(content, str):
+        return f"{notice}\n{content}"
+    return [{"type": "text", "text": notice}, *content]
+
+
+def learn_from_error(
+    ledger: guards.Ledger, tool: str, args: Mapping[str, Any], exc: BaseException
+) -> guards.Ledger:
+    """What the ledger learns from a failed call (the tools, the agent and the middleware).
+
+    A refusal that showed the current code is a read. A change that landed in the
+    session but not on disk (`NotSavedError`) did change the cells: its result counts.
+    """
+    if isinstance(exc, NotSavedError) and isinstance(exc.result, BaseModel):
+        return guards.record_tool_result(ledger, tool, args, exc.result.model_dump(mode="json"))
+    if isinstance(exc, NotebookOperationError) and exc.details:
+        return guards.record_tool_error(ledger, exc.details)
+    return ledger
+
+
+def explain_arguments(tool: str, schema: Any, exc: Any) -> str:
+    """A schema mismatch as text the model can act on: what is wrong, and what is valid."""
+    problems = []
+    errors = exc.errors(include_url=False) if isinstance(exc, ValidationError) else exc.errors()
+    for err in errors:
+        where = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            problems.append(f"unknown argument {where!r}")
+        else:
+            problems.append(f"{where or 'arguments'}: {err['msg']}")
+    fields = getattr(schema, "model_fields", None)
+    valid = ", ".join(fields) if isinstance(fields, dict) else ""
+    return (
+        f"{tool} was not called (nothing changed): its arguments do not fit the tool's "
+        f"schema: {'; '.join(problems)}."
+        + (f" Valid arguments: {valid}." if valid else "")
+        + " Fix the arguments and call it again."
+    )
 
 
 # ----------------------------------------------------------------------------- inputs
 
 
-class _NoArgs(BaseModel):
+class _Arguments(BaseModel):
+    # An argument the tool does not know (`dry_run`) is refused with the valid ones
+    # listed, never silently ignored while the change goes ahead.
+    model_config = ConfigDict(extra="forbid")
+
+
+class _NoArgs(_Arguments):
     pass
 
 
-class ReadNotebookInput(BaseModel):
+class ReadNotebookInput(_Arguments):
     """Arguments of `read_notebook`."""
 
     offset: int = Field(default=0, ge=0, description="First cell to list (for paging).")
@@ -249,13 +308,13 @@ class ReadNotebookInput(BaseModel):
     )
 
 
-class CellInput(BaseModel):
+class CellInput(_Arguments):
     """A cell reference."""
 
     cell: str = Field(description="The cell's id (as read_notebook shows it) or its name.")
 
 
-class InspectGraphInput(BaseModel):
+class InspectGraphInput(_Arguments):
     """Arguments of `inspect_graph`."""
 
     cell: str | None = Field(
@@ -265,7 +324,7 @@ class InspectGraphInput(BaseModel):
     )
 
 
-class ExecuteCodeInput(BaseModel):
+class ExecuteCodeInput(_Arguments):
     """Arguments of `execute_code`."""
 
     code: str = Field(description="Python to run in the scratchpad; top-level await works.")
@@ -274,7 +333,7 @@ class ExecuteCodeInput(BaseModel):
     )
 
 
-class CreateCellInput(BaseModel):
+class CreateCellInput(_Arguments):
     """Arguments of `create_cell`."""
 
     code: str = Field(description="The cell's code (a cell body, not an @app.cell function).")
@@ -284,9 +343,13 @@ class CreateCellInput(BaseModel):
     run: bool = Field(
         default=True, description="Run the cell (and its dependents) after creating it."
     )
+    acknowledge_descendants: list[str] | bool = Field(
+        default_factory=list,
+        description="Only when a refusal said so: cells that read a name this cell defines.",
+    )
 
 
-class EditCellInput(BaseModel):
+class EditCellInput(_Arguments):
     """Arguments of `edit_cell`: the full new code, or a find/replace."""
 
     cell: str = Field(description="The cell's id or name. Read it with read_cell first.")
@@ -301,6 +364,11 @@ class EditCellInput(BaseModel):
         description="code_hash from your read_cell; defaults to the hash you last read.",
     )
     run: bool = Field(default=True, description="Run the cell (and its dependents) afterwards.")
+    acknowledge_descendants: list[str] | bool = Field(
+        default_factory=list,
+        description="Only when the edit removes or renames names other cells read: those "
+        "cells, after inspect_graph(cell=...). Such an edit is judged like a delete.",
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> EditCellInput:
@@ -311,7 +379,7 @@ class EditCellInput(BaseModel):
         return self
 
 
-class DeleteCellInput(BaseModel):
+class DeleteCellInput(_Arguments):
     """Arguments of `delete_cell`."""
 
     cell: str = Field(description="The cell's id or name. Call inspect_graph(cell=...) first.")
@@ -325,9 +393,14 @@ class DeleteCellInput(BaseModel):
         description="Leave empty: filled from your inspect_graph. Nothing is deleted if other "
         "cells came to depend on this one since.",
     )
+    expected_hash: str | None = Field(
+        default=None,
+        description="Leave empty: filled from your inspect_graph or read_cell. Nothing is "
+        "deleted if the cell's code changed since.",
+    )
 
 
-class MoveCellInput(BaseModel):
+class MoveCellInput(_Arguments):
     """Arguments of `move_cell`."""
 
     cell: str = Field(description="The cell to move (id or name).")
@@ -341,7 +414,7 @@ class MoveCellInput(BaseModel):
         return self
 
 
-class ApplyChangesInput(BaseModel):
+class ApplyChangesInput(_Arguments):
     """Arguments of `apply_changes`."""
 
     changes: list[Change] = Field(
@@ -352,7 +425,7 @@ class ApplyChangesInput(BaseModel):
     )
 
 
-class PackagesInput(BaseModel):
+class PackagesInput(_Arguments):
     """Arguments of `install_packages`."""
 
     add: list[str] = Field(default_factory=list, description="Packages to install (pip specs).")
@@ -365,14 +438,14 @@ class PackagesInput(BaseModel):
         return self
 
 
-class SetUIValueInput(BaseModel):
+class SetUIValueInput(_Arguments):
     """Arguments of `set_ui_value`."""
 
     name: str = Field(description="The global variable holding the mo.ui element.")
     value: Any = Field(description="The new value, of the type the element expects.")
 
 
-class GetVariablesInput(BaseModel):
+class GetVariablesInput(_Arguments):
     """Arguments of `get_variables`."""
 
     names: list[str] | None = Field(default=None, description="Only these names; default all.")
@@ -497,7 +570,8 @@ class _ChangeTool(NotebookTool):
         raise NotImplementedError
 
     def _operation(self, args: dict[str, Any]) -> _Op:
-        return _Op("apply", (self._changes(args),))
+        # Tools always judge a change by its effect on cells it does not touch.
+        return _Op("apply", (self._changes(args),), {"check_effects": True})
 
     def _content(self, args: dict[str, Any], result: ApplyResult) -> str:
         return result.render(max_chars=self.session.limits.max_chars)
@@ -522,6 +596,7 @@ class CreateCellTool(_ChangeTool):
                 before=args.get("before"),
                 name=args.get("name"),
                 run=args.get("run", True),
+                acknowledge_descendants=args.get("acknowledge_descendants") or [],
             )
         ]
 
@@ -541,9 +616,18 @@ class EditCellTool(_ChangeTool):
 
     def _changes(self, args: dict[str, Any]) -> list[Change]:
         run = args.get("run", True)
+        ack = args.get("acknowledge_descendants") or []
         if args.get("code") is not None:
             expected = args.get("expected_hash") or self._current_hash(args["cell"])
-            return [EditCell(cell=args["cell"], code=args["code"], expected_hash=expected, run=run)]
+            return [
+                EditCell(
+                    cell=args["cell"],
+                    code=args["code"],
+                    expected_hash=expected,
+                    run=run,
+                    acknowledge_descendants=ack,
+                )
+            ]
         return [
             ReplaceInCell(
                 cell=args["cell"],
@@ -552,6 +636,7 @@ class EditCellTool(_ChangeTool):
                 replace_all=args.get("replace_all", False),
                 expected_hash=args.get("expected_hash"),
                 run=run,
+                acknowledge_descendants=ack,
             )
         ]
 
@@ -579,7 +664,12 @@ class DeleteCellTool(_ChangeTool):
 
     def _changes(self, args: dict[str, Any]) -> list[Change]:
         return [
-            DeleteCell(cell=args["cell"], expected_descendants=args.get("expected_descendants"))
+            DeleteCell(
+                cell=args["cell"],
+                expected_hash=args.get("expected_hash"),
+                expected_descendants=args.get("expected_descendants"),
+                acknowledge_descendants=args.get("acknowledge_descendants") or [],
+            )
         ]
 
 

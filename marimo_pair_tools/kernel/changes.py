@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import ast
 import difflib
+import os
 import time
+from pathlib import Path
 from typing import Any
+
+from marimo._session.notebook.serializer import get_notebook_serializer
 
 from . import views
 from .analysis import Graph
@@ -224,6 +228,8 @@ class Batch:
             result.update(cell_id=cid, action=action, requested=new)
         elif op == "delete":
             cid = self.target(ch["cell"])
+            # Compare-and-swap on what is deleted: a person's newer code is never lost.
+            self.check_cas(cid, ch.get("expected_hash"))
             self.check_descendants(cid, ch.get("expected_descendants"))
             result.update(
                 cell_id=cid,
@@ -254,6 +260,61 @@ class Batch:
             self.to_run.append(cid)
         result["name"] = self.names.get(cid)
         return result
+
+    def check_effects(self, after: Graph, acknowledged: list[str] | None) -> None:
+        """Judge the batch by its effect on cells it did not touch.
+
+        A name that loses its last definition (a delete, or an edit that empties or
+        renames it) breaks its readers; a name that gains a first definition (a create
+        or an edit defining a name others read, a builtin shadowed) changes what they
+        compute. Either way those readers must be acknowledged, whichever kind of change
+        did it. A definition that moves between cells is judged by the changes to those
+        cells (read before edit, a read of a replaced cell). ``acknowledged`` None: the
+        caller enforces no policy.
+        """
+        if acknowledged is None:
+            return
+        touched = self.changed | set(self.created.values())
+        affected: dict[str, set[str]] = {}
+        for name in set(self.before.by_name) | set(after.by_name):
+            if bool(self.before.by_name.get(name)) == bool(after.by_name.get(name)):
+                continue
+            for reader in after.order:
+                if name in after.info[reader][1] and reader not in touched:
+                    affected.setdefault(reader, set()).add(name)
+        missing = after.sort(set(affected) - set(acknowledged))
+        if missing:
+            detail = ", ".join(f"{c} (reads {', '.join(sorted(affected[c]))})" for c in missing)
+            raise Refused(
+                "effects",
+                "The batch removes the last definition of names other cells read, or defines "
+                f"names they read that nothing defined, so those cells would break or change: "
+                f"{detail}.",
+                affected=missing,
+            )
+
+    def check_replacements(self, changes: list[Args], results: list[dict[str, Any]]) -> None:
+        """A delete whose names a create of the batch defines again is an edit of that cell.
+
+        The agent must then have read the deleted code (``read_hash``), as for an edit.
+        """
+        created_defs: set[str] = set()
+        for cid in self.created.values():
+            if cid in self.code:
+                created_defs |= self.state.analyse("", self.code[cid])[0]
+        for change, result in zip(changes, results, strict=True):
+            if result["op"] != "delete" or not set(result["defined_names"]) & created_defs:
+                continue
+            deleted = result["deleted_code"] or ""
+            if change.get("read_hash") != self.state.hash(deleted, result["cell_id"]):
+                raise Refused(
+                    "unread",
+                    f"change {result['index']} deletes cell {result['cell_id']} and the batch "
+                    f"creates {', '.join(sorted(set(result['defined_names']) & created_defs))} "
+                    "again: that replaces the cell, which is an edit of code you have not read "
+                    "in its current form.",
+                    cell_id=result["cell_id"],
+                )
 
     def check_graph(self) -> Graph:
         """marimo's own dry run sees only cells the kernel has run; check every cell's code."""
@@ -324,6 +385,94 @@ def _verify(
     return order_ok
 
 
+def _acknowledged(args: Args) -> list[str] | None:
+    """Cells the batch may affect: the union of its changes' acknowledgements (None: no check)."""
+    if not args.get("check_effects"):
+        return None
+    found: list[str] = []
+    for change in args["changes"]:
+        ack = change.get("acknowledge_descendants")
+        if ack is True:
+            return None  # "all of them": a caller without a ledger accepts every effect
+        if isinstance(ack, str):
+            found.append(ack)
+        elif isinstance(ack, list):
+            found.extend(a for a in ack if isinstance(a, str))
+    return found
+
+
+SAVE_WAIT = 3.0
+"""Seconds to wait for marimo's save of a change (measured: ~10 ms on a local disk)."""
+
+
+def _file_codes(path: str) -> list[str]:
+    with open(path, encoding="utf-8") as handle:
+        content = handle.read()
+    notebook = get_notebook_serializer(Path(path)).deserialize(content, filepath=path)
+    return [cell.code for cell in notebook.cells]
+
+
+def _missing_on_disk(codes: list[str], batch: Batch, results: list[dict[str, Any]]) -> list[str]:
+    """What of this batch the file does not hold (other people's unsaved edits aside)."""
+    problems = []
+    for result in results:
+        cid = result["cell_id"]
+        if result["op"] == "delete":
+            code = result["deleted_code"] or ""
+            still = sum(_same_code(c, code) for c in codes)
+            if code.strip() and still > sum(_same_code(c, code) for c in batch.code.values()):
+                problems.append(f"deleted cell {cid} is still in the file")
+        elif (
+            result["op"] in ("create", "edit", "replace")
+            and cid in batch.code
+            and not any(_same_code(c, batch.code[cid]) for c in codes)
+        ):
+            problems.append(f"the new code of cell {cid} is not in the file")
+    return problems
+
+
+def _why_unsaved(path: str) -> str:
+    """Likely causes a kernel can see; marimo's own error stays in the server's log."""
+    hints = []
+    try:
+        if not os.access(path, os.W_OK) or not os.access(os.path.dirname(path) or ".", os.W_OK):
+            hints.append("the file or its folder is not writable")
+        stats = os.statvfs(os.path.dirname(path) or ".")
+        if stats.f_bavail * stats.f_frsize < 1 << 20:
+            hints.append("the disk is (nearly) full")
+    except OSError as exc:
+        hints.append(f"{type(exc).__name__}: {exc}")
+    return "; ".join(hints) or (
+        "the server's save failed (read-only or immutable file, full disk, or the file is "
+        "locked); the server's log has marimo's error"
+    )
+
+
+def on_disk(
+    state: NotebookState, batch: Batch, results: list[dict[str, Any]]
+) -> tuple[bool | None, str | None]:
+    """Whether the notebook file holds the batch, waiting briefly for marimo's save.
+
+    Returns ``(None, None)`` when nothing needed saving or the notebook has no file.
+    """
+    path = state.kernel.app_metadata.filename
+    if not path or not any(r["op"] in ("create", "edit", "replace", "delete") for r in results):
+        return None, None
+    deadline = time.monotonic() + SAVE_WAIT
+    problems: list[str] = []
+    while True:
+        try:
+            problems = _missing_on_disk(_file_codes(path), batch, results)
+        except (OSError, ValueError, SyntaxError) as exc:  # a half-written file parses badly
+            problems = [f"the file cannot be read back ({type(exc).__name__}: {exc})"]
+        if not problems or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    if not problems:
+        return True, None
+    return False, f"{path}: {'; '.join(problems)}. Likely cause: {_why_unsaved(path)}."
+
+
 async def apply(state: NotebookState, args: Args) -> dict[str, Any]:
     """Apply a batch of changes atomically: all of them, or none and a refusal."""
     results: list[dict[str, Any]] = []
@@ -349,10 +498,15 @@ async def apply(state: NotebookState, args: Args) -> dict[str, Any]:
                 )
             ctx.run_cell(cid)
         after = batch.check_graph()
+        batch.check_effects(after, _acknowledged(args))
+        if args.get("check_effects"):
+            batch.check_replacements(args["changes"], results)
         checked = time.perf_counter()
     # Leaving the context applied the batch (or raised: then nothing was applied).
     applied = time.perf_counter()
     order_ok = _verify(state, batch, results, after)
+    saved, save_problem = on_disk(state, batch, results)
+    saved_at = time.perf_counter()
     explicit, reactive = set(batch.to_run), set()
     if explicit and state.kernel.reactive_execution_mode == "autorun":
         for cid in explicit | (batch.changed & set(after.order)):
@@ -366,9 +520,12 @@ async def apply(state: NotebookState, args: Args) -> dict[str, Any]:
     timings = {
         "check_ms": (checked - started) * 1000,
         "apply_ms": (applied - checked) * 1000,
-        "report_ms": (time.perf_counter() - applied) * 1000,
+        "disk_ms": (saved_at - applied) * 1000,
+        "report_ms": (time.perf_counter() - saved_at) * 1000,
     }
     return {
+        "saved": saved,
+        "save_problem": save_problem,
         "changes": results,
         "ran": ran,
         "order_ok": order_ok,

@@ -45,11 +45,18 @@ ASYNC_OPERATIONS: dict[str, Callable[[NotebookState, dict[str, Any]], Awaitable[
 }
 
 
-def _failure(exc: Exception) -> dict[str, Any]:
+def _failure(exc: Exception, state: NotebookState | None) -> dict[str, Any]:
+    document = _document(state)
     if isinstance(exc, Refused):
         return {
             "ok": False,
-            "error": {"kind": exc.kind, "type": "Refused", "message": str(exc), **exc.details},
+            "error": {
+                "kind": exc.kind,
+                "type": "Refused",
+                "message": str(exc),
+                "document": document,
+                **exc.details,
+            },
         }
     # Reported to the caller, who raises the matching error.
     return {
@@ -58,9 +65,23 @@ def _failure(exc: Exception) -> dict[str, Any]:
             "kind": classify(exc),
             "type": type(exc).__name__,
             "message": str(exc),
+            "document": document,
             "traceback": cut("".join(traceback.format_exception(exc)), 6000),
         },
     }
+
+
+def _document(state: NotebookState | None) -> str | None:
+    try:
+        return state.document_id() if state is not None else None
+    except Exception:  # noqa: BLE001 - the id is a courtesy; the answer matters more
+        return None
+
+
+def _success(result: Any, state: NotebookState) -> dict[str, Any]:
+    if isinstance(result, dict):
+        result["document"] = _document(state)
+    return {"ok": True, "result": result}
 
 
 def _emit(payload: dict[str, Any]) -> None:
@@ -73,23 +94,27 @@ def _unknown(op: str) -> Refused:
 
 def call(op: str, args_json: str) -> None:
     """Run read operation ``op`` with JSON arguments; print its tagged result."""
+    state = None
     try:
         function = OPERATIONS.get(op)
         if function is None:
             raise _unknown(op)
-        payload = {"ok": True, "result": function(NotebookState(), json.loads(args_json))}
+        state = NotebookState()
+        payload = _success(function(state, json.loads(args_json)), state)
     except Exception as exc:  # noqa: BLE001 - every failure becomes the caller's error
-        payload = _failure(exc)
+        payload = _failure(exc, state)
     _emit(payload)
 
 
 async def acall(op: str, args_json: str) -> None:
     """Run change operation ``op`` with JSON arguments; print its tagged result."""
+    state = None
     try:
         function = ASYNC_OPERATIONS.get(op)
         if function is None:
             raise _unknown(op)
-        payload = {"ok": True, "result": await function(NotebookState(), json.loads(args_json))}
+        state = NotebookState()
+        payload = _success(await function(state, json.loads(args_json)), state)
     except Exception as exc:  # noqa: BLE001 - every failure becomes the caller's error
-        payload = _failure(exc)
+        payload = _failure(exc, state)
     _emit(payload)

@@ -92,7 +92,7 @@ def read(state: NotebookState, args: Args) -> dict[str, Any]:
     }
 
 
-def codes(state: NotebookState, args: Args) -> dict[str, str]:
+def codes(state: NotebookState, args: Args) -> dict[str, dict[str, str]]:
     """The code of each named cell that exists, keyed by the reference given."""
     found = {}
     order, names = state.order(), state.names()
@@ -101,7 +101,7 @@ def codes(state: NotebookState, args: Args) -> dict[str, str]:
             found[ref] = state.doc.get_cell(state.resolve(ref, order, names)).code
         except Refused:
             continue  # unknown cell: the caller shows less; the tool reports it
-    return found
+    return {"codes": found}
 
 
 def graph(state: NotebookState, args: Args) -> dict[str, Any]:
@@ -111,7 +111,10 @@ def graph(state: NotebookState, args: Args) -> dict[str, Any]:
     result = built.payload(names)
     result["focus"] = None
     if args["cell"] is not None:
-        result["focus"] = built.focus(state.resolve(args["cell"]), names)
+        cid = state.resolve(args["cell"])
+        result["focus"] = built.focus(cid, names)
+        # What a delete's compare-and-swap checks: the code the agent inspected.
+        result["focus"]["code_hash"] = state.hash(state.doc.get_cell(cid).code, cid)
     result["notebook_version"] = state.version()
     return result
 

@@ -7,7 +7,9 @@ contexts in one execute lose cells on disk (autosave applies an older snapshot).
 from __future__ import annotations
 
 import json
+import os
 import sys
+import uuid
 from typing import Any, cast
 
 import marimo._code_mode as cm
@@ -18,6 +20,10 @@ from .hashing import code_hash, notebook_version
 from .text import listing
 
 __all__ = ["NotebookState", "Refused", "classify", "jsonable"]
+
+KERNEL_ID = uuid.uuid4().hex[:12]
+"""Names this kernel process: the package is installed anew in every kernel, so a
+restarted kernel or a new server on the same port gets another id."""
 
 TRACEBACK_MIME = "application/vnd.marimo+traceback"
 ERROR_MIME = "application/vnd.marimo+error"
@@ -107,9 +113,18 @@ class NotebookState:
         """A cell id or name -> cell id; refuses unknown or ambiguous targets."""
         if order is None or names is None:
             order, names = self.order(), self.names()
-        if target in names:
-            return target
         hits = [cid for cid in order if names.get(cid) == target]
+        if target in names:
+            if hits and hits != [target]:
+                # One rule everywhere: a reference names one cell, or it is refused.
+                raise Refused(
+                    "ambiguous",
+                    f"{target!r} is ambiguous: it is the id of cell {target} and the name of "
+                    f"cell {', '.join(h for h in hits if h != target)}. Nothing was done.",
+                    cell=target,
+                    candidates=[target, *(h for h in hits if h != target)],
+                )
+            return target
         if len(hits) == 1:
             return hits[0]
         if hits:
@@ -125,6 +140,21 @@ class NotebookState:
             f"{listing(order, names) or '(none)'}.",
             cell=target,
         )
+
+    def document_id(self) -> str:
+        """Which document the results describe: this kernel, and the notebook file itself.
+
+        A restart or a new server is a new kernel; a file replaced on disk (``git
+        checkout``, an editor's save-by-rename) is a new inode. marimo saves in place,
+        so its own saves and a person's edits keep the id. A ledger of what the agent
+        saw belongs to one document id: cell ids are positional and reused.
+        """
+        filename = self.kernel.app_metadata.filename
+        try:
+            stat = os.stat(filename) if filename else None
+        except OSError:
+            stat = None
+        return f"{KERNEL_ID}:{stat.st_dev}:{stat.st_ino}" if stat else f"{KERNEL_ID}:-"
 
     @property
     def kernel(self) -> Any:
