@@ -64,6 +64,8 @@ KERNEL_MODULES = (
     "hashing",
     "text",
     "analysis",
+    "budget",
+    "interrupts",
     "state",
     "views",
     "reads",
@@ -313,7 +315,7 @@ _NEXT_STEP = {
     "(below) is their newest version and the notebook catches up within a second or two: call "
     "read_cell again, then redo your change on their version. Never drop their work.",
 }
-_CURRENT_CODE_LIMIT = 4000
+_CURRENT_CODE_LIMIT = 4000  # guards.SHOWN_CODE_LIMIT: the ledger counts this much as read
 
 _ERROR_CLASSES: dict[str, type[NotebookOperationError]] = {
     "not_found": CellNotFoundError,

@@ -77,6 +77,7 @@ __all__ = [
     "DescendantCheck",
     "GuardEvent",
     "Ledger",
+    "PartialRead",
     "Policy",
     "check",
     "check_and_record",
@@ -139,6 +140,8 @@ _NOTEBOOK_WRITERS = re.compile(
 )
 
 _EDIT_OPS = frozenset({OP_EDIT, OP_REPLACE})
+SHOWN_CODE_LIMIT = 4000
+"""Characters of a cell's code an error message shows (`_kernel_calls` cuts there)."""
 
 DOCUMENT_CHANGED = (
     "Note: the notebook behind these tools changed since your last look (its kernel "
@@ -165,6 +168,27 @@ class DescendantCheck(BaseModel):
     """Descendant cell id -> names it uses that this cell defines (lost on delete)."""
     code_hash: str | None = None
     """The inspected cell's code hash: the delete is a compare-and-swap on it."""
+
+
+class PartialRead(BaseModel):
+    """Parts of a cell's code the agent has seen, when a read showed only part of it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code_hash: str
+    total: int
+    """Length of the whole code, in characters."""
+    ranges: list[tuple[int, int]] = Field(default_factory=list)
+    """``[start, end)`` character ranges seen, merged and sorted."""
+
+    def missing(self) -> tuple[int, int] | None:
+        """The first range not seen yet, or None when the whole code was seen."""
+        at = 0
+        for start, end in self.ranges:
+            if start > at:
+                return at, start
+            at = max(at, end)
+        return (at, self.total) if at < self.total else None
 
 
 class GuardEvent(BaseModel):
@@ -195,6 +219,8 @@ class Ledger(BaseModel):
     """Cell id -> code hash of the full code the agent last saw."""
     hashes: dict[str, str] = Field(default_factory=dict)
     """Cell id -> latest code hash known from any source (reads, listings, own writes)."""
+    partial_reads: dict[str, PartialRead] = Field(default_factory=dict)
+    """Cell id -> the parts seen of code that was shown cut (not a read of the whole cell)."""
     names: dict[str, str] = Field(default_factory=dict)
     """Cell name -> cell id, so calls may name a cell instead of giving its id."""
     descendant_checks: dict[str, DescendantCheck] = Field(default_factory=dict)
@@ -208,7 +234,7 @@ class Ledger(BaseModel):
     stamps: dict[str, int] = Field(default_factory=dict)
 
 
-_TABLES = ("reads", "hashes", "names", "descendant_checks")
+_TABLES = ("reads", "hashes", "names", "descendant_checks", "partial_reads")
 _VERSION_KEY = "notebook_version"
 _DOCUMENT_KEY = "document"
 
@@ -220,6 +246,7 @@ class _Change:
         self.base = ledger
         self.clock = ledger.clock + 1
         self.reads = dict(ledger.reads)
+        self.partial_reads = dict(ledger.partial_reads)
         self.hashes = dict(ledger.hashes)
         self.names = dict(ledger.names)
         self.descendant_checks = dict(ledger.descendant_checks)
@@ -242,7 +269,7 @@ class _Change:
         self.stamps[_VERSION_KEY] = self.clock
 
     def forget_cell(self, cell_id: str) -> None:
-        for table in ("reads", "hashes", "descendant_checks"):
+        for table in ("reads", "hashes", "descendant_checks", "partial_reads"):
             self.drop(table, cell_id)
         for name, target in list(self.names.items()):
             if target == cell_id:
@@ -255,6 +282,7 @@ class _Change:
     def done(self) -> Ledger:
         return Ledger(
             reads=self.reads,
+            partial_reads=self.partial_reads,
             hashes=self.hashes,
             names=self.names,
             descendant_checks=self.descendant_checks,
@@ -292,17 +320,47 @@ def document_changed(before: Ledger, after: Ledger) -> bool:
     return before.document is not None and after.document != before.document
 
 
-def record_read(ledger: Ledger, cell_id: str, code_hash: str, name: str | None = None) -> Ledger:
-    """The agent saw the full code of `cell_id`, whose hash is `code_hash`.
+def record_read(
+    ledger: Ledger,
+    cell_id: str,
+    code_hash: str,
+    name: str | None = None,
+    *,
+    seen: tuple[int, int] | None = None,
+    total: int | None = None,
+) -> Ledger:
+    """The agent saw the code of `cell_id`, whose hash is `code_hash`.
 
     Record this for `read_cell` results and for any error that shows the
     current code (a lost compare-and-swap), since the agent has then seen it.
+    With ``seen`` (a ``[start, end)`` range of ``total`` characters) only part was
+    shown: parts add up, and only the whole code counts as a read.
     """
     change = _Change(ledger)
-    change.put("reads", cell_id, code_hash)
     change.put("hashes", cell_id, code_hash)
     change.name(cell_id, name)
+    if seen is not None and total is not None and (seen[0] > 0 or seen[1] < total):
+        before = ledger.partial_reads.get(cell_id)
+        ranges = list(before.ranges) if before and before.code_hash == code_hash else []
+        partial = PartialRead(code_hash=code_hash, total=total, ranges=_merge([*ranges, seen]))
+        if partial.missing() is not None:
+            change.put("partial_reads", cell_id, partial)
+            if ledger.reads.get(cell_id) != code_hash:
+                change.drop("reads", cell_id)
+            return change.done()
+    change.drop("partial_reads", cell_id)
+    change.put("reads", cell_id, code_hash)
     return change.done()
+
+
+def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def record_cells(
@@ -496,6 +554,7 @@ def merge_ledgers(left: Ledger | None, right: Ledger | Mapping[str, Any] | None)
             stamps[key] = stamp
     return Ledger(
         reads=tables["reads"],
+        partial_reads=tables["partial_reads"],
         hashes=tables["hashes"],
         names=tables["names"],
         descendant_checks=tables["descendant_checks"],
@@ -699,6 +758,24 @@ def _check_edit(
         return approval
     cell_id = resolve_cell(ledger, cell)
     read = ledger.reads.get(cell_id)
+    partial = ledger.partial_reads.get(cell_id)
+    if read is None and partial is not None:
+        whole = args.get("op") == OP_EDIT or (
+            args.get("op") is None and args.get("code") is not None
+        )
+        gap = partial.missing()
+        if whole and gap is not None:
+            return [
+                _Finding(
+                    RULE_READ_BEFORE_EDIT,
+                    f"{where}: you have seen only part of cell {cell!r} (characters "
+                    f"{_spans(partial.ranges)} of {partial.total:,}); replacing all of it would "
+                    f"drop code you have not read. Call {READ_CELL}(cell={cell!r}, "
+                    f"offset={gap[0]}) for the rest, or change only the part you saw with "
+                    "old/new.",
+                )
+            ]
+        read = partial.code_hash
     if read is None:
         return [
             _Finding(
@@ -729,6 +806,10 @@ def _check_edit(
             )
         ]
     return approval
+
+
+def _spans(ranges: list[tuple[int, int]]) -> str:
+    return ", ".join(f"{a:,}–{b:,}" for a, b in ranges)
 
 
 def _acknowledges(args: Mapping[str, Any]) -> bool:
@@ -902,8 +983,15 @@ def record_tool_result(
     ledger = record_document(ledger, artifact.get("document"))
     version = artifact.get("notebook_version")
     if tool_name == READ_CELL:
+        code = artifact.get("code")
+        shown = artifact.get("code_shown")
         return record_read(
-            ledger, str(artifact["id"]), str(artifact["code_hash"]), artifact.get("name")
+            ledger,
+            str(artifact["id"]),
+            str(artifact["code_hash"]),
+            artifact.get("name"),
+            seen=(int(shown[0]), int(shown[1])) if isinstance(shown, list) else None,
+            total=len(code) if isinstance(code, str) else None,
         )
     if tool_name == LIST_CELLS:
         cells = list(artifact.get("cells") or [])
@@ -936,6 +1024,8 @@ def record_tool_result(
                 continue
             if change.get("op") == OP_DELETE:
                 ledger = record_delete(ledger, str(cell_id), version=version)
+            elif change.get("op") == OP_REPLACE and _partly_read(ledger, str(cell_id)):
+                ledger = _record_partial_write(ledger, str(cell_id), change, version)
             elif change.get("op") in {OP_CREATE, OP_EDIT, OP_REPLACE} and change.get("code_hash"):
                 ledger = record_write(
                     ledger,
@@ -950,6 +1040,37 @@ def record_tool_result(
     return ledger
 
 
+def _partly_read(ledger: Ledger, cell_id: str) -> bool:
+    return cell_id in ledger.partial_reads and cell_id not in ledger.reads
+
+
+def _record_partial_write(
+    ledger: Ledger, cell_id: str, change: Mapping[str, Any], version: str | None
+) -> Ledger:
+    """A find/replace in a cell read only in part: what was seen stays seen, no more.
+
+    Text after the change shifted by the length difference ``d``; shrinking every
+    seen range by ``|d|`` at both ends keeps only characters that were seen, wherever
+    the change fell.
+    """
+    partial = ledger.partial_reads[cell_id]
+    length = change.get("length")
+    new_hash = change.get("code_hash")
+    if not isinstance(length, int) or not isinstance(new_hash, str):
+        return record_delete(ledger, cell_id, version=version)  # unknown: forget, read again
+    shift = abs(length - partial.total)
+    ranges = [
+        (0 if a == 0 else a + shift, b - shift) for a, b in partial.ranges if b - shift > a + shift
+    ]
+    change_ = _Change(ledger)
+    change_.put("hashes", cell_id, new_hash)
+    change_.put(
+        "partial_reads", cell_id, PartialRead(code_hash=new_hash, total=length, ranges=ranges)
+    )
+    change_.set_version(version)
+    return change_.done()
+
+
 def record_tool_error(ledger: Ledger, details: Mapping[str, Any]) -> Ledger:
     """Update the ledger from a refused change whose error showed the current code.
 
@@ -958,8 +1079,10 @@ def record_tool_error(ledger: Ledger, details: Mapping[str, Any]) -> Ledger:
     """
     ledger = record_document(ledger, details.get("document"))
     cell_id, current_hash = details.get("cell_id"), details.get("current_hash")
-    if cell_id and current_hash and "current_code" in details:
-        return record_read(ledger, str(cell_id), str(current_hash))
+    if cell_id and current_hash and isinstance(details.get("current_code"), str):
+        total = len(details["current_code"])
+        shown = min(total, SHOWN_CODE_LIMIT)  # the error text shows only the head
+        return record_read(ledger, str(cell_id), str(current_hash), seen=(0, shown), total=total)
     if cell_id and details.get("new_descendants"):
         # The kernel found dependents the check missed: that check no longer counts.
         change = _Change(ledger)
@@ -1000,9 +1123,17 @@ def with_read_hashes(ledger: Ledger, tool_name: str, args: Mapping[str, Any]) ->
 def _kernel_checks(ledger: Ledger, op: object, change: Mapping[str, Any]) -> dict[str, Any]:
     """What the kernel's compare-and-swap needs for one change, where the call left it out."""
     cell = str(change.get("cell"))
-    if op in _EDIT_OPS and not change.get("expected_hash"):
+    if op in _EDIT_OPS:
+        cell_id = resolve_cell(ledger, cell)
+        partial = ledger.partial_reads.get(cell_id)
+        if cell_id not in ledger.reads and partial is not None:
+            # A find/replace inside a cell seen in part must match inside what was seen.
+            return {
+                "expected_hash": change.get("expected_hash") or partial.code_hash,
+                "seen_ranges": [list(r) for r in partial.ranges],
+            }
         known = read_hash(ledger, cell)
-        if known:
+        if known and not change.get("expected_hash"):
             return {"expected_hash": known}
     filled: dict[str, Any] = {}
     if change.get("acknowledge_descendants") is True:

@@ -203,13 +203,29 @@ class CellDetail(_Model):
     notebook_version: str
     document: str | None = None
     """Which kernel and file this describes; a new one means a new document."""
+    code_shown: list[int] | None = None
+    """``[start, end)`` of `code` a rendering showed (set by `read_cell`); None: all of it."""
+
+    def shown(self, offset: int = 0, limit: int | None = None) -> CellDetail:
+        """This cell with the window of its code a rendering will show."""
+        start = max(0, min(offset, len(self.code)))
+        end = len(self.code) if limit is None else min(len(self.code), start + limit)
+        return self.model_copy(update={"code_shown": [start, end]})
 
     def render(self, max_chars: int = 6000) -> str:
         """Code, status, output and errors as text (images are only announced)."""
+        start, end = self.code_shown or (0, len(self.code))
+        code = self.code[start:end]
+        if (start, end) != (0, len(self.code)):
+            more = f"; next: read_cell(offset={end})" if end < len(self.code) else ""
+            code = (
+                f"# characters {start:,}–{end:,} of {len(self.code):,} (a part: only what "
+                f"is shown counts as read{more})\n{code}"
+            )
         parts = [
             f"cell {_label(self.id, self.name)} [{self.status or 'empty'}] code_hash {self.code_hash}",
-            f"defs: {', '.join(self.defs) or '-'}; refs: {', '.join(self.refs) or '-'}",
-            "```python\n" + self.code + "\n```",
+            f"defs: {_names(self.defs, 30) or '-'}; refs: {_names(self.refs, 30) or '-'}",
+            "```python\n" + code + "\n```",
         ]
         if self.kernel_code is not None:
             parts.append(
@@ -413,6 +429,11 @@ class ReplaceInCell(_ChangeModel):
     expected_hash: str | None = None
     run: bool = True
     acknowledge_descendants: list[str] | bool = Field(default_factory=list, description=_ACK)
+    seen_ranges: list[tuple[int, int]] | None = Field(
+        default=None,
+        description="Filled from your reads when you saw only parts of the cell: the match "
+        "must lie inside them.",
+    )
 
 
 class DeleteCell(_ChangeModel):
@@ -490,6 +511,7 @@ class ChangeResult(_Model):
         default=None, description="Hash of the code now stored (use it for the next edit)."
     )
     formatted: bool = Field(default=False, description="marimo reformatted the code on save.")
+    length: int | None = Field(default=None, description="Characters of the code now stored.")
     diff: str | None = None
     deleted_code: str | None = None
     defined_names: list[str] = Field(

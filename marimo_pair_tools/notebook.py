@@ -441,6 +441,8 @@ class _NotebookBase:
         self.session_id = session_id
         self.timeout = timeout
         self.verify = verify
+        self._package_seen = False
+        """A kernel call answered, so the kernel package (and its interrupt hook) is there."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(notebook={self.notebook!r})"
@@ -481,10 +483,12 @@ class Notebook(_NotebookBase):
 
     def _run(self, call: _Call[T]) -> T:
         try:
-            return self._send(call, install=False)
+            result = self._send(call, install=False)
         except kernel.KernelCodeMissing:
             # A new or restarted kernel: nothing ran, so sending the package with it is safe.
-            return self._send(call, install=True)
+            result = self._send(call, install=True)
+        self._package_seen = True
+        return result
 
     def _send(self, call: _Call[T], *, install: bool) -> T:
         collector = kernel.ResultCollector()
@@ -651,7 +655,13 @@ class Notebook(_NotebookBase):
         return self._run(_snapshot_call())
 
     def execute(self, code: str, *, timeout: float | None = None) -> ExecuteResult:
-        """Run code in this notebook's scratchpad (nothing is saved)."""
+        """Run code in this notebook's scratchpad (nothing is saved).
+
+        The first time, a status call ships the kernel package: its interrupt hook
+        is what lets a timeout stop async code that never awaits.
+        """
+        if not self._package_seen:
+            self._run(_status_call(None))
         return self.client.execute(
             code,
             notebook=self.notebook,
@@ -687,9 +697,11 @@ class AsyncNotebook(_NotebookBase):
 
     async def _run(self, call: _Call[T]) -> T:
         try:
-            return await self._send(call, install=False)
+            result = await self._send(call, install=False)
         except kernel.KernelCodeMissing:
-            return await self._send(call, install=True)
+            result = await self._send(call, install=True)
+        self._package_seen = True
+        return result
 
     async def _send(self, call: _Call[T], *, install: bool) -> T:
         collector = kernel.ResultCollector()
@@ -843,6 +855,8 @@ class AsyncNotebook(_NotebookBase):
 
     async def execute(self, code: str, *, timeout: float | None = None) -> ExecuteResult:
         """See `Notebook.execute`."""
+        if not self._package_seen:
+            await self._run(_status_call(None))
         return await self.client.execute(
             code,
             notebook=self.notebook,

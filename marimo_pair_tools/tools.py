@@ -314,6 +314,16 @@ class CellInput(_Arguments):
     cell: str = Field(description="The cell's id (as read_notebook shows it) or its name.")
 
 
+class ReadCellInput(CellInput):
+    """Arguments of `read_cell`."""
+
+    offset: int = Field(
+        default=0,
+        ge=0,
+        description="Character offset into the code, to page through a long cell.",
+    )
+
+
 class InspectGraphInput(_Arguments):
     """Arguments of `inspect_graph`."""
 
@@ -368,6 +378,9 @@ class EditCellInput(_Arguments):
         default_factory=list,
         description="Only when the edit removes or renames names other cells read: those "
         "cells, after inspect_graph(cell=...). Such an edit is judged like a delete.",
+    )
+    seen_ranges: list[tuple[int, int]] | None = Field(
+        default=None, description="Leave empty: filled from your reads of a long cell."
     )
 
     @model_validator(mode="after")
@@ -498,10 +511,15 @@ class ReadCellTool(NotebookTool):
         "console output and errors with traceback. Required before edit_cell: edits are based "
         "on the code_hash you read."
     )
-    args_schema: type[BaseModel] = CellInput
+    args_schema: type[BaseModel] = ReadCellInput
 
     def _operation(self, args: dict[str, Any]) -> _Op:
         return _Op("read_cell", (args["cell"],))
+
+    def _finish(self, args: dict[str, Any], result: Any) -> tuple[str | list[Any], Any]:
+        # The window of code the model will see is what the ledger counts as read.
+        limit = max(1000, self.session.limits.max_chars * 3 // 4)
+        return super()._finish(args, result.shown(args.get("offset") or 0, limit))
 
     def _content(self, args: dict[str, Any], result: CellDetail) -> str | list[Any]:
         text = result.render(max_chars=self.session.limits.max_chars)
@@ -637,6 +655,7 @@ class EditCellTool(_ChangeTool):
                 expected_hash=args.get("expected_hash"),
                 run=run,
                 acknowledge_descendants=ack,
+                seen_ranges=args.get("seen_ranges"),
             )
         ]
 

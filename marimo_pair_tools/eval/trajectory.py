@@ -242,15 +242,25 @@ class _CellNames:
 
     def __init__(self) -> None:
         self.ids: dict[str, str] = {}
+        self.known: set[str] = set()
 
     def learn(self, artifact: Any) -> None:
         for cell_id, name in _id_name_pairs(artifact):
+            self.known.add(cell_id)
             if name and name != "_":
                 self.ids[name] = cell_id
 
     def key(self, cell: Any) -> str | None:
+        """The cell a reference means, by the kernel's and the guard's one rule.
+
+        An id wins over a name; a reference that is one cell's id and another cell's
+        name means no cell (the kernel refuses it), so no read can vouch for it.
+        """
         if not isinstance(cell, str) or not cell:
             return None
+        if cell in self.known:
+            named = self.ids.get(cell)
+            return cell if named in (None, cell) else f"<ambiguous {cell}>"
         return self.ids.get(cell, cell)
 
 

@@ -143,6 +143,7 @@ class Batch:
         old = ch["old"]
         count = current.count(old) if old else 0
         if count == 1 or (count > 1 and ch["replace_all"]):
+            self.check_seen(cid, current, old, ch)
             return str(current.replace(old, ch["new"], -1 if ch["replace_all"] else 1))
         if count:
             lines: list[str] = []
@@ -170,6 +171,24 @@ class Batch:
             current_code=current,
             current_hash=self.state.hash(current, cid),
         )
+
+    def check_seen(self, cid: str, current: str, old: str, ch: Args) -> None:
+        """A cell read in part: every match must lie inside a part that was shown."""
+        seen = ch.get("seen_ranges")
+        if seen is None:
+            return
+        at = current.find(old)
+        while at >= 0:
+            if not any(a <= at and at + len(old) <= b for a, b in seen):
+                raise Refused(
+                    "unread",
+                    f"the `old` text matches cell {cid} at characters {at:,}–{at + len(old):,}, "
+                    "outside the parts of it you have read.",
+                    cell_id=cid,
+                )
+            if not ch["replace_all"]:
+                return
+            at = current.find(old, at + 1)
 
     def step(self, i: int, ch: Args) -> dict[str, Any]:
         """Check and queue change ``i``; returns its result entry."""
@@ -377,6 +396,7 @@ def _verify(
         elif result["op"] in ("create", "move") and not order_ok:
             problem = "the cell order differs from the requested order"
         result["code_hash"] = state.hash(stored[cid], cid) if cid in stored else None
+        result["length"] = len(stored[cid]) if cid in stored else None
         result["formatted"] = bool(
             requested is not None and cid in stored and stored[cid] != requested
         )

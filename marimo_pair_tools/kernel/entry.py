@@ -18,13 +18,16 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import changes, reads
+from . import changes, interrupts, reads
 from .state import NotebookState, Refused, classify, write_stdout
 from .text import cut
 
 __all__ = ["ASYNC_OPERATIONS", "OPERATIONS", "RESULT_TAG", "acall", "call"]
 
 RESULT_TAG = "<<marimo-pair:result>>"
+
+# Once per kernel: our async runs that never await can still be interrupted.
+interrupts.install()
 
 OPERATIONS: dict[str, Callable[[NotebookState, dict[str, Any]], Any]] = {
     "cells": reads.cells,

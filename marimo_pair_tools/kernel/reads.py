@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import reprlib
+import time
 from typing import Any
 
 import marimo
 
 from . import views
 from .analysis import BUILTINS
+from .budget import BudgetExceeded, bounded
 from .state import NotebookState, Refused, cell_name
 from .text import cut
 
@@ -162,7 +164,37 @@ def packages_list(state: NotebookState, args: Args) -> dict[str, Any]:
     return {"manager": getattr(manager, "name", None), "packages": packages}
 
 
-def _describe(name: str, value: Any, defined_by: str | None, max_repr: int) -> dict[str, Any]:
+PER_VALUE_SECONDS = 1.0
+PER_VALUE_GROWTH = 256 << 20
+PER_CALL_SECONDS = 8.0
+
+
+def _describe(
+    name: str, value: Any, defined_by: str | None, max_repr: int, deadline: float
+) -> dict[str, Any]:
+    if time.monotonic() > deadline:
+        return _skipped(name, value, defined_by, "the call's time budget was spent on others")
+    try:
+        with bounded(PER_VALUE_SECONDS, PER_VALUE_GROWTH):
+            return _probe(name, value, defined_by, max_repr)
+    except BudgetExceeded as exc:
+        return _skipped(name, value, defined_by, f"its repr {exc}")
+
+
+def _skipped(name: str, value: Any, defined_by: str | None, why: str) -> dict[str, Any]:
+    kind = type(value)
+    return {
+        "name": name,
+        "defined_by": defined_by,
+        "type": f"{kind.__module__}.{kind.__qualname__}",
+        "repr": f"<not shown: {why}>",
+        "shape": None,
+        "columns": None,
+        "length": None,
+    }
+
+
+def _probe(name: str, value: Any, defined_by: str | None, max_repr: int) -> dict[str, Any]:
     item: dict[str, Any] = {
         "name": name,
         "defined_by": defined_by,
@@ -205,6 +237,7 @@ def _describe(name: str, value: Any, defined_by: str | None, max_repr: int) -> d
 def variables(state: NotebookState, args: Args) -> dict[str, Any]:
     """Kernel variables defined by cells: type, short repr, shape, columns."""
     env = state.ctx.globals
+    deadline = time.monotonic() + PER_CALL_SECONDS
     defined: dict[str, str] = {}
     for view in state.doc.cells:
         impl = state.ctx.graph.cells.get(view.id)
@@ -214,7 +247,9 @@ def variables(state: NotebookState, args: Args) -> dict[str, Any]:
     present = [n for n in wanted if n in env]
     page = present[: args["limit"]]
     return {
-        "variables": [_describe(n, env[n], defined.get(n), args["max_repr"]) for n in page],
+        "variables": [
+            _describe(n, env[n], defined.get(n), args["max_repr"], deadline) for n in page
+        ],
         "total": len(present),
         "missing": [n for n in wanted if n not in env],
         "truncated": len(present) > len(page),
