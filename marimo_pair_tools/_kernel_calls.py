@@ -304,6 +304,9 @@ _NEXT_STEP = {
     "unique.",
     "graph_changed": "Nothing was applied. The notebook changed since your inspect_graph: call "
     "inspect_graph(cell=...) again and acknowledge the descendants it lists.",
+    "diverged": "Nothing was applied. Tell the person: they choose whether to reload the file "
+    "in marimo (keeping the file's version) or to keep the running notebook. Do not retry "
+    "before they have.",
     "unread": "Nothing was applied. Call read_cell on the deleted cell, then send the batch "
     "again (or edit the cell instead of deleting and re-creating it).",
     "ambiguous": "Refer to the named cell by its id instead. Two cells answer to this "
@@ -322,6 +325,7 @@ _ERROR_CLASSES: dict[str, type[NotebookOperationError]] = {
     "ambiguous": CellNotFoundError,
     "effects": ValidationFailedError,
     "unread": StaleCellError,
+    "diverged": StaleCellError,
     "validation": ValidationFailedError,
     "stale": StaleCellError,
     "match": EditMatchError,

@@ -852,6 +852,29 @@ def _check_delete(
             ]
         return _approval(policy, cell, [])
 
+    read = ledger.reads.get(cell_id)
+    if read is not None and inspected.code_hash and read != inspected.code_hash:
+        # The agent read this cell, then it changed: it has not seen what it would delete.
+        return [
+            _Finding(
+                RULE_STALE_READ,
+                f"{where}: cell {cell!r} changed since you read it, and a delete would remove "
+                f"code you have not seen. Call {READ_CELL}(cell={cell!r}) first.",
+            )
+        ]
+    ambiguous = [
+        a
+        for a in _ack_list(args.get("acknowledge_descendants"))
+        if ambiguous_reference(ledger, a) is not None
+    ]
+    if ambiguous:
+        return [
+            _Finding(
+                RULE_INVALID_ARGUMENTS,
+                f"{where}: acknowledge_descendants names {ambiguous!r}, which is ambiguous: each "
+                "is one cell's id and another cell's name. List the cells by their ids.",
+            )
+        ]
     # Cells deleted in the same batch lose nothing that matters.
     breaking = [d for d in inspected.descendants if d not in batch_deletes]
     if breaking and policy.require_ack_of_descendants:
@@ -897,6 +920,14 @@ def _unacknowledged(ledger: Ledger, ack: object, breaking: list[str]) -> set[str
         return set(breaking)
     acknowledged = {resolve_cell(ledger, a) for a in ack if isinstance(a, str)}
     return set(breaking) - acknowledged
+
+
+def _ack_list(ack: object) -> list[str]:
+    if isinstance(ack, str):
+        return [ack]
+    if isinstance(ack, (list, tuple)):
+        return [a for a in ack if isinstance(a, str)]
+    return []
 
 
 def _describe(inspected: DescendantCheck, cells: list[str]) -> str:
@@ -1121,24 +1152,29 @@ def with_read_hashes(ledger: Ledger, tool_name: str, args: Mapping[str, Any]) ->
 
 
 def _kernel_checks(ledger: Ledger, op: object, change: Mapping[str, Any]) -> dict[str, Any]:
-    """What the kernel's compare-and-swap needs for one change, where the call left it out."""
+    """What the kernel's compare-and-swap needs for one change, filled from the ledger.
+
+    Hashes the call left out are filled; what only the ledger may vouch for (the
+    parts of a cell that were read, the read behind a replaced cell, what "all
+    descendants" means) is always taken from the ledger, whatever the call said.
+    """
     cell = str(change.get("cell"))
+    filled: dict[str, Any] = {}
+    if change.get("acknowledge_descendants") is True:
+        # "All of them" means the descendants the agent was shown, no more.
+        filled["acknowledge_descendants"] = inspected_descendants(ledger, cell) or []
     if op in _EDIT_OPS:
         cell_id = resolve_cell(ledger, cell)
         partial = ledger.partial_reads.get(cell_id)
         if cell_id not in ledger.reads and partial is not None:
             # A find/replace inside a cell seen in part must match inside what was seen.
-            return {
-                "expected_hash": change.get("expected_hash") or partial.code_hash,
-                "seen_ranges": [list(r) for r in partial.ranges],
-            }
-        known = read_hash(ledger, cell)
-        if known and not change.get("expected_hash"):
-            return {"expected_hash": known}
-    filled: dict[str, Any] = {}
-    if change.get("acknowledge_descendants") is True:
-        # "All of them" means the descendants the agent was shown, no more.
-        filled["acknowledge_descendants"] = inspected_descendants(ledger, cell) or []
+            filled["expected_hash"] = change.get("expected_hash") or partial.code_hash
+            if change.get("old") is not None:
+                filled["seen_ranges"] = [list(r) for r in partial.ranges]
+        else:
+            known = read_hash(ledger, cell)
+            if known and not change.get("expected_hash"):
+                filled["expected_hash"] = known
     if op == OP_DELETE:
         if change.get("expected_descendants") is None:
             checked = inspected_descendants(ledger, cell)
@@ -1152,11 +1188,11 @@ def _kernel_checks(ledger: Ledger, op: object, change: Mapping[str, Any]) -> dic
 
 
 def _read_of(ledger: Ledger, change: Mapping[str, Any]) -> dict[str, Any]:
-    """A batch delete carries the hash the agent read: re-creating its names is an edit."""
-    if change.get("op") != OP_DELETE or change.get("read_hash"):
+    """A batch delete carries the hash the agent read (never the call's own): re-creating
+    its names is an edit, which needs a read."""
+    if change.get("op") != OP_DELETE:
         return {}
-    known = read_hash(ledger, str(change.get("cell")))
-    return {"read_hash": known} if known else {}
+    return {"read_hash": read_hash(ledger, str(change.get("cell")))}
 
 
 def seen_hash(ledger: Ledger, cell: str) -> str | None:

@@ -213,7 +213,12 @@ class CellDetail(_Model):
         return self.model_copy(update={"code_shown": [start, end]})
 
     def render(self, max_chars: int = 6000) -> str:
-        """Code, status, output and errors as text (images are only announced)."""
+        """Code, status, output and errors as text (images are only announced).
+
+        The code window (`code_shown`) is never cut here: what the ledger counts as read
+        is exactly what the text shows. Everything else shares what is left of
+        ``max_chars``, after the code.
+        """
         start, end = self.code_shown or (0, len(self.code))
         code = self.code[start:end]
         if (start, end) != (0, len(self.code)):
@@ -222,11 +227,10 @@ class CellDetail(_Model):
                 f"# characters {start:,}–{end:,} of {len(self.code):,} (a part: only what "
                 f"is shown counts as read{more})\n{code}"
             )
-        parts = [
-            f"cell {_label(self.id, self.name)} [{self.status or 'empty'}] code_hash {self.code_hash}",
-            f"defs: {_names(self.defs, 30) or '-'}; refs: {_names(self.refs, 30) or '-'}",
-            "```python\n" + code + "\n```",
-        ]
+        label = f"cell {_label(self.id, self.name)} [{self.status or 'empty'}] code_hash {self.code_hash}"
+        names = f"defs: {_names(self.defs, 30) or '-'}; refs: {_names(self.refs, 30) or '-'}"
+        head = f"{label}\n{names[: max(80, max_chars // 20)]}\n```python\n{code}\n```"
+        parts = []
         if self.kernel_code is not None:
             parts.append(
                 "The kernel last ran different code (if a person just ran this cell, this is "
@@ -248,11 +252,12 @@ class CellDetail(_Model):
                 parts.append(f"{console.channel}:\n{console.text}")
         for error in self.errors:
             parts.append(f"error ({error.kind}): {error.traceback or error.message}")
-        text = "\n".join(parts)
-        if len(text) > max_chars:
-            cut = len(text) - max_chars
-            text = text[:max_chars] + f"\n… [{cut:,} characters cut; the artifact has all]"
-        return text
+        rest = "\n".join(parts)
+        room = max(0, max_chars - len(head) - 1)
+        if len(rest) > room:
+            marker = f"\n… [{len(rest) - room:,} characters cut; the artifact has all]"
+            rest = rest[: max(0, room - len(marker))] + marker
+        return f"{head}\n{rest}" if rest else head
 
 
 # --------------------------------------------------------------------------

@@ -517,8 +517,9 @@ class ReadCellTool(NotebookTool):
         return _Op("read_cell", (args["cell"],))
 
     def _finish(self, args: dict[str, Any], result: Any) -> tuple[str | list[Any], Any]:
-        # The window of code the model will see is what the ledger counts as read.
-        limit = max(1000, self.session.limits.max_chars * 3 // 4)
+        # The window of code the model will see is what the ledger counts as read; the
+        # rendering keeps it whole, so the window must fit the text budget with its header.
+        limit = max(200, self.session.limits.max_chars * 3 // 4)
         return super()._finish(args, result.shown(args.get("offset") or 0, limit))
 
     def _content(self, args: dict[str, Any], result: CellDetail) -> str | list[Any]:

@@ -210,7 +210,7 @@ def test_a_save_to_a_full_disk_is_an_error_never_success(start_server: Any, tmp_
             "does not hold it",
         )
         assert "full" in message.content or "not in the file" in message.content
-        assert path.read_bytes() == before or not path.read_bytes().endswith(b"app.run()\n")
+        assert path.read_bytes() == before  # a cut write is undone
     finally:
         if toolkit is not None:
             toolkit.close()

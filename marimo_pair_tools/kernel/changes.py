@@ -52,6 +52,19 @@ class Batch:
         self.gone: dict[str, int] = {}
         self.to_run: list[str] = []
         self.changed: set[str] = set()
+        self.acks: dict[str, set[str] | None] = {}
+        """Cell id -> readers its changes acknowledged (None: all of them)."""
+
+    def acknowledge(self, cid: str, ch: Args) -> None:
+        """Record the readers change ``ch`` of cell ``cid`` acknowledged (its own cell only)."""
+        ack = ch.get("acknowledge_descendants")
+        if ack is True:
+            self.acks[cid] = None
+        elif self.acks.get(cid, set()) is not None:
+            given = [ack] if isinstance(ack, str) else ack if isinstance(ack, list) else []
+            self.acks[cid] = (self.acks.get(cid) or set()) | {
+                a for a in given if isinstance(a, str)
+            }
 
     def graph(self) -> Graph:
         """The graph of the batch's current model."""
@@ -220,6 +233,7 @@ class Batch:
                 after=anchor if after else None,
             )
             self.place(cid, anchor, after)
+            self.acknowledge(cid, ch)
             self.created[i] = cid
             self.code[cid], self.names[cid] = ch["code"], name
             self.changed.add(cid)
@@ -227,6 +241,7 @@ class Batch:
         elif op in ("edit", "replace"):
             cid = self.target(ch["cell"])
             current = self.check_cas(cid, ch.get("expected_hash"))
+            self.acknowledge(cid, ch)
             new = ch["code"] if op == "edit" else self.replaced(cid, current, ch)
             self.check_syntax(new)
             if new != current:
@@ -250,6 +265,7 @@ class Batch:
             # Compare-and-swap on what is deleted: a person's newer code is never lost.
             self.check_cas(cid, ch.get("expected_hash"))
             self.check_descendants(cid, ch.get("expected_descendants"))
+            self.acknowledge(cid, ch)
             result.update(
                 cell_id=cid,
                 action="deleted",
@@ -280,35 +296,41 @@ class Batch:
         result["name"] = self.names.get(cid)
         return result
 
-    def check_effects(self, after: Graph, acknowledged: list[str] | None) -> None:
+    def check_effects(self, after: Graph) -> None:
         """Judge the batch by its effect on cells it did not touch.
 
         A name that loses its last definition (a delete, or an edit that empties or
         renames it) breaks its readers; a name that gains a first definition (a create
         or an edit defining a name others read, a builtin shadowed) changes what they
-        compute. Either way those readers must be acknowledged, whichever kind of change
-        did it. A definition that moves between cells is judged by the changes to those
-        cells (read before edit, a read of a replaced cell). ``acknowledged`` None: the
-        caller enforces no policy.
+        compute. Either way the change of the cell whose definitions changed must
+        acknowledge those readers: an acknowledgement vouches for its own change only.
+        A definition that moves between cells is judged by the changes to those cells
+        (read before edit, a read of a replaced cell).
         """
-        if acknowledged is None:
-            return
         touched = self.changed | set(self.created.values())
         affected: dict[str, set[str]] = {}
         for name in set(self.before.by_name) | set(after.by_name):
-            if bool(self.before.by_name.get(name)) == bool(after.by_name.get(name)):
+            was, now = set(self.before.by_name.get(name, ())), set(after.by_name.get(name, ()))
+            if bool(was) == bool(now):
                 continue
+            responsible = was ^ now
             for reader in after.order:
-                if name in after.info[reader][1] and reader not in touched:
-                    affected.setdefault(reader, set()).add(name)
-        missing = after.sort(set(affected) - set(acknowledged))
+                if name not in after.info[reader][1] or reader in touched:
+                    continue
+                if any(
+                    self.acks.get(c, set()) is None or reader in (self.acks.get(c) or set())
+                    for c in responsible
+                ):
+                    continue
+                affected.setdefault(reader, set()).add(name)
+        missing = after.sort(affected)
         if missing:
             detail = ", ".join(f"{c} (reads {', '.join(sorted(affected[c]))})" for c in missing)
             raise Refused(
                 "effects",
                 "The batch removes the last definition of names other cells read, or defines "
-                f"names they read that nothing defined, so those cells would break or change: "
-                f"{detail}.",
+                "names they read that nothing defined, so those cells would break or change: "
+                f"{detail}. The change that removes or adds the name must acknowledge them.",
                 affected=missing,
             )
 
@@ -405,22 +427,6 @@ def _verify(
     return order_ok
 
 
-def _acknowledged(args: Args) -> list[str] | None:
-    """Cells the batch may affect: the union of its changes' acknowledgements (None: no check)."""
-    if not args.get("check_effects"):
-        return None
-    found: list[str] = []
-    for change in args["changes"]:
-        ack = change.get("acknowledge_descendants")
-        if ack is True:
-            return None  # "all of them": a caller without a ledger accepts every effect
-        if isinstance(ack, str):
-            found.append(ack)
-        elif isinstance(ack, list):
-            found.extend(a for a in ack if isinstance(a, str))
-    return found
-
-
 SAVE_WAIT = 3.0
 """Seconds to wait for marimo's save of a change (measured: ~10 ms on a local disk)."""
 
@@ -432,23 +438,64 @@ def _file_codes(path: str) -> list[str]:
     return [cell.code for cell in notebook.cells]
 
 
+def _norm(code: str) -> str:
+    """Code as the file holds it: trailing spaces and blank edges do not count, comments do."""
+    return "\n".join(line.rstrip() for line in code.strip("\n").splitlines())
+
+
+def _count(codes: list[str], code: str) -> int:
+    want = _norm(code)
+    return sum(_norm(c) == want for c in codes)
+
+
 def _missing_on_disk(codes: list[str], batch: Batch, results: list[dict[str, Any]]) -> list[str]:
-    """What of this batch the file does not hold (other people's unsaved edits aside)."""
+    """What of this batch the file does not hold (other people's unsaved edits aside).
+
+    Exact code, counted: a cell whose code is also another cell's, or an edit that only
+    changes a comment, is on disk only when the file holds that code as often as the
+    notebook does.
+    """
+    final = list(batch.code.values())
     problems = []
     for result in results:
         cid = result["cell_id"]
         if result["op"] == "delete":
             code = result["deleted_code"] or ""
-            still = sum(_same_code(c, code) for c in codes)
-            if code.strip() and still > sum(_same_code(c, code) for c in batch.code.values()):
+            if _count(codes, code) > _count(final, code):
                 problems.append(f"deleted cell {cid} is still in the file")
         elif (
             result["op"] in ("create", "edit", "replace")
             and cid in batch.code
-            and not any(_same_code(c, batch.code[cid]) for c in codes)
+            and _count(codes, batch.code[cid]) < _count(final, batch.code[cid])
         ):
             problems.append(f"the new code of cell {cid} is not in the file")
     return problems
+
+
+def diverged(state: NotebookState) -> tuple[bytes | None, list[int]]:
+    """The file's bytes, and the cells it holds that the running notebook does not.
+
+    marimo saves the whole notebook over the file: if the file was changed outside
+    marimo (``git checkout``, an editor) and not reloaded, any change would erase that
+    work. An unreadable or unparsable file is not judged (a save can only mend it).
+    """
+    path = state.kernel.app_metadata.filename
+    if not path:
+        return None, []
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+        codes = _file_codes(path)
+    except (OSError, ValueError, SyntaxError):
+        return None, []
+    known = [c.code for c in state.doc.cells]
+    normalized = {_norm(c) for c in known}
+    outside = [
+        i
+        for i, code in enumerate(codes)
+        if _norm(code) not in normalized and not any(_same_code(code, k) for k in known)
+    ]
+    return data, outside
 
 
 def _why_unsaved(path: str) -> str:
@@ -469,10 +516,12 @@ def _why_unsaved(path: str) -> str:
 
 
 def on_disk(
-    state: NotebookState, batch: Batch, results: list[dict[str, Any]]
+    state: NotebookState, batch: Batch, results: list[dict[str, Any]], before: bytes | None
 ) -> tuple[bool | None, str | None]:
     """Whether the notebook file holds the batch, waiting briefly for marimo's save.
 
+    A save cut short (a full disk) leaves a truncated file; it is put back as it was
+    (``before``), and the change stays in the session for a later save.
     Returns ``(None, None)`` when nothing needed saving or the notebook has no file.
     """
     path = state.kernel.app_metadata.filename
@@ -490,13 +539,50 @@ def on_disk(
         time.sleep(0.01)
     if not problems:
         return True, None
-    return False, f"{path}: {'; '.join(problems)}. Likely cause: {_why_unsaved(path)}."
+    restored = _restore_if_cut(path, before)
+    return False, f"{path}: {'; '.join(problems)}. Likely cause: {_why_unsaved(path)}.{restored}"
+
+
+def _is_cut(path: str) -> bool:
+    """A write cut short: the file no longer parses (as Python, for a .py notebook)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            content = handle.read()
+        if path.endswith(".py"):
+            ast.parse(content)  # marimo's own parser is lenient with broken cells
+        else:
+            _file_codes(path)
+    except (OSError, ValueError, SyntaxError):
+        return True
+    return False
+
+
+def _restore_if_cut(path: str, before: bytes | None) -> str:
+    if not _is_cut(path):
+        return ""  # the file parses: it is someone's whole version, not ours to replace
+    if before is None:
+        return " The file no longer parses (a cut write)."
+    try:
+        with open(path, "wb") as handle:  # in place, as marimo writes: same inode
+            handle.write(before)
+    except OSError as exc:
+        return f" The file no longer parses and could not be restored ({exc})."
+    return " The cut write was undone: the file holds its previous version again."
 
 
 async def apply(state: NotebookState, args: Args) -> dict[str, Any]:
     """Apply a batch of changes atomically: all of them, or none and a refusal."""
     results: list[dict[str, Any]] = []
     started = time.perf_counter()
+    before, outside = diverged(state)
+    if outside and any(c.get("op") != "run" for c in args["changes"]):
+        raise Refused(
+            "diverged",
+            f"the notebook file holds {len(outside)} cell(s) the running notebook does not "
+            f"(cell {', '.join(str(i + 1) for i in outside[:10])} in file order): it was "
+            "changed outside marimo (git checkout, an editor) and not reloaded. Any change "
+            "now would save the running notebook over that work.",
+        )
     async with state.ctx as ctx:
         batch = Batch(state, ctx)
         for i, ch in enumerate(args["changes"]):
@@ -518,14 +604,14 @@ async def apply(state: NotebookState, args: Args) -> dict[str, Any]:
                 )
             ctx.run_cell(cid)
         after = batch.check_graph()
-        batch.check_effects(after, _acknowledged(args))
         if args.get("check_effects"):
+            batch.check_effects(after)
             batch.check_replacements(args["changes"], results)
         checked = time.perf_counter()
     # Leaving the context applied the batch (or raised: then nothing was applied).
     applied = time.perf_counter()
     order_ok = _verify(state, batch, results, after)
-    saved, save_problem = on_disk(state, batch, results)
+    saved, save_problem = on_disk(state, batch, results, before)
     saved_at = time.perf_counter()
     explicit, reactive = set(batch.to_run), set()
     if explicit and state.kernel.reactive_execution_mode == "autorun":
