@@ -17,8 +17,10 @@ which `parse_result` turns into a result or the matching error.
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
+import inspect
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,11 +48,13 @@ __all__ = [
     "codes",
     "errors",
     "graph",
+    "needs_install",
     "package_name",
     "packages_change",
     "packages_list",
     "parse_result",
     "read_cell",
+    "scratchpad_source",
     "set_ui_value",
     "snapshot",
     "status",
@@ -65,6 +69,7 @@ KERNEL_MODULES = (
     "text",
     "analysis",
     "budget",
+    "fence",
     "interrupts",
     "state",
     "views",
@@ -141,6 +146,34 @@ class KernelCall:
             f"print({RESULT_TAG + _NOT_INSTALLED!r}) if _k is None else {run}\n"
         )
         return (_install_source() if install else "") + call
+
+
+def scratchpad_source(code: str, *, install: bool = False) -> str:
+    """The agent's scratchpad code, run inside the kernel's fence (`kernel.fence`).
+
+    The code travels as one string literal; the call's value (the code's last
+    expression) is the cell's output, as if the code had been sent as it is.
+    """
+    try:
+        compiled = compile(code, "<execute_code>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+        awaits = bool(compiled.co_flags & inspect.CO_COROUTINE)
+    except (SyntaxError, ValueError):
+        awaits = False  # the kernel reports the error, from inside the fence
+    run = (
+        f"await _k.entry.arun_scratchpad({code!r}, globals())"
+        if awaits
+        else f"_k.entry.run_scratchpad({code!r}, globals())"
+    )
+    call = (
+        f"_k = __import__('sys').modules.get({package_name()!r})\n"
+        f"print({RESULT_TAG + _NOT_INSTALLED!r}) if _k is None else {run}\n"
+    )
+    return (_install_source() if install else "") + call
+
+
+def needs_install(stdout: str) -> bool:
+    """Whether a fenced scratchpad call found no kernel package (its code did not run)."""
+    return (RESULT_TAG + _NOT_INSTALLED) in stdout
 
 
 # --------------------------------------------------------------------------

@@ -38,6 +38,7 @@ this module imports nothing from the package, so the tools can import them.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -136,7 +137,8 @@ RULE_SCRATCHPAD_EDIT = "scratchpad_edit"
 # A guardrail against an agent taking the shortcut, not a sandbox: the scratchpad
 # runs arbitrary Python in the kernel.
 _NOTEBOOK_WRITERS = re.compile(
-    r"_code_mode|\bcode_mode\b|mutate_graph|\._kernel\b|get_current_document|cell_manager"
+    r"^marimo\.(_code_mode|_runtime|_messaging|_server|_session|_ast\.cell_manager)"
+    r"|^_marimo_pair_kernel"
 )
 
 _EDIT_OPS = frozenset({OP_EDIT, OP_REPLACE})
@@ -699,9 +701,31 @@ def check(policy: Policy, ledger: Ledger, tool_name: str, args: Mapping[str, Any
     return Decision(allowed=True, rule=None, reason="allowed", tool=tool_name, args_summary=summary)
 
 
+def _reaches_internals(code: str) -> bool:
+    """Whether the code plainly imports marimo's private modules (an early, friendly no).
+
+    Only import statements count: a dict key or a column named ``code_mode`` is data.
+    Disguised routes are the kernel's fence's business (`kernel.fence`), not this check's.
+    """
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            continue
+        if any(_NOTEBOOK_WRITERS.search(name) for name in names):
+            return True
+    return False
+
+
 def _check_scratchpad(args: Mapping[str, Any]) -> list[_Finding]:
     code = args.get("code")
-    if isinstance(code, str) and _NOTEBOOK_WRITERS.search(code):
+    if isinstance(code, str) and _reaches_internals(code):
         return [
             _Finding(
                 RULE_SCRATCHPAD_EDIT,

@@ -654,14 +654,26 @@ class Notebook(_NotebookBase):
         """Cells with full code, graph, errors and the file's sha256, in one request."""
         return self._run(_snapshot_call())
 
-    def execute(self, code: str, *, timeout: float | None = None) -> ExecuteResult:
+    def execute(
+        self, code: str, *, timeout: float | None = None, fence: bool = True
+    ) -> ExecuteResult:
         """Run code in this notebook's scratchpad (nothing is saved).
 
-        The first time, a status call ships the kernel package: its interrupt hook
-        is what lets a timeout stop async code that never awaits.
+        Args:
+            code: Python; top-level ``await`` works.
+            timeout: seconds (default: the notebook's).
+            fence: run it inside the kernel's fence (`marimo_pair_tools.kernel.fence`):
+                it may read the notebook, not change it behind the tools' rules.
         """
-        if not self._package_seen:
-            self._run(_status_call(None))
+        if not fence:
+            return self._execute(code, timeout)
+        result = self._execute(kernel.scratchpad_source(code), timeout)
+        if kernel.needs_install(result.stdout):  # a new kernel: the code did not run
+            result = self._execute(kernel.scratchpad_source(code, install=True), timeout)
+        self._package_seen = True
+        return result
+
+    def _execute(self, code: str, timeout: float | None) -> ExecuteResult:
         return self.client.execute(
             code,
             notebook=self.notebook,
@@ -853,10 +865,19 @@ class AsyncNotebook(_NotebookBase):
         """See `Notebook.snapshot`."""
         return await self._run(_snapshot_call())
 
-    async def execute(self, code: str, *, timeout: float | None = None) -> ExecuteResult:
+    async def execute(
+        self, code: str, *, timeout: float | None = None, fence: bool = True
+    ) -> ExecuteResult:
         """See `Notebook.execute`."""
-        if not self._package_seen:
-            await self._run(_status_call(None))
+        if not fence:
+            return await self._execute(code, timeout)
+        result = await self._execute(kernel.scratchpad_source(code), timeout)
+        if kernel.needs_install(result.stdout):
+            result = await self._execute(kernel.scratchpad_source(code, install=True), timeout)
+        self._package_seen = True
+        return result
+
+    async def _execute(self, code: str, timeout: float | None) -> ExecuteResult:
         return await self.client.execute(
             code,
             notebook=self.notebook,

@@ -666,16 +666,26 @@ def test_inspect_by_name_lets_a_delete_by_name_pass() -> None:
     [
         "import marimo._code_mode as cm",
         "from marimo import _code_mode",
-        "import importlib; importlib.import_module('marimo._code_mode')",
-        "ctx = get_context(); ctx._kernel.mutate_graph([], [])",
+        "from marimo._runtime.context import get_context",
+        "import os\nif True:\n    import marimo._messaging.notification as n",
     ],
 )
 def test_scratchpad_may_not_edit_cells_past_the_guards(code: str) -> None:
+    """The early, friendly refusal of plain imports; disguised routes meet the fence."""
     decision = check(Policy(), Ledger(), "execute_code", {"code": code})
     assert not decision.allowed
     assert decision.rule == "scratchpad_edit"
     assert "edit_cell" in decision.reason
 
 
-def test_scratchpad_reads_are_allowed() -> None:
-    assert check(Policy(), Ledger(), "execute_code", {"code": "print(df.head())"}).allowed
+@pytest.mark.parametrize(
+    "code",
+    [
+        "print(df.head())",
+        "settings = {'code_mode': True}\nsettings['code_mode']",
+        "df['code_mode'] = 1",
+        "# we do not use marimo._code_mode here\nx = 'cell_manager'",
+    ],
+)
+def test_scratchpad_reads_and_mere_mentions_are_allowed(code: str) -> None:
+    assert check(Policy(), Ledger(), "execute_code", {"code": code}).allowed

@@ -18,11 +18,21 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import changes, interrupts, reads
+from marimo._runtime.context.types import safe_get_context
+
+from . import changes, fence, interrupts, reads
 from .state import NotebookState, Refused, classify, write_stdout
 from .text import cut
 
-__all__ = ["ASYNC_OPERATIONS", "OPERATIONS", "RESULT_TAG", "acall", "call"]
+__all__ = [
+    "ASYNC_OPERATIONS",
+    "OPERATIONS",
+    "RESULT_TAG",
+    "acall",
+    "arun_scratchpad",
+    "call",
+    "run_scratchpad",
+]
 
 RESULT_TAG = "<<marimo-pair:result>>"
 
@@ -95,8 +105,34 @@ def _unknown(op: str) -> Refused:
     return Refused("internal", f"unknown kernel operation {op!r}")
 
 
+def _fence_setup() -> tuple[str | None, int | None]:
+    """Install the fence (once per kernel); the notebook file and the server's port."""
+    ctx: Any = safe_get_context()
+    kernel = getattr(ctx, "_kernel", None)
+    fence.install(kernel, getattr(ctx, "stream", None))
+    filename = getattr(getattr(kernel, "app_metadata", None), "filename", None)
+    request = getattr(ctx, "request", None)
+    headers = getattr(request, "headers", None) or {}
+    host = next((str(v) for k, v in headers.items() if str(k).lower() == "host"), "")
+    port = host.rsplit(":", 1)[1] if ":" in host else ""
+    return filename, int(port) if port.isdigit() else None
+
+
+def run_scratchpad(code: str, namespace: dict[str, Any]) -> Any:
+    """The agent's scratchpad code, inside the fence; returns its last expression's value."""
+    filename, port = _fence_setup()
+    return fence.run(code, namespace, filename, port, __name__.rsplit(".", 1)[0])
+
+
+async def arun_scratchpad(code: str, namespace: dict[str, Any]) -> Any:
+    """`run_scratchpad` for code with a top-level ``await``."""
+    filename, port = _fence_setup()
+    return await fence.arun(code, namespace, filename, port, __name__.rsplit(".", 1)[0])
+
+
 def call(op: str, args_json: str) -> None:
     """Run read operation ``op`` with JSON arguments; print its tagged result."""
+    fence.refuse_if_active("marimo-pair's own kernel calls")
     state = None
     try:
         function = OPERATIONS.get(op)
@@ -111,6 +147,7 @@ def call(op: str, args_json: str) -> None:
 
 async def acall(op: str, args_json: str) -> None:
     """Run change operation ``op`` with JSON arguments; print its tagged result."""
+    fence.refuse_if_active("marimo-pair's own kernel calls")
     state = None
     try:
         function = ASYNC_OPERATIONS.get(op)

@@ -1,0 +1,266 @@
+"""A fence around the agent's scratchpad code: it may read the notebook, not change it.
+
+While `run` executes an agent's ``execute_code``, these routes to changing the notebook
+behind the tools' rules are closed, however the code reaches them (an import built
+from pieces, ``sys.modules``, ``getattr``, code compiled from an encoded string):
+
+- marimo's code mode: every mutating method of its context class refuses;
+- the kernel's own graph mutations (``mutate_graph``, ``delete_cell``, ``sync_graph``);
+- messages that would change the session's document (a document transaction, cell
+  code or id updates) on the kernel's stream to the server;
+- this package's own entry points (they apply changes without the guard);
+- marimo's HTTP API on the server's own port (``socket.connect``);
+- writing, replacing, truncating or removing the notebook file, and subprocesses whose
+  command line names it (audit hooks: ``open``, ``os.rename``, ``os.replace``, …);
+- ``gc.get_objects``/``gc.get_referrers`` (a walk to objects the fence hides).
+
+It is a fence for a model talked into misbehaving, not a sandbox: native code
+(ctypes, C extensions), other files the notebook reads, and code determined enough
+to fish every original method out of the guards' closures (code mode, the kernel
+and the stream at once) are outside it. The person's cells and our own kernel
+calls run unfenced.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import inspect
+import os
+import sys
+import types
+from collections.abc import Callable, Iterator
+from typing import Any
+
+__all__ = ["FenceError", "active", "arun", "check_stream_write", "install", "run"]
+
+
+class FenceError(PermissionError):
+    """The agent's scratchpad code tried to change the notebook behind the tools."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"marimo-pair fence: execute_code may read the notebook but not change it ({what}). "
+            "Nothing was changed. Use create_cell, edit_cell, delete_cell or apply_changes, "
+            "which keep the rules that protect the person's work."
+        )
+
+
+_STATE: dict[str, Any] = {"depth": 0, "file": None, "port": None, "hidden": {}}
+_DOCUMENT_TAGS = (b'"op":"notebook-document-transaction"',)
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+def active() -> bool:
+    """Whether agent scratchpad code is running now."""
+    return bool(_STATE["depth"])
+
+
+def refuse_if_active(what: str) -> None:
+    if _STATE["depth"]:
+        raise FenceError(what)
+
+
+# ------------------------------------------------------------------ the hooks
+
+
+def _same_file(path: Any) -> bool:
+    target = _STATE["file"]
+    if target is None or path is None:
+        return False
+    try:
+        candidate = os.fspath(path)
+    except TypeError:
+        return False
+    if isinstance(candidate, bytes):
+        candidate = os.fsdecode(candidate)
+    if not isinstance(candidate, str):
+        return False
+    try:
+        return os.path.realpath(candidate) == target or (
+            os.path.exists(candidate) and os.path.samefile(candidate, target)
+        )
+    except OSError:
+        return False
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if not _STATE["depth"]:
+        return
+    if event == "open" and len(args) >= 3:
+        path, mode, flags = args[0], args[1], args[2]
+        writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+            isinstance(flags, int) and flags & _WRITE_FLAGS
+        )
+        if writes and _same_file(path):
+            raise FenceError("writing the notebook file")
+    elif event in ("os.rename", "os.replace", "os.link", "os.symlink"):
+        if any(_same_file(a) for a in args[:2]):
+            raise FenceError("replacing the notebook file")
+    elif event in ("os.remove", "os.truncate", "os.chmod", "os.chown", "os.utime"):
+        if args and _same_file(args[0]):
+            raise FenceError("changing the notebook file")
+    elif event in ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn"):
+        text = repr(args)
+        name = os.path.basename(_STATE["file"] or "\0")
+        if name in text:
+            raise FenceError("a subprocess that names the notebook file")
+    elif event == "socket.connect" and len(args) >= 2:
+        address = args[1]
+        port = _STATE["port"]
+        if port and isinstance(address, tuple) and len(address) >= 2 and address[1] == port:
+            raise FenceError("marimo's HTTP API on its own server")
+    elif event in ("gc.get_objects", "gc.get_referrers", "gc.get_referents"):
+        raise FenceError("walking the interpreter's objects")
+
+
+def check_stream_write(data: Any) -> None:
+    """Refuse a message that would change the session's document while fenced."""
+    if (
+        _STATE["depth"]
+        and isinstance(data, (bytes, bytearray))
+        and any(tag in data for tag in _DOCUMENT_TAGS)
+    ):
+        raise FenceError("a document change sent to the server")
+
+
+def _guard_methods(cls: type, names: tuple[str, ...], what: str) -> None:
+    for name in names:
+        original = cls.__dict__.get(name)
+        if original is None or getattr(original, "_marimo_pair_fenced", False):
+            continue
+        if isinstance(original, (staticmethod, classmethod)):
+            continue
+
+        def make(fn: Callable[..., Any], label: str) -> Callable[..., Any]:
+            if inspect.iscoroutinefunction(fn):
+
+                async def guarded_async(*args: Any, **kwargs: Any) -> Any:
+                    refuse_if_active(label)
+                    return await fn(*args, **kwargs)
+
+                guarded_async._marimo_pair_fenced = True  # type: ignore[attr-defined]
+                return guarded_async
+
+            def guarded(*args: Any, **kwargs: Any) -> Any:
+                refuse_if_active(label)
+                return fn(*args, **kwargs)
+
+            guarded._marimo_pair_fenced = True  # type: ignore[attr-defined]
+            return guarded
+
+        setattr(cls, name, make(original, f"{what}.{name}"))
+
+
+def install(kernel: Any, stream: Any) -> None:
+    """Once per kernel: the audit hook and the guarded methods (inert until `run`)."""
+    if getattr(sys, "_marimo_pair_fence_installed", False):
+        return
+    from marimo._code_mode._context import AsyncCodeModeContext
+
+    _guard_methods(
+        AsyncCodeModeContext,
+        (
+            "__aenter__",
+            "create_cell",
+            "edit_cell",
+            "delete_cell",
+            "move_cell",
+            "run_cell",
+            "set_ui_value",
+            "_apply_ops",
+            "execute_command",
+            "enqueue_command",
+        ),
+        "code mode",
+    )
+    _guard_methods(
+        type(kernel),
+        ("mutate_graph", "delete_cell", "sync_graph", "rename_file", "set_ui_element_value"),
+        "the kernel",
+    )
+    stream_type = type(stream)
+    original_write = stream_type.__dict__.get("write")
+    if original_write is not None and not getattr(original_write, "_marimo_pair_fenced", False):
+
+        def write(self: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
+            check_stream_write(data)
+            return original_write(self, data, *args, **kwargs)
+
+        write._marimo_pair_fenced = True  # type: ignore[attr-defined]
+        stream_type.write = write
+    sys.addaudithook(_audit)
+    sys._marimo_pair_fence_installed = True  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------ running
+
+
+class _Hidden(types.ModuleType):
+    """What an import of a fenced module gets while the fence is up: a clear refusal."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        raise FenceError(f"{self.__name__} is closed while execute_code runs")
+
+
+@contextlib.contextmanager
+def _fenced(filename: str | None, port: int | None, package: str) -> Iterator[None]:
+    hidden = {k: sys.modules.pop(k) for k in list(sys.modules) if k.startswith(package)}
+    hidden.update(
+        {k: sys.modules.pop(k) for k in list(sys.modules) if k.startswith("marimo._code_mode")}
+    )
+    for key in hidden:
+        sys.modules[key] = _Hidden(key)
+    _STATE.update(file=os.path.realpath(filename) if filename else None, port=port)
+    _STATE["depth"] += 1
+    try:
+        yield
+    finally:
+        _STATE["depth"] -= 1
+        for key, module in hidden.items():
+            sys.modules[key] = module
+
+
+def _split(code: str, flags: int) -> tuple[Any, Any | None]:
+    """The code without its last expression, and that expression (the cell's value)."""
+    tree = ast.parse(code, "<execute_code>", "exec")
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        expression = tree.body.pop()
+        assert isinstance(expression, ast.Expr)
+        last = ast.Expression(expression.value)
+    body = compile(tree, "<execute_code>", "exec", flags=flags)
+    value = compile(last, "<execute_code>", "eval", flags=flags) if last is not None else None
+    return body, value
+
+
+def run(
+    code: str, namespace: dict[str, Any], filename: str | None, port: int | None, package: str
+) -> Any:
+    """Run the agent's synchronous scratchpad code inside the fence; return its last value."""
+    body, value = _split(code, 0)
+    with _fenced(filename, port, package):
+        exec(body, namespace)  # noqa: S102 - this is the scratchpad: running it is the point
+        return eval(value, namespace) if value is not None else None  # noqa: S307
+
+
+async def arun(
+    code: str, namespace: dict[str, Any], filename: str | None, port: int | None, package: str
+) -> Any:
+    """`run` for code with a top-level ``await``."""
+    flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    body, value = _split(code, flags)
+    with _fenced(filename, port, package):
+        result = eval(body, namespace)  # noqa: S307
+        if result is not None and hasattr(result, "__await__"):
+            await result
+        if value is None:
+            return None
+        out = eval(value, namespace)  # noqa: S307
+        return await out if hasattr(out, "__await__") and _awaited(value) else out
+
+
+def _awaited(code: Any) -> bool:
+    return bool(code.co_flags & 0x80)
