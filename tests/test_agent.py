@@ -259,3 +259,22 @@ def test_an_edit_decision_naming_an_unknown_tool_is_refused_not_a_crash(setup: A
     refusal = tool_results(state["messages"])[-1]
     assert refusal.status == "error" and "unknown tool" in refusal.content
     assert "r = 1" in path.read_text()
+
+
+def test_execute_code_can_need_a_persons_approval(setup: Any) -> None:
+    """docs/fence.md: where running Python in the person's kernel needs a yes, ask for it."""
+    toolkit, _, _ = setup(["secret = 41"])
+    code = "print('ran', secret + 1)"
+    model = ScriptedChatModel([[{"name": "execute_code", "args": {"code": code}}], "done"])
+    agent = create_pair_agent(
+        model, toolkit, interrupt_on=["execute_code"], checkpointer=InMemorySaver()
+    )
+    state = agent.invoke({"messages": [HumanMessage("look")]}, thread("exec"))
+    [pending] = state["__interrupt__"]
+    assert pending.value["action_requests"][0]["args"]["code"] == code
+    state = agent.invoke(
+        Command(resume={"decisions": [{"type": "reject", "message": "not now"}]}), thread("exec")
+    )
+    [result] = tool_results(state["messages"])
+    assert result.status == "error" and "not now" in result.content
+    assert "ran" not in result.content
