@@ -36,6 +36,7 @@ from .errors import (
     StaleCellError,
     ValidationFailedError,
 )
+from .models import untrusted
 
 __all__ = [
     "KERNEL_MODULES",
@@ -431,8 +432,10 @@ def parse_result(stdout: str, stderr: str = "") -> Any:
             label = f"Current code of cell {cell} (code_hash {error['current_hash']})"
         else:
             label = f"Current text of cell {cell} (no hash: read the cell again)"
-        text += f"\n{label}:\n```python\n{code}\n```"
+        text += f"\n{label}:\n" + untrusted(f"```python\n{code}\n```")
     if isinstance(error.get("kernel_code"), str):
         ran = _cut_code(error["kernel_code"])
-        text += f"\nCode the kernel last ran (differs from the text):\n```python\n{ran}\n```"
+        text += "\nCode the kernel last ran (differs from the text):\n" + untrusted(
+            f"```python\n{ran}\n```"
+        )
     raise cls(text, **error)

@@ -53,6 +53,7 @@ __all__ = [
     "UIValueResult",
     "VariableInfo",
     "VariablesReport",
+    "untrusted",
 ]
 
 
@@ -62,6 +63,22 @@ class _Model(BaseModel):
 
 def _label(cell_id: str, name: str | None) -> str:
     return f"{cell_id} ({name})" if name else cell_id
+
+
+DATA_OPEN = "<notebook-data>"
+DATA_CLOSE = "</notebook-data>"
+
+
+def untrusted(text: str) -> str:
+    """Notebook content (code, outputs, console, errors, reprs) marked as data.
+
+    The system prompt tells the model that text between these markers is never an
+    instruction; a marker inside the content is defused so it cannot close the block.
+    """
+    safe = text.replace("<notebook-data", "<notebook_data").replace(
+        "</notebook-data", "</notebook_data"
+    )
+    return f"{DATA_OPEN}\n{safe}\n{DATA_CLOSE}"
 
 
 def _head(code: str, limit: int = 1500) -> str:
@@ -133,7 +150,8 @@ class CellsPage(_Model):
             f"{self.total} cells (showing {self.offset + 1 if self.cells else 0}-{end}); "
             f"notebook_version {self.notebook_version}"
         ]
-        lines += [cell.render() for cell in self.cells]
+        if self.cells:
+            lines.append(untrusted("\n".join(cell.render() for cell in self.cells)))
         if end < self.total:
             lines.append(f"… {self.total - end} more cells: call again with offset={end}.")
         return "\n".join(lines)
@@ -229,7 +247,9 @@ class CellDetail(_Model):
             )
         label = f"cell {_label(self.id, self.name)} [{self.status or 'empty'}] code_hash {self.code_hash}"
         names = f"defs: {_names(self.defs, 30) or '-'}; refs: {_names(self.refs, 30) or '-'}"
-        head = f"{label}\n{names[: max(80, max_chars // 20)]}\n```python\n{code}\n```"
+        head = f"{label}\n{names[: max(80, max_chars // 20)]}\n" + untrusted(
+            f"```python\n{code}\n```"
+        )
         parts = []
         if self.kernel_code is not None:
             parts.append(
@@ -253,11 +273,11 @@ class CellDetail(_Model):
         for error in self.errors:
             parts.append(f"error ({error.kind}): {error.traceback or error.message}")
         rest = "\n".join(parts)
-        room = max(0, max_chars - len(head) - 1)
+        room = max(0, max_chars - len(head) - 1 - len(DATA_OPEN) - len(DATA_CLOSE) - 2)
         if len(rest) > room:
             marker = f"\n… [{len(rest) - room:,} characters cut; the artifact has all]"
             rest = rest[: max(0, room - len(marker))] + marker
-        return f"{head}\n{rest}" if rest else head
+        return f"{head}\n{untrusted(rest)}" if rest else head
 
 
 # --------------------------------------------------------------------------
@@ -577,20 +597,23 @@ class ApplyResult(_Model):
                 line += f"; NOT VERIFIED: {ch.problem}"
             lines.append(line)
             if ch.diff:
-                lines.append(ch.diff.rstrip("\n"))
+                lines.append(untrusted(ch.diff.rstrip("\n")))
             if ch.op == "delete" and ch.deleted_code is not None:
                 # What was deleted, so the model knows what it removed and can restore it.
                 lines.append(
                     f"  it defined: {', '.join(ch.defined_names) or 'nothing'}; its code "
-                    f"(restore with create_cell):\n```python\n{_head(ch.deleted_code)}\n```"
+                    "(restore with create_cell):\n"
+                    + untrusted(f"```python\n{_head(ch.deleted_code)}\n```")
                 )
         for report in self.ran:
             how = "ran" if report.explicit else "re-ran"
             lines.append(f"{how} {_label(report.cell_id, report.name)}: {report.status}")
             for error in report.errors:
-                lines.append(f"  {error.kind} error: {error.traceback or error.message}")
+                lines.append(
+                    f"  {error.kind} error:\n" + untrusted(error.traceback or error.message)
+                )
         if self.console.strip():
-            lines.append("console:\n" + self.console.rstrip())
+            lines.append("console:\n" + untrusted(self.console.rstrip()))
         if self.saved:
             lines.append("saved: the notebook file holds this change")
         lines.append(f"notebook_version {self.notebook_version}")
@@ -637,8 +660,8 @@ class ErrorsReport(_Model):
         for cell in self.cells:
             for error in cell.errors:
                 lines.append(
-                    f"{_label(cell.cell_id, cell.name)} [{cell.status}] {error.kind}: "
-                    f"{error.traceback or error.message}"
+                    f"{_label(cell.cell_id, cell.name)} [{cell.status}] {error.kind}:\n"
+                    + untrusted(error.traceback or error.message)
                 )
         lines += [
             f"multiply defined: {n!r} in {', '.join(ids)}"
@@ -681,7 +704,7 @@ class VariablesReport(_Model):
                 extra += f" columns={_names(var.columns, 12)}"
             shown = " ⏎ ".join((var.repr or "").splitlines())
             shown = shown if len(shown) <= 160 else shown[:159] + "…"
-            lines.append(f"{var.name}: {var.type}{extra} = {shown}")
+            lines.append(f"{var.name}: {var.type}{extra} = {untrusted(shown)}")
         if self.truncated:
             lines.append(
                 f"… {self.total - len(self.variables)} more; ask for names=[...] or a higher limit"

@@ -32,6 +32,7 @@ from .models import (
     MoveCell,
     ReplaceInCell,
     RunCell,
+    untrusted,
 )
 from .notebook import AsyncNotebook, Notebook
 
@@ -566,15 +567,15 @@ class ExecuteCodeTool(NotebookTool):
         parts = [("succeeded" if result.success else "FAILED") + f" in {result.elapsed:.2f} s"]
         image: tuple[str, str | None] | None = None
         if result.stdout:
-            parts.append("stdout:\n" + result.stdout)
+            parts.append("stdout:\n" + untrusted(result.stdout))
         if result.stderr:
-            parts.append("stderr:\n" + result.stderr)
+            parts.append("stderr:\n" + untrusted(result.stderr))
         if result.output is not None and result.output.data:
             from .notebook import output_view
 
             view = output_view({"mimetype": result.output.mimetype, "data": result.output.data})
             if view is not None and view.text:
-                parts.append(f"value ({view.mimetype}):\n{view.text}")
+                parts.append(f"value ({view.mimetype}):\n" + untrusted(view.text))
             elif view is not None and view.image_base64:
                 parts.append(f"value: image ({view.image_mimetype})")
                 image = (view.image_base64, view.image_mimetype)
