@@ -23,6 +23,7 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 from ..errors import ConfigurationError
@@ -36,6 +37,7 @@ __all__ = [
     "Task",
     "TaskSpec",
     "default_tasks_dir",
+    "importable",
     "load_task",
     "load_tasks",
 ]
@@ -96,6 +98,9 @@ class TaskSpec:
         tags: free-form labels (``fix``, ``pandas``, ``safety``...).
         human_edits: edits "a person" makes mid-task.
         notebook: the starting notebook's file name in the directory.
+        requires: the packages (import names) the notebook, the solution and the
+            graders need beyond marimo and the standard library. A run whose
+            environment lacks one reports the task as not run, not as failed.
     """
 
     instruction: str
@@ -106,6 +111,7 @@ class TaskSpec:
     tags: tuple[str, ...] = ()
     human_edits: Sequence[HumanEdit] = ()
     notebook: str = _NOTEBOOK
+    requires: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -132,12 +138,29 @@ class Task:
         """The task's graders."""
         return self.spec.graders
 
+    def missing(self) -> list[str]:
+        """The required packages this interpreter (and so its kernels) cannot import."""
+        return [name for name in self.spec.requires if not importable(name)]
+
     def needs(self) -> Needs:
         """Everything the graders need collected."""
         total = Needs()
         for grader in self.spec.graders:
             total = total | grader.needs()
         return total
+
+
+@cache
+def importable(name: str) -> bool:
+    """Whether ``name`` (an import name) can be imported here, without importing it.
+
+    The harness starts marimo and the grading runs with this interpreter, so
+    what it finds, the notebook's kernel finds.
+    """
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def default_tasks_dir() -> Path:

@@ -26,5 +26,6 @@ TASK = TaskSpec(
         o.say("Added the bar chart (`ax`): books 3, games 2, music 1."),
     ],
     limits=Limits(steps=10, seconds=60),
+    requires=("pandas", "matplotlib"),
     tags=("plot", "pandas"),
 )

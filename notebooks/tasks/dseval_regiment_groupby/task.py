@@ -29,5 +29,6 @@ TASK = TaskSpec(
     ],
     limits=Limits(steps=10, seconds=90),
     licence="MIT; adapted from DSEval (github.com/MetaCopilot/dseval, benchmarks/exercise/03-grouping-regiment.py, (c) 2024 MetaCopilot team), itself based on guipsamora/pandas_exercises (BSD-3-Clause, (c) 2018 Guilherme Samora)",
+    requires=("pandas",),
     tags=("analysis", "pandas", "port"),
 )

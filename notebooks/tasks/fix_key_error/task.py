@@ -23,5 +23,6 @@ TASK = TaskSpec(
         o.say("The column is `price` (lower case); `avg_price` is 4.0."),
     ],
     limits=Limits(steps=10, seconds=60),
+    requires=("pandas",),
     tags=("fix", "pandas"),
 )

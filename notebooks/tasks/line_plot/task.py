@@ -30,5 +30,6 @@ TASK = TaskSpec(
         o.say("Added the line chart as `fig`."),
     ],
     limits=Limits(steps=10, seconds=60),
+    requires=("matplotlib",),
     tags=("plot",),
 )

@@ -35,5 +35,6 @@ TASK = TaskSpec(
         o.say("Renamed `df` to `sales` in `load` and its three dependents, in one batch."),
     ],
     limits=Limits(steps=14, seconds=90),
+    requires=("pandas",),
     tags=("refactor", "graph", "pandas"),
 )

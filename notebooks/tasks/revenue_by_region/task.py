@@ -36,5 +36,6 @@ TASK = TaskSpec(
         o.say("Added `revenue_by_region` (EU 82.5, APAC 80, US 75)."),
     ],
     limits=Limits(steps=12, seconds=90),
+    requires=("pandas",),
     tags=("analysis", "pandas"),
 )
