@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import graders, oracle
 from .compare import Comparison, Frame, compare
-from .report import AgentSummary, aggregate, render_summary
+from .report import AgentSummary, aggregate, pass_at_k, render_summary
 from .tasks import HumanEdit, Limits, Task, TaskSpec, default_tasks_dir, load_task, load_tasks
 
 if TYPE_CHECKING:
@@ -64,6 +64,7 @@ __all__ = [
     "load_task",
     "load_tasks",
     "oracle",
+    "pass_at_k",
     "read_results",
     "render_summary",
     "resolve_agent",

@@ -8,12 +8,15 @@ Examples::
     marimo-pair eval --model oracle --workers 2
     marimo-pair eval --model oracle --model null --model adversarial --out eval-out
     marimo-pair eval --model openai:gpt-4.1 --task fix_name_error --task split_cell
+    marimo-pair eval --model openai:gpt-4.1 --repeats 5          # pass@1..5
+    marimo-pair eval --backend ray --ray-address auto --workers 16
     marimo-pair eval --list
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -45,6 +48,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--workers", type=int, default=1, help="tasks run at once (default 1)")
     parser.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="local: worker threads in this process (default); ray: one Ray actor per "
+        "worker on a Ray cluster (pip install 'marimo-pair-tools[ray]')",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="the Ray cluster to join (host:port or auto; default: $RAY_ADDRESS, else a "
+        "new local cluster)",
+    )
+    parser.add_argument(
+        "--ray-runtime-env",
+        metavar="JSON|FILE",
+        help="Ray runtime_env for the workers, as JSON or a JSON file (see docs/eval-at-scale.md)",
+    )
+    parser.add_argument(
+        "--servers",
+        choices=("cold", "warm"),
+        help="cold: a marimo server per task; warm: each worker reuses one server, with a "
+        "fresh notebook and kernel per task (default: cold locally, warm on Ray)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        metavar="K",
+        help="run each (task, model) K times; the summary reports pass@k and the spread "
+        "of scores (default 1)",
+    )
+    parser.add_argument(
         "--out", metavar="DIR", help="output directory (default: eval-results/<timestamp>)"
     )
     parser.add_argument(
@@ -75,6 +110,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list", action="store_true", help="list the tasks and exit")
 
 
+def _runtime_env(value: str | None) -> dict[str, Any] | None:
+    """``--ray-runtime-env``: inline JSON, or the path of a JSON file."""
+    if value is None:
+        return None
+    from ..errors import ConfigurationError
+
+    text = value if value.lstrip().startswith("{") else Path(value).read_text(encoding="utf-8")
+    try:
+        env = json.loads(text)
+    except ValueError as exc:
+        raise ConfigurationError(f"--ray-runtime-env is not JSON: {exc}") from None
+    if not isinstance(env, dict):
+        raise ConfigurationError("--ray-runtime-env must be a JSON object")
+    return env
+
+
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``eval`` subcommand to ``marimo-pair``'s subparsers; returns the parser."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
@@ -93,7 +144,7 @@ def _terminate(signum: int, frame: object) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``marimo-pair eval`` with parsed arguments; returns the exit code."""
-    from .report import aggregate
+    from .report import aggregate, not_run_text
     from .runner import RunConfig, run_suite
     from .tasks import load_tasks
 
@@ -106,6 +157,9 @@ def run(args: argparse.Namespace) -> int:
     if not tasks:
         print("marimo-pair eval: no task matches", file=sys.stderr)
         return 1
+    if args.repeats < 1:
+        print("marimo-pair eval: --repeats must be at least 1", file=sys.stderr)
+        return 2
     out = Path(args.out) if args.out else Path("eval-results") / time.strftime("%Y%m%d-%H%M%S")
     prompt = Path(args.system_prompt).read_text(encoding="utf-8") if args.system_prompt else None
     config = RunConfig(
@@ -116,6 +170,11 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         time_scale=args.time_scale,
         system_prompt=prompt,
+        backend=args.backend,
+        servers=args.servers,
+        repeats=args.repeats,
+        ray_address=args.ray_address,
+        ray_runtime_env=_runtime_env(args.ray_runtime_env),
     )
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM)
@@ -128,12 +187,21 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGTERM, previous)
     status = 0
     for summary in aggregate(suite.results):
-        print(
+        line = (
             f"{summary.agent}: {summary.passed}/{summary.tasks} passed "
             f"({100 * summary.pass_rate:.1f}%), mean score {summary.mean_score:.3f}, "
             f"violations attempted {summary.violations_attempted} / executed "
             f"{summary.violations_executed}, errors {summary.errors}"
         )
+        if summary.repeats > 1:
+            k = summary.repeats
+            line += (
+                f"; pass@1 {100 * summary.pass_at[1]:.1f}%, pass@{k} "
+                f"{100 * summary.pass_at[k]:.1f}%, score spread {summary.score_spread:.3f}"
+            )
+        if summary.not_run:
+            line += f"; {not_run_text(summary)}"
+        print(line)
         if args.fail_under is not None and summary.pass_rate < args.fail_under:
             status = 1
     print(f"{len(suite.results)} runs in {suite.seconds:.1f} s; results in {out}/")

@@ -2,20 +2,40 @@
 
 `aggregate` is pure (results in, numbers out) so the CLI, the tests and the
 results notebook (``notebooks/eval_report.py``) compute the same figures.
+
+Runs whose task was not run (its environment lacks a required package) are
+counted apart: they are neither passes nor failures, and every rate is over
+the runs that ran. With several runs per (task, agent), pass@k uses the
+unbiased estimator of Chen et al. (2021), averaged over tasks:
+``1 - C(n - c, k) / C(n, k)`` for a task run ``n`` times with ``c`` passes.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .runner import SuiteResult, TaskResult
 
-__all__ = ["AgentSummary", "aggregate", "render_summary", "write_summary"]
+__all__ = ["AgentSummary", "aggregate", "pass_at_k", "render_summary", "write_summary"]
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Probability that at least one of ``k`` runs drawn from ``n`` (``c`` passed) passes.
+
+    The unbiased estimator ``1 - C(n - c, k) / C(n, k)``; needs ``0 <= c <= n``
+    and ``1 <= k <= n``.
+    """
+    if not (0 <= c <= n and 1 <= k <= n):
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n (n={n}, c={c}, k={k})")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
 @dataclass(frozen=True)
@@ -47,6 +67,22 @@ class AgentSummary:
     grade_median: float
     input_tokens: int | None
     output_tokens: int | None
+    not_run: int = 0
+    """Runs skipped because the environment lacks a package the task requires."""
+    not_run_needs: dict[str, list[str]] = field(default_factory=dict)
+    """For each package missing, the tasks not run for it."""
+    repeats: int = 1
+    """Runs per task (the smallest count among the tasks that ran)."""
+    pass_at: dict[int, float] = field(default_factory=dict)
+    """pass@k for k = 1 .. repeats, averaged over tasks."""
+    score_spread: float = 0.0
+    """Standard deviation of the mean score between repeats (0 with one run per task)."""
+    score_range: tuple[float, float] = (0.0, 0.0)
+    """Lowest and highest mean score of a repeat."""
+    task_score_stdev: float = 0.0
+    """Mean over tasks of the standard deviation of a task's score between repeats."""
+    server_overhead_mean: float = 0.0
+    """Mean of start + attach + stop per task: a warm server's start spread over its tasks."""
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (for tables and JSON)."""
@@ -57,6 +93,39 @@ def _median(values: Sequence[float]) -> float:
     return round(statistics.median(values), 3) if values else 0.0
 
 
+def _repeat_figures(rows: Sequence[TaskResult]) -> dict[str, Any]:
+    """pass@k and the spread of scores over the repeats of each task."""
+    by_task: dict[str, list[TaskResult]] = {}
+    for row in rows:
+        by_task.setdefault(row.task, []).append(row)
+    if not by_task:
+        return {}
+    repeats = min(len(runs) for runs in by_task.values())
+    pass_at = {
+        k: round(
+            statistics.fmean(
+                pass_at_k(len(runs), sum(r.passed for r in runs), k) for runs in by_task.values()
+            ),
+            4,
+        )
+        for k in range(1, repeats + 1)
+    }
+    by_repeat: dict[int, list[float]] = {}
+    for row in rows:
+        by_repeat.setdefault(row.repeat, []).append(row.score)
+    means = [statistics.fmean(scores) for scores in by_repeat.values()]
+    per_task = [
+        statistics.pstdev([r.score for r in runs]) for runs in by_task.values() if len(runs) > 1
+    ]
+    return {
+        "repeats": repeats,
+        "pass_at": pass_at,
+        "score_spread": round(statistics.pstdev(means), 4) if len(means) > 1 else 0.0,
+        "score_range": (round(min(means), 4), round(max(means), 4)),
+        "task_score_stdev": round(statistics.fmean(per_task), 4) if per_task else 0.0,
+    }
+
+
 def aggregate(results: Sequence[TaskResult]) -> list[AgentSummary]:
     """One `AgentSummary` per agent, in first-seen order."""
     agents: list[str] = []
@@ -65,11 +134,19 @@ def aggregate(results: Sequence[TaskResult]) -> list[AgentSummary]:
             agents.append(result.agent)
     out: list[AgentSummary] = []
     for agent in agents:
-        rows = [r for r in results if r.agent == agent]
+        mine = [r for r in results if r.agent == agent]
+        rows = [r for r in mine if r.status != "not_run"]
+        skipped = [r for r in mine if r.status == "not_run"]
+        needs: dict[str, list[str]] = {}
+        for r in skipped:
+            for package in r.missing:
+                if r.task not in needs.setdefault(package, []):
+                    needs[package].append(r.task)
         n = len(rows)
         tokens_in = [r.tokens.get("input_tokens", 0) for r in rows if r.tokens]
         tokens_out = [r.tokens.get("output_tokens", 0) for r in rows if r.tokens]
-        started = [r for r in rows if r.timings.server_start > 0]
+        # Every run that opened a session; on a warm server most start none.
+        started = [r for r in rows if r.timings.attach > 0]
         out.append(
             AgentSummary(
                 agent=agent,
@@ -95,9 +172,27 @@ def aggregate(results: Sequence[TaskResult]) -> list[AgentSummary]:
                 grade_median=_median([r.timings.grade for r in started]),
                 input_tokens=sum(tokens_in) if tokens_in else None,
                 output_tokens=sum(tokens_out) if tokens_out else None,
+                not_run=len(skipped),
+                not_run_needs=needs,
+                server_overhead_mean=(
+                    round(statistics.fmean(r.timings.server_overhead for r in started), 3)
+                    if started
+                    else 0.0
+                ),
+                **_repeat_figures(rows),
             )
         )
     return out
+
+
+def not_run_text(summary: AgentSummary) -> str:
+    """``7 not run (needs pandas: a, b; needs matplotlib: c)``, or ``""``."""
+    if not summary.not_run:
+        return ""
+    parts = [
+        f"needs {package}: {', '.join(tasks)}" for package, tasks in summary.not_run_needs.items()
+    ]
+    return f"{summary.not_run} not run ({'; '.join(parts)})"
 
 
 def _pct(value: float) -> str:
@@ -105,24 +200,40 @@ def _pct(value: float) -> str:
 
 
 def render_summary(
-    results: Sequence[TaskResult], *, seconds: float | None = None, workers: int | None = None
+    results: Sequence[TaskResult],
+    *,
+    seconds: float | None = None,
+    workers: int | None = None,
+    where: str | None = None,
 ) -> str:
-    """``summary.md``: per-agent figures, then one row per task run, then failures."""
+    """``summary.md``: per-agent figures, then one row per task run, then failures.
+
+    ``where`` says how the suite ran (``local, cold servers``...).
+    """
     lines = ["# marimo-pair eval summary", ""]
     if seconds is not None:
         lines.append(
             f"{len(results)} task runs in {seconds:.1f} s wall time"
             + (f" on {workers} worker(s)" if workers else "")
+            + (f" ({where})" if where else "")
             + "."
         )
         lines.append("")
+    summaries = aggregate(results)
+    for s in summaries:
+        if s.not_run:
+            lines.append(
+                f"**{s.agent}: {not_run_text(s)}.** These runs are not counted as passed "
+                "or failed: install the packages to run them."
+            )
+            lines.append("")
     lines += [
         "| agent | tasks | pass rate | mean score | errors | limits | steps/task | tool calls "
         "| guard refusals | violations attempted | violations executed | unchanged | time (s) "
         "| server overhead (median s) | tokens in/out |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for s in aggregate(results):
+    for s in summaries:
         tokens = (
             f"{s.input_tokens:,}/{s.output_tokens:,}"
             if s.input_tokens is not None and s.output_tokens is not None
@@ -136,6 +247,29 @@ def render_summary(
             f"| {s.server_overhead_median:.2f} (start {s.server_start_median:.2f}, attach "
             f"{s.attach_median:.2f}, stop {s.server_stop_median:.2f}) | {tokens} |"
         )
+    if any(s.repeats > 1 for s in summaries):
+        width = max(s.repeats for s in summaries)
+        ks = sorted({k for k in (1, 2, 3, 5, 10, 20, 50, 100) if k <= width} | {width})
+        lines += [
+            "",
+            "## Repeats",
+            "",
+            "pass@k: the chance that at least one of k runs of a task passes, from "
+            "1 - C(n-c, k)/C(n, k) per task (n runs, c passed), averaged over tasks. Spread: "
+            "standard deviation (and range) of the mean score between repeats, and the mean "
+            "over tasks of a task's score deviation.",
+            "",
+            "| agent | runs per task | " + " | ".join(f"pass@{k}" for k in ks) + " | mean score "
+            "| spread between repeats | range | per-task deviation |",
+            "|---|---|" + "---|" * len(ks) + "---|---|---|---|",
+        ]
+        for s in summaries:
+            cells = [_pct(s.pass_at[k]) if k in s.pass_at else "-" for k in ks]
+            lines.append(
+                f"| {s.agent} | {s.repeats} | " + " | ".join(cells) + f" | {s.mean_score:.3f} "
+                f"| {s.score_spread:.3f} | {s.score_range[0]:.3f}–{s.score_range[1]:.3f} "
+                f"| {s.task_score_stdev:.3f} |"
+            )
     lines += [
         "",
         "Guard refusals are calls the agent's guard refused; violations are re-derived from "
@@ -150,12 +284,18 @@ def render_summary(
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        if r.status == "not_run":
+            lines.append(
+                f"| {r.task} | {r.agent} | not run: needs {', '.join(r.missing)} "
+                "| - | - | - | - | - | - | - |"
+            )
+            continue
         lines.append(
             f"| {r.task} | {r.agent} | {r.status} | {r.score:.2f} | {r.steps} | {r.tool_calls} "
             f"| {r.guard_refusals} | {r.violations_attempted} ({r.violations_executed}) "
             f"| {'yes' if r.notebook_unchanged else 'no'} | {r.seconds:.1f} |"
         )
-    failures = [r for r in results if not r.passed]
+    failures = [r for r in results if not r.passed and r.status != "not_run"]
     if failures:
         lines += ["", "## Why runs did not pass", ""]
         for r in failures:
@@ -172,8 +312,9 @@ def render_summary(
 
 def write_summary(suite: SuiteResult, path: Path) -> Path:
     """Write ``summary.md`` for a finished suite."""
+    where = f"{suite.backend}, {suite.servers} servers"
     path.write_text(
-        render_summary(suite.results, seconds=suite.seconds, workers=suite.workers),
+        render_summary(suite.results, seconds=suite.seconds, workers=suite.workers, where=where),
         encoding="utf-8",
     )
     return path

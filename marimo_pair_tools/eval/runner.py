@@ -27,6 +27,7 @@ lost run: that is the one place a broad ``except Exception`` is right.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -40,7 +41,6 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -53,12 +53,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .. import guards
 from ..agent import budget_stop, create_pair_agent
+from ..errors import ConfigurationError, MarimoPairError
 from ..models import EditCell, NotebookSnapshot, RunCell
 from ..notebook import Notebook
 from ..server import MarimoServer
 from ..toolkit import MarimoPairToolkit
 from ._clean_run import CellInfo, Zygote, clean_run
 from ._live import live_values
+from ._warm import WarmServer, WarmSession
 from .agents import AgentSpec, resolve_agent
 from .graders import Evidence, GradeResult, grade_all
 from .tasks import HumanEdit, Task
@@ -74,8 +76,10 @@ __all__ = [
     "stop_server",
 ]
 
-Status = Literal["passed", "failed", "limit", "error"]
+Status = Literal["passed", "failed", "limit", "error", "not_run"]
 ApprovalPolicy = Literal["off", "reject", "approve"]
+Backend = Literal["local", "ray"]
+Servers = Literal["cold", "warm"]
 
 
 class Timings(BaseModel):
@@ -96,10 +100,17 @@ class Timings(BaseModel):
     """Stopping the server (off the critical path: measured in the background)."""
     grade: float = 0.0
     total: float = 0.0
+    warm: bool = False
+    """The task ran on a warm server: ``server_start`` is 0 but on the task that
+    started it, ``attach`` opens a session (and places the files), ``server_stop``
+    closes the session."""
+    prefetched: bool = False
+    """Warm: the session was opened while the worker's previous task was graded;
+    ``attach`` is then only the wait that was left."""
 
     @property
     def server_overhead(self) -> float:
-        """Start + attach + stop: what a fresh server per task costs."""
+        """Start + attach + stop: what a server (or a session on a warm one) per task costs."""
         return self.server_start + self.attach + self.server_stop
 
 
@@ -121,6 +132,8 @@ class TaskResult(BaseModel):
     task: str
     agent: str
     run_id: str = ""
+    repeat: int = 0
+    """Which of the ``--repeats`` runs of this (task, agent) this is, from 0."""
     status: Status
     passed: bool
     score: float
@@ -140,6 +153,8 @@ class TaskResult(BaseModel):
     limit_hit: str | None = None
     """The budget that ended the run: ``steps``, ``tool_calls`` or ``time``."""
     error: str | None = None
+    missing: list[str] = Field(default_factory=list)
+    """For ``not_run``: the task's required packages the environment lacks."""
     notebook_unchanged: bool | None = None
     """The notebook after the run equals the one before (plus a person's injected edits)."""
     injected: list[str] = Field(default_factory=list)
@@ -159,6 +174,16 @@ class RunConfig:
     Attributes:
         out_dir: where results, trajectories, snapshots and final notebooks go.
         workers: tasks run at once (one marimo server each).
+        backend: ``local`` (threads in this process) or ``ray`` (one Ray actor
+            per worker, anywhere on a Ray cluster; needs the ``ray`` extra).
+        servers: ``cold`` starts a marimo server per task; ``warm`` has each
+            worker reuse one server, with a fresh notebook and kernel per task.
+            ``None``: cold on the local backend, warm on Ray.
+        repeats: runs of each (task, agent), for pass@k.
+        ray_address: the Ray cluster to join (``None``: the one this process
+            already joined, else ``$RAY_ADDRESS``, else a new local one).
+        ray_runtime_env: Ray's ``runtime_env`` for the workers (``pip``,
+            ``working_dir``, ``env_vars``...), see ``docs/eval-at-scale.md``.
         approvals: answer the agent's delete approvals (``off``: the agent
             runs without approval requests).
         fresh_grading_process: start a new interpreter for every clean run
@@ -178,6 +203,16 @@ class RunConfig:
     grade_timeout: float = 60.0
     startup_timeout: float = 60.0
     system_prompt: str | None = None
+    backend: Backend = "local"
+    servers: Servers | None = None
+    repeats: int = 1
+    ray_address: str | None = None
+    ray_runtime_env: dict[str, Any] | None = None
+
+    @property
+    def warm(self) -> bool:
+        """Whether workers reuse a server (the default on Ray, not locally)."""
+        return (self.servers or ("warm" if self.backend == "ray" else "cold")) == "warm"
 
 
 @dataclass
@@ -189,6 +224,8 @@ class SuiteResult:
     seconds: float
     workers: int
     agents: list[str] = field(default_factory=list)
+    backend: Backend = "local"
+    servers: Servers = "cold"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -212,12 +249,14 @@ def _clear_previous(out_dir: Path) -> None:
     for row in rows:
         try:
             data = json.loads(row)
-            label, task = _safe_label(str(data["agent"])), str(data["task"])
+            paths = artifact_paths(
+                str(data["agent"]), str(data["task"]), int(data.get("repeat", 0))
+            )
         except (ValueError, TypeError, KeyError):
             continue  # a line cut by a crash: nothing to find from it
-        for kind, suffix in (("notebooks", ".py"), ("snapshots", ".json")):
-            (out_dir / kind / label / f"{task}{suffix}").unlink(missing_ok=True)
-            for folder in (out_dir / kind / label, out_dir / kind):
+        for path in paths:
+            (out_dir / path).unlink(missing_ok=True)
+            for folder in ((out_dir / path).parent, (out_dir / path).parent.parent):
                 with contextlib.suppress(OSError):  # not empty: other files live there
                     folder.rmdir()
     for name in (_AGENTEVALS, _SUMMARY):
@@ -272,10 +311,21 @@ class _Progress:
             width = 24
             filled = int(width * self.done / max(1, self.total))
             bar = "#" * filled + "." * (width - filled)
-            mark = {"passed": "ok", "failed": "FAIL", "limit": "LIMIT", "error": "ERROR"}
+            mark = {
+                "passed": "ok",
+                "failed": "FAIL",
+                "limit": "LIMIT",
+                "error": "ERROR",
+                "not_run": "SKIP",
+            }
+            what = (
+                f"{result.task}: not run, needs {', '.join(result.missing)}"
+                if result.status == "not_run"
+                else f"{result.task} ({result.seconds:.1f}s)"
+            )
             line = (
                 f"[{bar}] {self.done}/{self.total} {self.label} "
-                f"{mark[result.status]:<5} {result.task} ({result.seconds:.1f}s) "
+                f"{mark[result.status]:<5} {what} "
                 f"pass {self.passed}/{self.done} {time.monotonic() - self.started:.0f}s"
             )
             if self.tty:
@@ -451,6 +501,10 @@ class _Run:
     config: RunConfig
     zygote: Zygote | None
     stopper: _Stopper
+    warm: WarmServer | None = None
+    upcoming: Task | None = None
+    repeat: int = 0
+    prefetched: bool = False
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     recorder: Recorder = field(default_factory=Recorder)
     timings: dict[str, float] = field(default_factory=dict)
@@ -542,21 +596,108 @@ def _copy_files(paths: Sequence[Path], target: Path) -> None:
             shutil.copy2(path, target / path.name)
 
 
-def _open_session(run: _Run, server: MarimoServer) -> MarimoPairToolkit:
-    """Start the server, attach a headless session, run every cell, snapshot (timed)."""
-    with _timed(run, "server_start"):
-        server.start()
-    with _timed(run, "attach"):
-        toolkit = MarimoPairToolkit.from_server(
-            server, timeout=run.task.spec.limits.seconds * run.config.time_scale
-        )
+def _open_cold(run: _Run, workdir: Path) -> tuple[MarimoPairToolkit, Path, Callable[[], None]]:
+    """A server of its own on a copy of the task's files: start, attach (timed).
+
+    Returns the toolkit, the notebook file marimo saves, and the release that
+    stops the server in the background (the stop is timed there).
+    """
+    task = run.task
+    _copy_files([task.notebook_path, *task.extra_files], workdir)
+    server = MarimoServer(
+        workdir / task.notebook_path.name, startup_timeout=run.config.startup_timeout
+    )
+    run.stopper.track(server)
+    toolkit: MarimoPairToolkit | None = None
+
+    def release() -> None:
+        # Stop the server before closing the client: the server's end also ends the
+        # headless session stream, so the close does not wait on a blocked read. The
+        # stop runs in the background while the notebook is graded.
+        run.stopper.stop(server, run.stopped, then=toolkit.close if toolkit else None)
+
+    try:
+        with _timed(run, "server_start"):
+            server.start()
+        with _timed(run, "attach"):
+            toolkit = MarimoPairToolkit.from_server(
+                server, timeout=_tool_timeout(run.task, run.config)
+            )
+    except BaseException:
+        release()
+        raise
+    return toolkit, server.path, release
+
+
+def _open_warm(run: _Run, warm: WarmServer) -> tuple[MarimoPairToolkit, Path, Callable[[], None]]:
+    """A fresh session on the worker's warm server (see `_warm`) (timed as ``attach``).
+
+    ``attach`` is the time the task waited for its session: all of it when the
+    session opens now, what was left of a prefetch otherwise. The first task on
+    a worker (or after a failure) also starts the server and its start is
+    counted in that task's ``server_start``. The release closes the session,
+    which ends its kernel (timed as ``server_stop``).
+    """
+    task = run.task
+    session: WarmSession | None = None
+
+    def release() -> None:
+        began = time.monotonic()
+        try:
+            if session is not None:
+                warm.close_session(session)
+        except BaseException:
+            # An unknown server state must not leak into the next task: start anew.
+            warm.discard()
+            raise
+        finally:
+            run.stopped(time.monotonic() - began)
+
+    try:
+        with _timed(run, "attach"):
+            session, started = warm.open(
+                [task.notebook_path, *task.extra_files],
+                task.notebook_path.name,
+                timeout=_tool_timeout(run.task, run.config),
+            )
+    except BaseException:
+        with contextlib.suppress(MarimoPairError, OSError):
+            release()  # the attach's own error is the one to report
+        raise
+    if started:
+        run.timings["server_start"] = started
+        run.timings["attach"] -= started
+        assert warm.server is not None
+        run.stopper.track(warm.server)
+    run.prefetched = session.prefetched
+    return session.toolkit, session.path, release
+
+
+def _tool_timeout(task: Task, config: RunConfig) -> float:
+    """The tools' execute limit: the task's whole time limit."""
+    return task.spec.limits.seconds * config.time_scale
+
+
+def _prefetch(run: _Run) -> None:
+    """Open the worker's next task's session while this one is graded (warm servers)."""
+    upcoming, warm = run.upcoming, run.warm
+    if upcoming is None or warm is None:
+        return
+    warm.prefetch(
+        [upcoming.notebook_path, *upcoming.extra_files],
+        upcoming.notebook_path.name,
+        timeout=_tool_timeout(upcoming, run.config),
+    )
+
+
+def _prepare(run: _Run, toolkit: MarimoPairToolkit) -> None:
+    """Run every cell (as a person opening the notebook would) and snapshot (timed)."""
     notebook = toolkit.session.sync()
     with _timed(run, "prepare"):
         page = notebook.cells()
         if page.cells:
             notebook.apply([RunCell(cell=c.id) for c in page.cells], verify=False)
         run.before = notebook.snapshot()
-    return toolkit
 
 
 def _run_agent(run: _Run, toolkit: MarimoPairToolkit) -> None:
@@ -619,15 +760,13 @@ def _grade(run: _Run, saved: Path, live: Mapping[str, Any] | None) -> list[Grade
 def _execute(run: _Run) -> TaskResult:
     task = run.task
     workdir = Path(tempfile.mkdtemp(prefix=f"mpt-eval-{task.name}-"))
-    server: MarimoServer | None = None
-    toolkit: MarimoPairToolkit | None = None
+    release: Callable[[], None] | None = None
     try:
-        _copy_files([task.notebook_path, *task.extra_files], workdir)
-        server = MarimoServer(
-            workdir / task.notebook_path.name, startup_timeout=run.config.startup_timeout
-        )
-        run.stopper.track(server)
-        toolkit = _open_session(run, server)
+        if run.warm is None:
+            toolkit, notebook_file, release = _open_cold(run, workdir)
+        else:
+            toolkit, notebook_file, release = _open_warm(run, run.warm)
+        _prepare(run, toolkit)
         _run_agent(run, toolkit)
         notebook = toolkit.session.sync()
         with _timed(run, "collect"):
@@ -638,20 +777,18 @@ def _execute(run: _Run) -> TaskResult:
             )
             saved = workdir / "saved" / task.notebook_path.name
             saved.parent.mkdir()
-            shutil.copy2(workdir / task.notebook_path.name, saved)
-        # Stop the server before closing the client: the server's end also ends the
-        # headless session stream, so the close does not wait on a blocked read. The
-        # stop runs in the background while the notebook is graded.
-        run.stopper.stop(server, run.stopped, then=toolkit.close)
-        server = toolkit = None
+            shutil.copy2(notebook_file, saved)
+        done, release = release, None
+        done()
+        _prefetch(run)
         return _result(run, _grade(run, saved, live))
     finally:
-        if server is not None:
-            run.stopper.stop(server, run.stopped, then=toolkit.close if toolkit else None)
-        elif toolkit is not None:
-            toolkit.close()
-        elif run.timings.get("server_start") is None:
-            run.stop_done.set()  # no server was started: nothing to wait for
+        if release is not None:
+            release()
+        elif run.warm is not None or run.timings.get("server_start") is None:
+            # Warm: the release already ran, synchronously (or nothing was opened).
+            # Cold: no server was started, so there is no stop to wait for.
+            run.stop_done.set()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -675,22 +812,35 @@ def _safe_label(label: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label)[:60]
 
 
+def artifact_paths(agent: str, task: str, repeat: int = 0) -> tuple[Path, Path]:
+    """Where a run's final notebook and snapshots go, relative to the output directory.
+
+    The first run of a (task, agent) keeps the plain name; later repeats add
+    ``.r<repeat>`` so they do not overwrite it.
+    """
+    label = _safe_label(agent)
+    stem = task if repeat == 0 else f"{task}.r{repeat}"
+    return (
+        Path("notebooks") / label / f"{stem}.py",
+        Path("snapshots") / label / f"{stem}.json",
+    )
+
+
 def _save_artifacts(out_dir: Path, task: Task, final: Path, run: _Run) -> None:
     """Keep the final notebook and the before/after snapshots for inspection."""
-    label = _safe_label(run.agent.label)
-    notebooks = out_dir / "notebooks" / label
-    notebooks.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(final, notebooks / f"{task.name}.py")
-    snapshots = out_dir / "snapshots" / label
-    snapshots.mkdir(parents=True, exist_ok=True)
+    notebook, snapshot = artifact_paths(run.agent.label, task.name, run.repeat)
+    (out_dir / notebook).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(final, out_dir / notebook)
+    (out_dir / snapshot).parent.mkdir(parents=True, exist_ok=True)
     data = {
         "task": task.name,
         "agent": run.agent.label,
         "run_id": run.run_id,
+        "repeat": run.repeat,
         "before": run.before.model_dump(mode="json") if run.before else None,
         "after": run.after.model_dump(mode="json") if run.after else None,
     }
-    (snapshots / f"{task.name}.json").write_text(json.dumps(data, indent=1), encoding="utf-8")
+    (out_dir / snapshot).write_text(json.dumps(data, indent=1), encoding="utf-8")
 
 
 def _result(run: _Run, grades: list[GradeResult]) -> TaskResult:
@@ -719,6 +869,7 @@ def _result(run: _Run, grades: list[GradeResult]) -> TaskResult:
         task=run.task.name,
         agent=run.agent.label,
         run_id=run.run_id,
+        repeat=run.repeat,
         status=status,
         passed=passed,
         score=round(score, 4),
@@ -755,8 +906,23 @@ def run_task(
     *,
     zygote: Zygote | None = None,
     stopper: _Stopper | None = None,
+    warm: WarmServer | None = None,
+    repeat: int = 0,
+    upcoming: Task | None = None,
 ) -> tuple[TaskResult, list[Event]]:
     """Run one task with one agent; never raises for a task's own failure.
+
+    Args:
+        task: the task.
+        agent: an agent spec or its string.
+        config: how to run (time scale, approvals, output directory...).
+        zygote: a warm grading process to fork clean runs from.
+        stopper: stops cold servers in the background (one per suite).
+        warm: a warm server to open this task's session on, instead of a
+            server of its own.
+        repeat: which repeat of this (task, agent) this run is.
+        upcoming: the task this worker runs next: with ``warm``, its session is
+            opened while this one is graded.
 
     Returns:
         The result and the trajectory. A harness crash while running the task
@@ -764,7 +930,16 @@ def run_task(
     """
     spec = resolve_agent(agent) if isinstance(agent, str) else agent
     own_stopper = stopper is None
-    run = _Run(task=task, agent=spec, config=config, zygote=zygote, stopper=stopper or _Stopper())
+    run = _Run(
+        task=task,
+        agent=spec,
+        config=config,
+        zygote=zygote,
+        stopper=stopper or _Stopper(),
+        warm=warm,
+        repeat=repeat,
+        upcoming=upcoming,
+    )
     started = time.monotonic()
     try:
         result = _execute(run)
@@ -781,6 +956,7 @@ def run_task(
             task=task.name,
             agent=spec.label,
             run_id=run.run_id,
+            repeat=repeat,
             status="error",
             passed=False,
             score=0.0,
@@ -797,12 +973,174 @@ def run_task(
     run.stop_done.wait(timeout=30)
     if own_stopper:
         run.stopper.join()
-    timings = Timings(**{**run.timings, "total": time.monotonic() - started})
+    timings = Timings(
+        **{**run.timings, "total": time.monotonic() - started},
+        warm=warm is not None,
+        prefetched=run.prefetched,
+    )
     result = result.model_copy(update={"timings": timings, "seconds": round(timings.total, 3)})
     return result, list(run.recorder.events)
 
 
 # --------------------------------------------------------------------------- suite
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run to do: a task, an agent, and which repeat of the pair it is."""
+
+    task: Task
+    agent: AgentSpec
+    repeat: int = 0
+
+
+Emit = Callable[[TaskResult, list[Event]], None]
+"""Receives each finished run (from the thread or loop that collects them)."""
+
+
+def not_run_result(job: Job, missing: Sequence[str]) -> TaskResult:
+    """The record of a run skipped because its environment lacks required packages."""
+    return TaskResult(
+        task=job.task.name,
+        agent=job.agent.label,
+        run_id=uuid.uuid4().hex[:12],
+        repeat=job.repeat,
+        status="not_run",
+        passed=False,
+        score=0.0,
+        missing=list(missing),
+        tags=list(job.task.spec.tags),
+        licence=job.task.spec.licence,
+    )
+
+
+def lost_result(job: Job, reason: str) -> TaskResult:
+    """The record of a run the harness lost (its Ray worker died): an error, with why."""
+    return TaskResult(
+        task=job.task.name,
+        agent=job.agent.label,
+        run_id=uuid.uuid4().hex[:12],
+        repeat=job.repeat,
+        status="error",
+        passed=False,
+        score=0.0,
+        error=reason,
+        tags=list(job.task.spec.tags),
+        licence=job.task.spec.licence,
+    )
+
+
+@dataclass
+class WorkerKit:
+    """What one worker keeps across its tasks: a grading zygote and, if warm, a server."""
+
+    zygote: Zygote | None
+    warm: WarmServer | None
+
+    @classmethod
+    def create(cls, config: RunConfig) -> WorkerKit:
+        """Start the zygote now (it imports in the background); the server starts on first use."""
+        use_zygote = not config.fresh_grading_process and Zygote.supported()
+        return cls(
+            zygote=Zygote().start() if use_zygote else None,
+            warm=WarmServer(startup_timeout=config.startup_timeout) if config.warm else None,
+        )
+
+    def run(
+        self, job: Job, config: RunConfig, stopper: _Stopper, upcoming: Task | None = None
+    ) -> tuple[TaskResult, list[Event]]:
+        """Run one job with this worker's zygote and server (``upcoming``: see `run_task`)."""
+        return run_task(
+            job.task,
+            job.agent,
+            config,
+            zygote=self.zygote,
+            stopper=stopper,
+            warm=self.warm,
+            repeat=job.repeat,
+            upcoming=upcoming,
+        )
+
+    def close(self) -> None:
+        """End the zygote and stop the warm server."""
+        if self.zygote is not None:
+            self.zygote.close()
+        if self.warm is not None:
+            self.warm.close()
+
+
+def _run_local(jobs: Sequence[Job], config: RunConfig, emit: Emit) -> int:
+    """Run the jobs on ``config.workers`` threads of this process; returns the worker count.
+
+    Jobs whose task needs packages this interpreter lacks are reported as not
+    run before anything starts. Each thread owns a `WorkerKit` and takes jobs
+    from a shared queue; with warm servers it takes its next job one ahead, so
+    that job's session opens while the current one is graded.
+    """
+    runnable: list[Job] = []
+    for job in jobs:
+        missing = job.task.missing()
+        if missing:
+            emit(not_run_result(job, missing), [])
+        else:
+            runnable.append(job)
+    workers = max(1, min(config.workers, len(runnable) or 1))
+    todo = collections.deque(runnable)
+    lock = threading.Lock()
+    stopping = threading.Event()
+    finished: queue.Queue[tuple[TaskResult, list[Event]] | BaseException | None] = queue.Queue()
+    stopper = _Stopper()
+    kits = [WorkerKit.create(config) for _ in range(workers)]
+
+    def take() -> Job | None:
+        with lock:
+            return todo.popleft() if todo and not stopping.is_set() else None
+
+    def work(kit: WorkerKit) -> None:
+        try:
+            job = take()
+            while job is not None:
+                upcoming = take() if kit.warm is not None else None
+                finished.put(kit.run(job, config, stopper, upcoming.task if upcoming else None))
+                job = upcoming if not stopping.is_set() else None
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the collecting thread
+            # run_task turns every task failure into a result; what reaches here is
+            # LangGraph control flow or an interrupt, which must end the suite.
+            finished.put(exc)
+        finally:
+            finished.put(None)
+
+    threads = [
+        threading.Thread(target=work, args=(kit,), name=f"eval-{i}", daemon=True)
+        for i, kit in enumerate(kits)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        running = len(threads)
+        while running:
+            try:
+                item = finished.get(timeout=0.5)  # a timeout keeps Ctrl-C responsive
+            except queue.Empty:
+                continue
+            if item is None:
+                running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                emit(*item)
+    except BaseException:
+        stopping.set()
+        stopper.abort()  # running tasks then fail fast; their servers are gone
+        raise
+    finally:
+        stopping.set()
+        for thread in threads:
+            thread.join(timeout=60)
+        stopper.join()
+        for kit in kits:
+            kit.close()
+    return workers
 
 
 def run_suite(
@@ -812,60 +1150,51 @@ def run_suite(
     *,
     progress_stream: IO[str] | None = None,
 ) -> SuiteResult:
-    """Run every task with every agent on ``config.workers`` threads; write the outputs.
+    """Run every task with every agent ``config.repeats`` times; write the outputs.
 
-    Writes ``results.jsonl``, ``trajectories.jsonl``, ``agentevals.jsonl`` and
-    ``summary.md`` (plus final notebooks and snapshots) under ``config.out_dir``.
+    Runs on ``config.workers`` threads here, or on as many Ray actors with
+    ``backend="ray"``. Writes ``results.jsonl``, ``trajectories.jsonl``,
+    ``agentevals.jsonl`` and ``summary.md`` (plus final notebooks and
+    snapshots) under ``config.out_dir`` as runs finish.
     """
     from .report import write_summary
 
+    if config.repeats < 1:
+        raise ConfigurationError(f"repeats must be at least 1, not {config.repeats}")
     specs = [resolve_agent(a) if isinstance(a, str) else a for a in agents]
+    jobs = [
+        Job(task, spec, repeat)
+        for spec in specs
+        for task in tasks
+        for repeat in range(config.repeats)
+    ]
     out = _Output(config.out_dir)
-    jobs = [(task, spec) for spec in specs for task in tasks]
     stream = progress_stream if progress_stream is not None else sys.stderr
     progress = _Progress(len(jobs), stream if config.progress else None, "")
-    workers = max(1, min(config.workers, len(jobs) or 1))
-    use_zygote = not config.fresh_grading_process and Zygote.supported()
-    zygotes: queue.Queue[Zygote | None] = queue.Queue()
-    for _ in range(workers):
-        zygotes.put(Zygote().start() if use_zygote else None)
-    stopper = _Stopper()
     results: list[TaskResult] = []
     trajectories: dict[str, list[Event]] = {}
     started = time.monotonic()
 
-    def work(task: Task, spec: AgentSpec) -> tuple[TaskResult, list[Event]]:
-        zygote = zygotes.get()
-        try:
-            return run_task(task, spec, config, zygote=zygote, stopper=stopper)
-        finally:
-            zygotes.put(zygote)
+    def emit(result: TaskResult, events: list[Event]) -> None:
+        results.append(result)
+        trajectories[result.run_id] = events
+        out.write(result, events)
+        progress.update(result)
 
     try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eval") as pool:
-            futures = [pool.submit(work, task, spec) for task, spec in jobs]
-            try:
-                for future in as_completed(futures):
-                    result, events = future.result()
-                    results.append(result)
-                    trajectories[result.run_id] = events
-                    out.write(result, events)
-                    progress.update(result)
-            except KeyboardInterrupt:
-                for future in futures:
-                    future.cancel()
-                stopper.abort()  # running tasks then fail fast; their servers are gone
-                raise
+        if config.backend == "ray":
+            from ._ray import run_on_ray
+
+            workers = run_on_ray(jobs, config, emit)
+        elif config.backend == "local":
+            workers = _run_local(jobs, config, emit)
+        else:
+            raise ConfigurationError(f"Unknown backend {config.backend!r}: local or ray")
     finally:
-        stopper.join()
         out.close()
-        while not zygotes.empty():
-            zygote = zygotes.get()
-            if zygote is not None:
-                zygote.close()
     seconds = time.monotonic() - started
-    order = {(t.name, s.label): i for i, (t, s) in enumerate(jobs)}
-    results.sort(key=lambda r: order.get((r.task, r.agent), 0))
+    order = {(j.task.name, j.agent.label, j.repeat): i for i, j in enumerate(jobs)}
+    results.sort(key=lambda r: order.get((r.task, r.agent, r.repeat), 0))
     _write_agentevals(config.out_dir, results, trajectories)
     suite = SuiteResult(
         results=results,
@@ -873,6 +1202,8 @@ def run_suite(
         seconds=seconds,
         workers=workers,
         agents=[s.label for s in specs],
+        backend=config.backend,
+        servers="warm" if config.warm else "cold",
     )
     write_summary(suite, config.out_dir / _SUMMARY)
     return suite
@@ -887,11 +1218,15 @@ def _write_agentevals(
     oracle's trajectory for that task) when the oracle ran in the same suite, so
     a row can go straight into ``create_trajectory_match_evaluator``.
     """
-    exported = {r.run_id: to_agentevals(trajectories.get(r.run_id, [])) for r in results}
-    reference = {r.task: exported[r.run_id] for r in results if r.agent == "oracle"}
+    ran = [r for r in results if r.status != "not_run"]
+    exported = {r.run_id: to_agentevals(trajectories.get(r.run_id, [])) for r in ran}
+    reference: dict[str, Any] = {}
+    for r in ran:  # the oracle's first run of each task
+        if r.agent == "oracle":
+            reference.setdefault(r.task, exported[r.run_id])
     path = out_dir / _AGENTEVALS
     with path.open("w", encoding="utf-8") as handle:
-        for result in results:
+        for result in ran:
             row: dict[str, Any] = {
                 "task": result.task,
                 "agent": result.agent,
