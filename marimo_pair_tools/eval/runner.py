@@ -1102,7 +1102,9 @@ def _run_local(jobs: Sequence[Job], config: RunConfig, emit: Emit) -> int:
             while job is not None:
                 upcoming = take() if kit.warm is not None else None
                 finished.put(kit.run(job, config, stopper, upcoming.task if upcoming else None))
-                job = upcoming if not stopping.is_set() else None
+                if stopping.is_set():
+                    break
+                job = upcoming if kit.warm is not None else take()
         except BaseException as exc:  # noqa: BLE001 - re-raised in the collecting thread
             # run_task turns every task failure into a result; what reaches here is
             # LangGraph control flow or an interrupt, which must end the suite.
