@@ -22,6 +22,9 @@ overlap here). Goal: warm <= 0.5 s.
 The machine should be otherwise idle: the figures are wall times on shared
 cores. The load average is printed before each phase so a busy machine shows.
 
+A configuration is BACKEND:WORKERS:SERVERS with SERVERS cold, warm (two servers
+per worker used in turn, the default) or warm1 (one server per worker).
+
 Usage: python bench/eval_parallel.py [--configs local:1:cold ray:2:warm ...]
        [--task NAME ...] [--model oracle] [--repeat N] [--json FILE] [--out DIR]
 """
@@ -82,11 +85,12 @@ def cold_overhead(repeat: int) -> list[float]:
 def warm_overhead(repeat: int) -> tuple[list[float], float]:
     """Seconds to place a notebook, open a session and close it on a running server."""
     samples = []
-    warm = WarmServer()
+    warm = WarmServer(slots=1)
     try:
-        started = warm.ensure_started()
         with tempfile.TemporaryDirectory() as tmp:
             path = write_notebook(Path(tmp) / "one.py", ["x = 1"])
+            session, started = warm.open([path], path.name, timeout=60)  # starts the server
+            warm.close_session(session)
             for _ in range(repeat):
                 t0 = time.perf_counter()
                 session, _ = warm.open([path], path.name, timeout=60)
@@ -122,6 +126,7 @@ def main() -> None:
         for spec in args.configs:
             backend, workers_text, servers = spec.split(":")
             workers = int(workers_text)
+            slots = 1 if servers == "warm1" else 2  # warm1: one server per worker, no overlap
             if backend == "ray" and not ray_started:
                 import ray
 
@@ -137,7 +142,8 @@ def main() -> None:
                     out_dir=out,
                     workers=workers,
                     backend=backend,  # type: ignore[arg-type]
-                    servers=servers,  # type: ignore[arg-type]
+                    servers=servers.removesuffix("1"),  # type: ignore[arg-type]
+                    warm_slots=slots,
                     progress=False,
                 )
                 suite = run_suite(tasks, [args.model], config)

@@ -1,9 +1,10 @@
-"""Warm servers: one marimo server per worker, a fresh notebook and kernel per task.
+"""Warm servers: a worker reuses its marimo servers, with a fresh notebook and kernel per task.
 
-Real servers throughout. The freshness test runs three tasks back to back on
-one warm server: the first leaves a cell's variable and a module attribute
-behind; the second (whose session was prefetched while the
-first was graded) and the third (opened on demand) must see none of it.
+Real servers throughout, with two slots (the next task's session opens on the
+other server while a task runs) and with one. The freshness test runs three
+tasks back to back on one worker's servers: the first leaves a cell's variable
+and a module attribute behind; the second (prefetched) and the third (opened
+on demand) must see none of it.
 """
 
 from __future__ import annotations
@@ -68,10 +69,10 @@ def zygote() -> Iterator[Zygote | None]:
         yield warm
 
 
-@pytest.fixture
-def run(tmp_path: Path, zygote: Zygote | None) -> Iterator[Runner]:
-    """``run(agent, upcoming=None)`` runs fix_name_error on one warm server (``run.warm``)."""
-    warm = WarmServer()
+@pytest.fixture(params=[2, 1], ids=["2-slots", "1-slot"])
+def run(request: pytest.FixtureRequest, tmp_path: Path, zygote: Zygote | None) -> Iterator[Runner]:
+    """``run(agent, upcoming=None)`` runs fix_name_error on one worker's warm servers."""
+    warm = WarmServer(slots=request.param)
     yield Runner(warm, zygote, tmp_path)
     warm.close()
 
@@ -86,42 +87,49 @@ class Runner:
         config = RunConfig(out_dir=self.out, time_scale=3.0)
         return run_task(TASK, agent, config, zygote=self.zygote, warm=self.warm, upcoming=upcoming)
 
+    def open_sessions(self) -> list[str]:
+        keys = []
+        for server in self.warm.servers:
+            with server.client() as client:
+                keys += [s.key for s in client.sessions()]
+        return keys
+
 
 def test_a_task_cannot_see_what_the_previous_task_left(run: Runner) -> None:
     warm = run.warm
+    # With two slots the second task's session opens while the first one's kernel,
+    # holding `leaked`, still runs on the other server.
     first, first_events = run(_agent("leaver", _LEAVE), upcoming=TASK)
     assert first.status != "error", first.error
     assert "mine: 42 True" in _tool_texts(first_events)  # it really was there
     assert "leak_cell" in {c.name for c in first.after}
-    assert warm.server is not None
-    pid = warm.server.pid
-    assert pid is not None
 
     for prefetched in (True, False):
         result, events = run(_agent("looker", _LOOK))
         assert result.status != "error", result.error
         assert result.timings.prefetched is prefetched
         assert result.timings.warm
-        assert result.timings.server_start == 0  # the same server, not a new one
+        assert result.timings.server_start == 0  # no new server on the critical path
         assert "seen: False False" in _tool_texts(events)
         assert "leak_cell" not in {c.name for c in result.before}
         assert [c.code_hash for c in result.before] == [c.code_hash for c in first.before]
 
-    assert (warm.starts, warm.sessions_opened, warm.server.pid) == (1, 3, pid)
-    with warm.server.client() as client:
-        assert client.sessions() == []  # every task's session was closed...
+    servers = warm.servers
+    assert (warm.starts, warm.sessions_opened, len(servers)) == (len(servers), 3, len(servers))
+    assert run.open_sessions() == []  # every task's session was closed...
     deadline = time.monotonic() + 10
-    while _kernels(pid) and time.monotonic() < deadline:
+    pids = [s.pid for s in servers if s.pid is not None]
+    while any(_kernels(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _kernels(pid) == []  # ...and its kernel ended: none pile up
+    assert [k for pid in pids for k in _kernels(pid)] == []  # ...and its kernel ended
 
 
 def test_a_dead_warm_server_is_replaced(run: Runner) -> None:
     warm = run.warm
     first, _ = run(_agent("null", ["Nothing to do."]))
     assert first.timings.server_start > 0
-    assert warm.server is not None
-    warm.server.kill()
+    for server in warm.servers:
+        server.kill()
     second, _ = run(_agent("null", ["Nothing to do."]))
     assert second.status == "failed", second.error  # graded normally, not a harness error
     assert second.timings.server_start > 0
@@ -129,13 +137,10 @@ def test_a_dead_warm_server_is_replaced(run: Runner) -> None:
 
 
 def test_a_prefetch_for_another_task_is_closed_not_used(run: Runner) -> None:
-    warm = run.warm
     (other,) = load_tasks(TASKS_DIR, names=["fix_type_error"])
     first, _ = run(_agent("null", ["Nothing to do."]), upcoming=other)
     second, _ = run(_agent("null", ["Nothing to do."]))
     assert first.status == second.status == "failed"
     assert not second.timings.prefetched
-    assert warm.sessions_opened == 3  # fix_name_error, the unused prefetch, fix_name_error
-    assert warm.server is not None
-    with warm.server.client() as client:
-        assert client.sessions() == []
+    assert run.warm.sessions_opened == 3  # fix_name_error, the unused prefetch, fix_name_error
+    assert run.open_sessions() == []

@@ -10,7 +10,7 @@ time. The driver:
    file system), with the task and agent specs pickled by Ray;
 3. hands each idle actor the next job it can run (with warm servers, also the
    one after it, reserved for that actor, so its session opens while the
-   current job is graded), and writes each result as it arrives (results,
+   current job runs), and writes each result as it arrives (results,
    trajectories, progress, and the final notebook and snapshots the actor
    sends back).
 
@@ -133,7 +133,7 @@ class _Worker:
         """Stop this worker's servers now (the driver was interrupted)."""
         self.stopper.abort()
         if self.kit.warm is not None:
-            self.kit.warm.discard()
+            self.kit.warm.abort()
 
     def close(self) -> None:
         """Stop the servers and the zygote; remove the worker's files."""

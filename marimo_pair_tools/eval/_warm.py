@@ -1,31 +1,34 @@
-"""A warm marimo server: one directory server a worker reuses for many tasks.
+"""Warm marimo servers: directory servers a worker reuses for many tasks.
 
-Starting ``marimo edit`` costs ~1.3 s and stopping it ~0.4 s; opening a
-session on a running directory server costs ~0.45 s (the kernel process) and
-closing it a few milliseconds. So a worker keeps one server on a private
-directory and, for each task:
+Starting ``marimo edit`` costs ~1 s and stopping it ~0.35 s; opening a
+session on a running directory server costs ~0.45 s (marimo spawns a new
+kernel interpreter per session) and closing it a few milliseconds. So a
+worker keeps servers, each on a private directory (a *slot*), and for each
+task, on a slot:
 
-1. makes sure no session is open (a leftover would be *joined* by the next
-   attach, sharing its kernel), then empties the directory, marimo's session
-   cache (``__marimo__``) included: that cache would show a previous run's
-   outputs for a notebook with the same code;
-2. copies the task's notebook and data files into it, under their own names,
-   so the kernel's working directory is the notebook's, as with a server
-   started on the notebook;
-3. opens a new session on that file: marimo starts a new kernel process for
-   it, so nothing a previous task defined can be seen;
+1. makes sure no session is open there (a leftover would be *joined* by the
+   next attach, sharing its kernel), then empties the directory, marimo's
+   session cache (``__marimo__``) included: that cache would show an earlier
+   run's outputs for a notebook with the same code;
+2. copies the task's notebook and data files in, under their own names, so
+   the kernel's working directory is the notebook's, as with a server started
+   on the notebook;
+3. opens a new session on that file: a new kernel process, so nothing an
+   earlier task defined, imported or patched is there;
 4. after the task, closes the session (``/api/home/shutdown_session``), which
    ends that kernel.
 
-Most of a session's cost is its kernel starting (~0.45 s; marimo spawns a new
-interpreter per session). A worker that knows its next task can `prefetch` it:
-once the current task's session is closed, steps 1-3 for the next task run in
-the background while the current one is graded, and the next `open` takes
-the ready session. Nothing is shared: the prefetched session is still a new
-kernel on a freshly placed file, opened after the previous one closed.
+A worker that knows its next task `prefetch`-es it: steps 1-3 run in the
+background on the *other* slot while the current task runs, and the next
+`open` takes the ready session, so the kernel's start is off the task's
+critical path. That is why a worker has two slots (two servers, used in
+turn): the working directory of every kernel of a server is the server's, so
+two notebooks with their own data files cannot be open on one server at
+once. With ``slots=1`` the prefetch waits until the current session is
+closed (it then overlaps only the grading).
 
-If the server died or a session would not close, the next task starts a new
-server rather than trust the old one.
+A slot whose server died, or whose session would not close, starts a new
+server next time rather than trust the old one.
 """
 
 from __future__ import annotations
@@ -57,53 +60,26 @@ _SHUTDOWN_SESSION = "/api/home/shutdown_session"
 _Key = tuple[tuple[str, ...], str, float]
 
 
-@dataclass(frozen=True)
-class WarmSession:
-    """A task's session on a warm server."""
+class _Slot:
+    """One directory and the marimo server on it; one task session at a time."""
 
-    toolkit: MarimoPairToolkit
-    """Tools bound to the task's notebook (closed with the session)."""
-    path: Path
-    """The notebook file marimo saves."""
-    key: str
-    """marimo's session id."""
-    prefetched: bool = False
-    """Opened in the background before the task asked for it."""
-
-
-class WarmServer:
-    """One directory server reused across tasks, one fresh session per task.
-
-    Not thread-safe: one task at a time (a worker owns it).
-
-    Args:
-        startup_timeout: seconds for the server to answer ``/health``.
-    """
-
-    def __init__(self, *, startup_timeout: float = 60.0) -> None:
+    def __init__(self, root: Path, startup_timeout: float) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
         self.startup_timeout = startup_timeout
-        self.root = Path(tempfile.mkdtemp(prefix="mpt-warm-"))
         self.server: MarimoServer | None = None
         self._control: MarimoClient | None = None
-        self._prefetch: tuple[_Key, Future[WarmSession], threading.Thread] | None = None
         self.starts = 0
-        """How many servers this object has started (1 while nothing went wrong)."""
-        self.sessions_opened = 0
-
-    def __repr__(self) -> str:
-        url = self.server.url if self.server is not None else None
-        return f"WarmServer(root={str(self.root)!r}, url={url!r}, starts={self.starts})"
 
     @property
     def running(self) -> bool:
-        """Whether the server process is alive."""
         return self.server is not None and self.server.running
 
     def ensure_started(self) -> float:
-        """Start the server unless it runs; returns the seconds this call spent starting it."""
+        """Start the server unless it runs; returns the seconds spent starting it."""
         if self.running:
             return 0.0
-        self._drop_server()
+        self.drop()
         started = time.monotonic()
         server = MarimoServer(self.root, startup_timeout=self.startup_timeout)
         server.start()
@@ -112,53 +88,12 @@ class WarmServer:
         self.starts += 1
         return time.monotonic() - started
 
-    def open(
-        self, files: Sequence[Path], notebook: str, *, timeout: float | None
-    ) -> tuple[WarmSession, float]:
-        """A new session on a fresh copy of ``files``: the prefetched one if it matches.
-
-        Args:
-            files: the task's notebook and data files, copied under their names.
-            notebook: the notebook's file name among them.
-            timeout: the tools' execute limit (seconds).
-
-        Returns:
-            The session, and the seconds spent starting the server (0 when it ran).
-        """
-        ready = self._take_prefetched(_key(files, notebook, timeout))
-        if ready is not None:
-            return ready, 0.0
-        started = self.ensure_started()
-        return self._open_now(files, notebook, timeout), started
-
-    def prefetch(self, files: Sequence[Path], notebook: str, *, timeout: float | None) -> None:
-        """Open the session `open` will be asked for next, in the background.
-
-        Call it only with no session open (the previous task's closed): placing
-        the files empties the directory. Does nothing if the server is down.
-        """
-        self._drop_prefetch()
-        if not self.running:
-            return
-        future: Future[WarmSession] = Future()
-
-        def work() -> None:
-            try:
-                future.set_result(self._open_now(files, notebook, timeout, prefetched=True))
-            except BaseException as exc:  # noqa: BLE001 - handed to `open`, which reopens
-                future.set_exception(exc)
-
-        thread = threading.Thread(target=work, name="mpt-warm-prefetch", daemon=True)
-        self._prefetch = (_key(files, notebook, timeout), future, thread)
-        thread.start()
-
     def place(self, files: Sequence[Path], notebook: str) -> Path:
-        """Empty the directory (no session may be open) and copy the task's files in.
-
-        Returns:
-            The notebook's path on the server, to attach to.
-        """
-        self._close_open_sessions()
+        """Close any session, empty the directory, copy the task's files in."""
+        control = self._require_control()
+        for session in control.sessions():
+            logger.warning("closing a leftover session %s on a warm server", session.key)
+            self.shutdown_session(session.key)
         for entry in list(self.root.iterdir()):
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
@@ -171,13 +106,8 @@ class WarmServer:
                 shutil.copy2(path, self.root / path.name)
         return self.root / notebook
 
-    def close_session(self, session: WarmSession) -> None:
-        """Close a task's clients and its session (its kernel ends)."""
-        session.toolkit.close()
-        self._shutdown_session(session.key)
-
-    def _shutdown_session(self, key: str) -> None:
-        """Close one session; raise if the server still lists it."""
+    def shutdown_session(self, key: str) -> None:
+        """Close one session (its kernel ends); raise if the server still lists it."""
         control = self._require_control()
         # client.py has no public call for this endpoint yet; `_post_control` adds the
         # skew-protection token marimo wants on every POST but execute.
@@ -187,28 +117,177 @@ class WarmServer:
         if any(s.key == key for s in control.sessions()):
             raise MarimoPairError(f"marimo still lists session {key} after closing it.")
 
-    def discard(self) -> None:
-        """Forget the server after a failure: the next task starts a new one."""
+    def drop(self) -> None:
+        """Stop the server (if any); the next `ensure_started` starts a new one."""
+        from .runner import stop_server
+
+        server, self.server = self.server, None
+        control, self._control = self._control, None
+        if control is not None:
+            control.close()
+        if server is not None:
+            with contextlib.suppress(MarimoPairError):
+                stop_server(server)
+
+    def _require_control(self) -> MarimoClient:
+        if self._control is None or not self.running:
+            raise MarimoPairError("The warm marimo server is not running.")
+        return self._control
+
+
+@dataclass(frozen=True)
+class WarmSession:
+    """A task's session on a warm server."""
+
+    toolkit: MarimoPairToolkit
+    """Tools bound to the task's notebook (closed with the session)."""
+    path: Path
+    """The notebook file marimo saves."""
+    key: str
+    """marimo's session id."""
+    slot: int
+    """Which of the worker's servers holds it."""
+    prefetched: bool = False
+    """Opened in the background before the task asked for it."""
+
+
+class WarmServer:
+    """The warm servers of one worker: a fresh notebook and kernel per task.
+
+    Not thread-safe: one task at a time (a worker owns it); only its own
+    prefetch runs beside that.
+
+    Args:
+        slots: servers used in turn (2: the next task's session opens while the
+            current task runs; 1: only while it is graded).
+        startup_timeout: seconds for a server to answer ``/health``.
+    """
+
+    def __init__(self, *, slots: int = 2, startup_timeout: float = 60.0) -> None:
+        if slots < 1:
+            raise ValueError("a warm server needs at least one slot")
+        self.root = Path(tempfile.mkdtemp(prefix="mpt-warm-"))
+        self._slots = [_Slot(self.root / str(i), startup_timeout) for i in range(slots)]
+        self._prefetch: tuple[_Key, int, Future[WarmSession], threading.Thread] | None = None
+        self._busy: int | None = None
+        self._deferred: tuple[Sequence[Path], str, float | None] | None = None
+        self.sessions_opened = 0
+
+    def __repr__(self) -> str:
+        urls = [s.server.url if s.server else None for s in self._slots]
+        return f"WarmServer(root={str(self.root)!r}, urls={urls!r}, starts={self.starts})"
+
+    @property
+    def starts(self) -> int:
+        """How many servers were started (one per slot while nothing went wrong)."""
+        return sum(slot.starts for slot in self._slots)
+
+    @property
+    def servers(self) -> list[MarimoServer]:
+        """The running servers."""
+        return [s.server for s in self._slots if s.server is not None and s.running]
+
+    def open(
+        self, files: Sequence[Path], notebook: str, *, timeout: float | None
+    ) -> tuple[WarmSession, float]:
+        """A new session on a fresh copy of ``files``: the prefetched one if it matches.
+
+        Args:
+            files: the task's notebook and data files, copied under their names.
+            notebook: the notebook's file name among them.
+            timeout: the tools' execute limit (seconds).
+
+        Returns:
+            The session, and the seconds spent starting a server (0 when one ran).
+        """
+        ready = self._take_prefetched(_key(files, notebook, timeout))
+        if ready is None:
+            index = self._free_slot()
+            started = self._slots[index].ensure_started()
+            ready = self._open_now(index, files, notebook, timeout)
+        else:
+            started = 0.0
+        self._busy = ready.slot
+        return ready, started
+
+    def prefetch(self, files: Sequence[Path], notebook: str, *, timeout: float | None) -> None:
+        """Open, in the background, the session `open` will be asked for next.
+
+        Call it once the current task's session is open: with two slots the
+        next one opens on the other server now; with one it opens as soon as
+        the current session is closed (placing the files empties the
+        directory). A server that is not running is started in the background.
+        """
         self._drop_prefetch()
-        self._drop_server()
+        if len(self._slots) == 1 and self._busy is not None:
+            self._deferred = (files, notebook, timeout)
+            return
+        self._launch(files, notebook, timeout)
+
+    def _launch(self, files: Sequence[Path], notebook: str, timeout: float | None) -> None:
+        index = self._free_slot()
+        future: Future[WarmSession] = Future()
+
+        def work() -> None:
+            try:
+                self._slots[index].ensure_started()
+                future.set_result(self._open_now(index, files, notebook, timeout, prefetched=True))
+            except BaseException as exc:  # noqa: BLE001 - handed to `open`, which reopens
+                future.set_exception(exc)
+
+        thread = threading.Thread(target=work, name="mpt-warm-prefetch", daemon=True)
+        self._prefetch = (_key(files, notebook, timeout), index, future, thread)
+        thread.start()
+
+    def close_session(self, session: WarmSession) -> None:
+        """Close a task's clients and its session (its kernel ends)."""
+        if self._busy == session.slot:
+            self._busy = None
+        session.toolkit.close()
+        self._slots[session.slot].shutdown_session(session.key)
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None and self._busy is None:
+            self._launch(*deferred)
+
+    def discard(self, session: WarmSession | None = None) -> None:
+        """Forget a server after a failure (``session``'s, else all): start anew next time."""
+        if session is None:
+            self._drop_prefetch()
+            for slot in self._slots:
+                slot.drop()
+        else:
+            self._slots[session.slot].drop()
+        self._busy = None
+
+    def abort(self) -> None:
+        """Stop every server now, without waiting for a prefetch (Ctrl-C, SIGTERM)."""
+        for slot in self._slots:
+            slot.drop()
 
     def close(self) -> None:
-        """Stop the server and remove the directory."""
+        """Stop the servers and remove the directories."""
         self.discard()
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def _free_slot(self) -> int:
+        """A slot that holds no task's session (the next after the busy one)."""
+        if self._busy is None:
+            return 0
+        return (self._busy + 1) % len(self._slots)
+
     def _open_now(
         self,
+        index: int,
         files: Sequence[Path],
         notebook: str,
         timeout: float | None,
         *,
         prefetched: bool = False,
     ) -> WarmSession:
-        server = self.server
-        if server is None or not self.running:
-            raise MarimoPairError("The warm marimo server is not running.")
-        path = self.place(files, notebook)
+        slot = self._slots[index]
+        path = slot.place(files, notebook)
+        server = slot.server
+        assert server is not None  # place() checked that it runs
         # Plain HTTP to loopback: transports without certificate loading save ~50 ms
         # per task (httpx loads the CA bundle for every default client).
         toolkit = MarimoPairToolkit.from_clients(
@@ -225,61 +304,36 @@ class WarmServer:
             toolkit.close()
             raise
         self.sessions_opened += 1
-        return WarmSession(toolkit=toolkit, path=path, key=key, prefetched=prefetched)
+        return WarmSession(toolkit=toolkit, path=path, key=key, slot=index, prefetched=prefetched)
 
     def _take_prefetched(self, key: _Key) -> WarmSession | None:
         """The prefetched session if it is for ``key`` and opened; otherwise close it."""
         pending, self._prefetch = self._prefetch, None
         if pending is None:
             return None
-        wanted, future, thread = pending
+        wanted, index, future, thread = pending
         thread.join()
         try:
             session = future.result()
-        except MarimoPairError as exc:
-            logger.warning("a prefetched session did not open (%s); opening it now", exc)
+        except Exception as exc:  # noqa: BLE001 - any failure: the task opens its own now
+            logger.warning("a prefetched session did not open (%r); opening it now", exc)
             return None
-        except Exception as exc:  # noqa: BLE001 - any failure: open again in the task's own call
-            logger.warning("a prefetched session failed (%r); opening it now", exc)
-            return None
-        if wanted == key and self.running:
+        if wanted == key and self._slots[index].running:
             return session
         with contextlib.suppress(MarimoPairError):
             self.close_session(session)
         return None
 
     def _drop_prefetch(self) -> None:
+        self._deferred = None
         pending, self._prefetch = self._prefetch, None
         if pending is None:
             return
-        _, future, thread = pending
+        _, _, future, thread = pending
         thread.join()
         if future.exception() is None:
             with contextlib.suppress(MarimoPairError):
                 self.close_session(future.result())
-
-    def _require_control(self) -> MarimoClient:
-        if self._control is None or not self.running:
-            raise MarimoPairError("The warm marimo server is not running.")
-        return self._control
-
-    def _close_open_sessions(self) -> None:
-        """Close whatever session is still open (a task that crashed before closing its own)."""
-        control = self._require_control()
-        for session in control.sessions():
-            logger.warning("closing a leftover session %s on the warm server", session.key)
-            self._shutdown_session(session.key)
-
-    def _drop_server(self) -> None:
-        from .runner import stop_server
-
-        server, self.server = self.server, None
-        control, self._control = self._control, None
-        if control is not None:
-            control.close()
-        if server is not None:
-            with contextlib.suppress(MarimoPairError):
-                stop_server(server)
 
 
 def _key(files: Sequence[Path], notebook: str, timeout: float | None) -> _Key:

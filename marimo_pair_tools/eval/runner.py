@@ -105,7 +105,7 @@ class Timings(BaseModel):
     started it, ``attach`` opens a session (and places the files), ``server_stop``
     closes the session."""
     prefetched: bool = False
-    """Warm: the session was opened while the worker's previous task was graded;
+    """Warm: the session was opened while the worker's previous task ran;
     ``attach`` is then only the wait that was left."""
 
     @property
@@ -179,6 +179,8 @@ class RunConfig:
         servers: ``cold`` starts a marimo server per task; ``warm`` has each
             worker reuse one server, with a fresh notebook and kernel per task.
             ``None``: cold on the local backend, warm on Ray.
+        warm_slots: servers per worker when warm, used in turn (2: the next
+            task's session opens while a task runs; 1: while it is graded).
         repeats: runs of each (task, agent), for pass@k.
         ray_address: the Ray cluster to join (``None``: the one this process
             already joined, else ``$RAY_ADDRESS``, else a new local one).
@@ -205,6 +207,7 @@ class RunConfig:
     system_prompt: str | None = None
     backend: Backend = "local"
     servers: Servers | None = None
+    warm_slots: int = 2
     repeats: int = 1
     ray_address: str | None = None
     ray_runtime_env: dict[str, Any] | None = None
@@ -648,7 +651,7 @@ def _open_warm(run: _Run, warm: WarmServer) -> tuple[MarimoPairToolkit, Path, Ca
                 warm.close_session(session)
         except BaseException:
             # An unknown server state must not leak into the next task: start anew.
-            warm.discard()
+            warm.discard(session)
             raise
         finally:
             run.stopped(time.monotonic() - began)
@@ -667,9 +670,8 @@ def _open_warm(run: _Run, warm: WarmServer) -> tuple[MarimoPairToolkit, Path, Ca
     if started:
         run.timings["server_start"] = started
         run.timings["attach"] -= started
-        assert warm.server is not None
-        run.stopper.track(warm.server)
     run.prefetched = session.prefetched
+    _prefetch(run)
     return session.toolkit, session.path, release
 
 
@@ -679,7 +681,7 @@ def _tool_timeout(task: Task, config: RunConfig) -> float:
 
 
 def _prefetch(run: _Run) -> None:
-    """Open the worker's next task's session while this one is graded (warm servers)."""
+    """Have the warm servers open the worker's next task's session while this one runs."""
     upcoming, warm = run.upcoming, run.warm
     if upcoming is None or warm is None:
         return
@@ -780,7 +782,6 @@ def _execute(run: _Run) -> TaskResult:
             shutil.copy2(notebook_file, saved)
         done, release = release, None
         done()
-        _prefetch(run)
         return _result(run, _grade(run, saved, live))
     finally:
         if release is not None:
@@ -921,8 +922,8 @@ def run_task(
         warm: a warm server to open this task's session on, instead of a
             server of its own.
         repeat: which repeat of this (task, agent) this run is.
-        upcoming: the task this worker runs next: with ``warm``, its session is
-            opened while this one is graded.
+        upcoming: the task this worker runs next: with ``warm``, its session
+            opens on the worker's other server while this one runs.
 
     Returns:
         The result and the trajectory. A harness crash while running the task
@@ -1043,7 +1044,11 @@ class WorkerKit:
         use_zygote = not config.fresh_grading_process and Zygote.supported()
         return cls(
             zygote=Zygote().start() if use_zygote else None,
-            warm=WarmServer(startup_timeout=config.startup_timeout) if config.warm else None,
+            warm=(
+                WarmServer(slots=config.warm_slots, startup_timeout=config.startup_timeout)
+                if config.warm
+                else None
+            ),
         )
 
     def run(
@@ -1075,7 +1080,7 @@ def _run_local(jobs: Sequence[Job], config: RunConfig, emit: Emit) -> int:
     Jobs whose task needs packages this interpreter lacks are reported as not
     run before anything starts. Each thread owns a `WorkerKit` and takes jobs
     from a shared queue; with warm servers it takes its next job one ahead, so
-    that job's session opens while the current one is graded.
+    that job's session opens while the current one runs.
     """
     runnable: list[Job] = []
     for job in jobs:
@@ -1134,6 +1139,9 @@ def _run_local(jobs: Sequence[Job], config: RunConfig, emit: Emit) -> int:
     except BaseException:
         stopping.set()
         stopper.abort()  # running tasks then fail fast; their servers are gone
+        for kit in kits:
+            if kit.warm is not None:
+                kit.warm.abort()
         raise
     finally:
         stopping.set()
