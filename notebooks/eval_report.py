@@ -74,9 +74,14 @@ def load(Path, aggregate, mo, path_input, pd, read_results):
                 **{f"t_{k}": v for k, v in r.timings.model_dump().items()},
             }
             for r in results
+            if r.status != "not_run"  # missing packages: no score, no time to chart
         ]
     )
-    mo.md(f"**{len(results)} task runs** by {summary['agent'].nunique()} agent(s) from `{_path}`")
+    _skipped = sum(r.status == "not_run" for r in results)
+    mo.md(
+        f"**{len(results)} task runs** by {summary['agent'].nunique()} agent(s) from `{_path}`"
+        + (f" ({_skipped} not run: their packages are missing)" if _skipped else "")
+    )
     return results, runs, summary
 
 
@@ -90,6 +95,7 @@ def summary_table(mo, summary):
                 "passed",
                 "pass_rate",
                 "mean_score",
+                "not_run",
                 "errors",
                 "steps_mean",
                 "tool_calls",
@@ -168,7 +174,7 @@ def failures(mo, pd, results):
             else "; ".join(f"{g.grader}: {g.detail}" for g in r.grades if not g.passed),
         }
         for r in results
-        if not r.passed
+        if not r.passed and r.status != "not_run"
     ]
     mo.vstack(
         [mo.md("## Runs that did not pass"), mo.ui.table(pd.DataFrame(_rows), selection=None)]
