@@ -124,6 +124,31 @@ def test_a_task_whose_package_is_missing_is_not_run_and_said_so_up_front(tmp_pat
     assert [json.loads(row)["task"] for row in exported] == ["fix_type_error"]
 
 
+class _Terminal(io.StringIO):
+    """What the progress bar writes to a terminal (a pty would show the same bytes)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_a_not_run_line_stays_while_the_bar_moves() -> None:
+    from marimo_pair_tools.eval.runner import _Progress
+
+    screen = _Terminal()
+    progress = _Progress(3, screen, "")
+    progress.update(
+        _row("t1", 0, True, 1.0).model_copy(
+            update={"status": "not_run", "passed": False, "missing": ["pandas"]}
+        )
+    )
+    progress.update(_row("t2", 0, True, 1.0))
+    progress.update(_row("t3", 0, False, 0.0))
+    text = screen.getvalue()
+    assert "SKIP  t1: not run, needs pandas pass 0/0 (1 not run)" in text
+    assert text.split("\r\033[K")[1].endswith("\n")  # its own line: not overwritten
+    assert "pass 1/2 (1 not run)" in text.rsplit("\r\033[K", 1)[1]
+
+
 # --------------------------------------------------------------------------- pass@k
 
 

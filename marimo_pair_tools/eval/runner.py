@@ -293,12 +293,17 @@ class _Output:
 
 
 class _Progress:
-    """A one-line progress bar on a terminal, one line per task otherwise."""
+    """A one-line progress bar on a terminal, one line per task otherwise.
+
+    A task not run (missing packages) always gets a line of its own, so the
+    reason stays on screen.
+    """
 
     def __init__(self, total: int, stream: IO[str] | None, label: str) -> None:
         self.total = total
         self.done = 0
         self.passed = 0
+        self.skipped = 0
         self.stream = stream
         self.label = label
         self.started = time.monotonic()
@@ -309,6 +314,7 @@ class _Progress:
         with self._lock:
             self.done += 1
             self.passed += result.passed
+            self.skipped += result.status == "not_run"
             if self.stream is None:
                 return
             width = 24
@@ -326,12 +332,16 @@ class _Progress:
                 if result.status == "not_run"
                 else f"{result.task} ({result.seconds:.1f}s)"
             )
+            skipped = f" ({self.skipped} not run)" if self.skipped else ""
             line = (
                 f"[{bar}] {self.done}/{self.total} {self.label} "
                 f"{mark[result.status]:<5} {what} "
-                f"pass {self.passed}/{self.done} {time.monotonic() - self.started:.0f}s"
+                f"pass {self.passed}/{self.done - self.skipped}{skipped} "
+                f"{time.monotonic() - self.started:.0f}s"
             )
-            if self.tty:
+            if self.tty and result.status == "not_run":
+                self.stream.write("\r\033[K" + line + "\n")
+            elif self.tty:
                 self.stream.write("\r\033[K" + line)
                 if self.done == self.total:
                     self.stream.write("\n")
