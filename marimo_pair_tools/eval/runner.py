@@ -30,6 +30,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import logging
 import os
 import queue
 import shutil
@@ -75,6 +76,8 @@ __all__ = [
     "run_task",
     "stop_server",
 ]
+
+logger = logging.getLogger(__name__)
 
 Status = Literal["passed", "failed", "limit", "error", "not_run"]
 ApprovalPolicy = Literal["off", "reject", "approve"]
@@ -177,7 +180,7 @@ class RunConfig:
         backend: ``local`` (threads in this process) or ``ray`` (one Ray actor
             per worker, anywhere on a Ray cluster; needs the ``ray`` extra).
         servers: ``cold`` starts a marimo server per task; ``warm`` has each
-            worker reuse one server, with a fresh notebook and kernel per task.
+            worker reuse its servers, with a fresh notebook and kernel per task.
             ``None``: cold on the local backend, warm on Ray.
         warm_slots: servers per worker when warm, used in turn (2: the next
             task's session opens while a task runs; 1: while it is graded).
@@ -659,8 +662,12 @@ def _open_warm(run: _Run, warm: WarmServer) -> tuple[MarimoPairToolkit, Path, Ca
         try:
             if session is not None:
                 warm.close_session(session)
+        except (MarimoPairError, OSError) as exc:
+            # What the task did is already collected; a server in an unknown state
+            # must not serve the next task, so it is replaced.
+            logger.warning("closing a warm session failed (%s); replacing its server", exc)
+            warm.discard(session)
         except BaseException:
-            # An unknown server state must not leak into the next task: start anew.
             warm.discard(session)
             raise
         finally:
@@ -674,8 +681,7 @@ def _open_warm(run: _Run, warm: WarmServer) -> tuple[MarimoPairToolkit, Path, Ca
                 timeout=_tool_timeout(run.task, run.config),
             )
     except BaseException:
-        with contextlib.suppress(MarimoPairError, OSError):
-            release()  # the attach's own error is the one to report
+        release()  # never raises a harness error: the attach's own is the one to report
         raise
     if started:
         run.timings["server_start"] = started
