@@ -89,11 +89,12 @@ def warm_overhead(repeat: int) -> tuple[list[float], float]:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             path = write_notebook(Path(tmp) / "one.py", ["x = 1"])
-            session, started = warm.open([path], path.name, timeout=60)  # starts the server
+            session = warm.open([path], path.name, timeout=60)  # starts the server
+            started = warm.start_seconds
             warm.close_session(session)
             for _ in range(repeat):
                 t0 = time.perf_counter()
-                session, _ = warm.open([path], path.name, timeout=60)
+                session = warm.open([path], path.name, timeout=60)
                 warm.close_session(session)
                 samples.append(time.perf_counter() - t0)
     finally:

@@ -147,9 +147,15 @@ class MarimoPairToolkit(BaseToolkit):
     ) -> MarimoPairToolkit:
         if attach:
             try:
-                client.resolve_session(notebook)
-            except (SessionNotFoundError, AmbiguousSessionError):
-                client.attach(notebook)
+                try:
+                    client.resolve_session(notebook)
+                except (SessionNotFoundError, AmbiguousSessionError):
+                    client.attach(notebook)
+            except BaseException:
+                # Nobody else holds these clients: release the attach's stream and pooled
+                # sockets (the async client has opened none) instead of leaking them.
+                client.close()
+                raise
         return cls.from_clients(client, aclient, notebook=notebook, **options)
 
     @classmethod

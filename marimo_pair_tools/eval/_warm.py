@@ -6,10 +6,11 @@ kernel interpreter per session) and closing it a few milliseconds. So a
 worker keeps servers, each on a private directory (a *slot*), and for each
 task, on a slot:
 
-1. makes sure no session is open there (a leftover would be *joined* by the
-   next attach, sharing its kernel), then empties the directory, marimo's
-   session cache (``__marimo__``) included: that cache would show an earlier
-   run's outputs for a notebook with the same code;
+1. empties the directory, marimo's session cache (``__marimo__``) included:
+   that cache would show an earlier run's outputs for a notebook with the
+   same code. No session is open there: every session opened on a slot was
+   closed and checked gone, or the slot's server was replaced (a leftover
+   session would be *joined* by the next attach, sharing its kernel);
 2. copies the task's notebook and data files in, under their own names, so
    the kernel's working directory is the notebook's, as with a server started
    on the notebook;
@@ -27,8 +28,8 @@ two notebooks with their own data files cannot be open on one server at
 once. With ``slots=1`` the prefetch waits until the current session is
 closed (it then overlaps only the grading).
 
-A slot whose server died, or whose session would not close, starts a new
-server next time rather than trust the old one.
+A slot whose server died, whose attach failed half-way, or whose session
+would not close, starts a new server next time rather than trust the old one.
 """
 
 from __future__ import annotations
@@ -89,11 +90,8 @@ class _Slot:
         return time.monotonic() - started
 
     def place(self, files: Sequence[Path], notebook: str) -> Path:
-        """Close any session, empty the directory, copy the task's files in."""
-        control = self._require_control()
-        for session in control.sessions():
-            logger.warning("closing a leftover session %s on a warm server", session.key)
-            self.shutdown_session(session.key)
+        """Empty the directory and copy the task's files in (no session is open here)."""
+        self._require_control()
         for entry in list(self.root.iterdir()):
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
@@ -172,6 +170,9 @@ class WarmServer:
         self._busy: int | None = None
         self._deferred: tuple[Sequence[Path], str, float | None] | None = None
         self.sessions_opened = 0
+        self.start_seconds = 0.0
+        """Seconds the last `open` spent starting a server (0 when one ran), kept
+        even when the open then failed, so the start is accounted for."""
 
     def __repr__(self) -> str:
         urls = [s.server.url if s.server else None for s in self._slots]
@@ -187,9 +188,7 @@ class WarmServer:
         """The running servers."""
         return [s.server for s in self._slots if s.server is not None and s.running]
 
-    def open(
-        self, files: Sequence[Path], notebook: str, *, timeout: float | None
-    ) -> tuple[WarmSession, float]:
+    def open(self, files: Sequence[Path], notebook: str, *, timeout: float | None) -> WarmSession:
         """A new session on a fresh copy of ``files``: the prefetched one if it matches.
 
         Args:
@@ -198,17 +197,16 @@ class WarmServer:
             timeout: the tools' execute limit (seconds).
 
         Returns:
-            The session, and the seconds spent starting a server (0 when one ran).
+            The session; `start_seconds` says what starting a server cost.
         """
+        self.start_seconds = 0.0
         ready = self._take_prefetched(_key(files, notebook, timeout))
         if ready is None:
             index = self._free_slot()
-            started = self._slots[index].ensure_started()
+            self.start_seconds = self._slots[index].ensure_started()
             ready = self._open_now(index, files, notebook, timeout)
-        else:
-            started = 0.0
         self._busy = ready.slot
-        return ready, started
+        return ready
 
     def prefetch(self, files: Sequence[Path], notebook: str, *, timeout: float | None) -> None:
         """Open, in the background, the session `open` will be asked for next.
@@ -298,10 +296,11 @@ class WarmServer:
         )
         try:
             handle = toolkit.session.sync()
-            # The directory was just emptied with no session open: this opens a new one.
+            # No session is open on this slot: this opens a new one.
             key = handle.client.attach(str(path)).key
         except BaseException:
             toolkit.close()
+            slot.drop()  # the session may exist without us knowing its key
             raise
         self.sessions_opened += 1
         return WarmSession(toolkit=toolkit, path=path, key=key, slot=index, prefetched=prefetched)
@@ -320,8 +319,7 @@ class WarmServer:
             return None
         if wanted == key and self._slots[index].running:
             return session
-        with contextlib.suppress(MarimoPairError):
-            self.close_session(session)
+        self._close_or_drop(session)
         return None
 
     def _drop_prefetch(self) -> None:
@@ -332,8 +330,15 @@ class WarmServer:
         _, _, future, thread = pending
         thread.join()
         if future.exception() is None:
-            with contextlib.suppress(MarimoPairError):
-                self.close_session(future.result())
+            self._close_or_drop(future.result())
+
+    def _close_or_drop(self, session: WarmSession) -> None:
+        """Close an unused session; if that fails, replace its server instead."""
+        try:
+            self.close_session(session)
+        except (MarimoPairError, OSError) as exc:
+            logger.warning("an unused warm session did not close (%s); replacing its server", exc)
+            self._slots[session.slot].drop()
 
 
 def _key(files: Sequence[Path], notebook: str, timeout: float | None) -> _Key:

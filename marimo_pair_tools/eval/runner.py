@@ -675,7 +675,7 @@ def _open_warm(run: _Run, warm: WarmServer) -> tuple[MarimoPairToolkit, Path, Ca
 
     try:
         with _timed(run, "attach"):
-            session, started = warm.open(
+            session = warm.open(
                 [task.notebook_path, *task.extra_files],
                 task.notebook_path.name,
                 timeout=_tool_timeout(run.task, run.config),
@@ -683,9 +683,10 @@ def _open_warm(run: _Run, warm: WarmServer) -> tuple[MarimoPairToolkit, Path, Ca
     except BaseException:
         release()  # never raises a harness error: the attach's own is the one to report
         raise
-    if started:
-        run.timings["server_start"] = started
-        run.timings["attach"] -= started
+    finally:
+        if warm.start_seconds:
+            run.timings["server_start"] = warm.start_seconds
+            run.timings["attach"] -= warm.start_seconds
     run.prefetched = session.prefetched
     _prefetch(run)
     return session.toolkit, session.path, release
