@@ -1187,7 +1187,13 @@ class MarimoClient(_ClientCore):
         deadline = time.monotonic() + wait
         while True:
             attachment.raise_if_failed()
-            found = [s for s in self.sessions() if s.key == key]
+            try:
+                listed = self.sessions()
+            except ServerUnavailableError:
+                # marimo may not answer while it starts the session's kernel, which on a
+                # loaded machine outlasts one listing's timeout: poll until `wait`.
+                listed = []
+            found = [s for s in listed if s.key == key]
             if found:
                 session = found[0]
                 self._sessions_cache[(notebook, None)] = session
@@ -1704,7 +1710,11 @@ class AsyncMarimoClient(_ClientCore):
                     "The server closed the headless session stream at once (a wrong token on "
                     "/sse is answered this way, or the notebook could not be opened)."
                 )
-            found = [s for s in await self.sessions() if s.key == key]
+            try:
+                listed = await self.sessions()
+            except ServerUnavailableError:
+                listed = []  # marimo may not answer while the kernel starts (see above)
+            found = [s for s in listed if s.key == key]
             if found:
                 self._sessions_cache[(notebook, None)] = found[0]
                 return found[0]
