@@ -11,14 +11,17 @@ Three things here exist because a person may be using the same kernel:
   behind that run, and our timeout's disconnect would interrupt it; so the
   client refuses up front (`KernelBusyError`) unless ``interrupt_others=True``.
 - ``input()`` in code we send would wait for a reply nobody can type. A small
-  guard installed once per session makes it fail at once instead (only for our
-  requests; the person's own ``input()`` still works).
+  guard, installed once per kernel, makes it fail at once instead (only for our
+  requests; the person's own ``input()`` still works). It marks itself, and its
+  installer rides in front of a process's first request on a session, so a fresh
+  process pays no extra request for it.
 - ``attach`` reuses a session that is already open for the notebook, so the
   agent and the browser tab share one kernel rather than fighting over it.
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import json
@@ -38,6 +41,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict
 
+from . import errors
 from ._security import ensure_allowed_url, is_loopback_host, redact
 from ._sse import SSEDecoder
 from ._text import BoundedText, truncate
@@ -46,8 +50,6 @@ from .errors import (
     AmbiguousSessionError,
     AuthenticationError,
     ConfigurationError,
-    ExecuteTimeoutError,
-    KernelBusyError,
     MarimoPairError,
     OutcomeUnknownError,
     ReadOnlyServerError,
@@ -99,7 +101,7 @@ except (ImportError, AttributeError, LookupError, RuntimeError):
 print({_VARIABLES_TAG!r} + json.dumps(_names))
 """
 
-# Installed once per session. marimo answers `input()` by asking the frontend
+# Installed once per kernel (it checks its own mark first). marimo answers `input()` by asking the frontend
 # for a line; nothing answers a scratchpad request from us, so it would hang until
 # our timeout. The guard raises instead, only in the scratchpad and only for
 # requests carrying our header. It relies on marimo internals and does nothing
@@ -142,6 +144,50 @@ def _marimo_pair_install_input_guard():
 
 _marimo_pair_install_input_guard()
 """
+
+# The installer as one expression: it checks the guard's `_marimo_pair_guard` mark
+# and returns at once when the kernel has it, so it can ride in front of any request.
+_INPUT_GUARD_PREFIX = f"exec({_INPUT_GUARD_PROGRAM!r}, {{}})"
+_COMPOUND = (
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+    ast.If,
+    ast.For,
+    ast.AsyncFor,
+    ast.While,
+    ast.With,
+    ast.AsyncWith,
+    ast.Try,
+    ast.Match,
+    *((ast.TryStar,) if hasattr(ast, "TryStar") else ()),
+)
+
+
+def _with_input_guard(code: str) -> str | None:
+    """``code`` with the guard installer in front on its first line, or None.
+
+    The installer joins line 1 (``installer; first statement`` or ``installer  #
+    comment``), so every line number in a traceback stays the caller's. None when
+    that is impossible (a compound statement or ``from __future__`` first) or
+    pointless (code that does not compile never runs, so cannot call ``input()``).
+    """
+    try:
+        tree = compile(code, "<code>", "exec", ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    except (SyntaxError, ValueError):
+        return None
+    if not isinstance(tree, ast.Module) or not tree.body:
+        return _INPUT_GUARD_PREFIX + "  " + code
+    first = tree.body[0]
+    starts = min([first.lineno, *(d.lineno for d in getattr(first, "decorator_list", []))])
+    if starts > 1:  # line 1 is blank or a comment
+        return _INPUT_GUARD_PREFIX + "  " + code
+    if isinstance(first, _COMPOUND) or first.col_offset != 0:
+        return None
+    if isinstance(first, ast.ImportFrom) and first.module == "__future__":
+        return None
+    return _INPUT_GUARD_PREFIX + "; " + code
+
 
 ChunkCallback = Callable[[str, str], None]
 """Called with ``(channel, text)`` for every streamed stdout/stderr chunk."""
@@ -522,6 +568,18 @@ class _ClientCore:
             f"Several sessions match {notebook!r}; pass session_id=...:\n{listing()}"
         )
 
+    def _given(self, notebook: str | None, session_id: str | None) -> SessionInfo | None:
+        """The session an execute names by id, without listing the sessions first.
+
+        A wrong or stale id is refused by the server before anything runs (500
+        ``Invalid session id``); `execute` then lists the sessions once and retries,
+        so the listing is paid only when it is needed.
+        """
+        if session_id is None or notebook is not None:
+            return None
+        cached = self._sessions_cache.get((None, session_id))
+        return cached or SessionInfo(key=session_id, stable_id=None, path=None, filename=None)
+
     def _forget(self, session: SessionInfo) -> None:
         """Drop cached knowledge of a session that no longer exists."""
         for cache_key, cached in list(self._sessions_cache.items()):
@@ -626,8 +684,8 @@ class _ClientCore:
         return "unknown"
 
     @staticmethod
-    def _busy_error(session: SessionInfo) -> KernelBusyError:
-        return KernelBusyError(
+    def _busy_error(session: SessionInfo) -> errors.KernelBusyError:
+        return errors.KernelBusyError(
             f"The kernel of {session.path or session.filename or 'this notebook'} is already "
             "running other work (a cell someone started in the browser, or another agent's "
             "code), so nothing was sent. Our code would queue behind that run, and if it then "
@@ -639,8 +697,8 @@ class _ClientCore:
     def _not_sent_error(session: SessionInfo, exc: MarimoPairError) -> MarimoPairError:
         """The one-time setup request before the caller's code failed: their code never ran."""
         name = session.path or session.filename or "this notebook"
-        if isinstance(exc, ExecuteTimeoutError):
-            return KernelBusyError(
+        if isinstance(exc, errors.ExecuteTimeoutError):
+            return errors.KernelBusyError(
                 f"The kernel of {name} did not answer a trivial request, so your code was not "
                 "sent. It is busy with a long run or wedged: wait and retry, interrupt it, or "
                 "restart it (that loses its variables)."
@@ -652,7 +710,7 @@ class _ClientCore:
     @staticmethod
     def _timeout_error(
         timeout: float, responsive: bool | None, *, busy_before: bool
-    ) -> ExecuteTimeoutError:
+    ) -> errors.ExecuteTimeoutError:
         if responsive is None:
             after = ""
         elif responsive:
@@ -671,7 +729,7 @@ class _ClientCore:
             if busy_before
             else ""
         )
-        return ExecuteTimeoutError(
+        return errors.ExecuteTimeoutError(
             f"Execution passed its {timeout:g} s limit; marimo interrupted the kernel. The code "
             f"may have partly run: inspect state before retrying.{others}{after}",
             kernel_responsive=responsive,
@@ -942,7 +1000,9 @@ class MarimoClient(_ClientCore):
             OutcomeUnknownError: the stream ended before ``done``; never retry blindly.
             SessionNotFoundError, AmbiguousSessionError: the notebook has no single session.
         """
-        session = self.resolve_session(notebook, session_id=session_id)
+        session = self._given(notebook, session_id) or self.resolve_session(
+            notebook, session_id=session_id
+        )
         try:
             return self._execute_checked(session, code, timeout, on_chunk, interrupt_others)
         except SessionNotFoundError:
@@ -962,8 +1022,11 @@ class MarimoClient(_ClientCore):
         busy = self._kernel_state(session) == "running"
         if busy and not interrupt_others:
             raise self._busy_error(session)
-        self._ensure_input_guard(session, timeout)
-        return self._execute_on(session, code, timeout, on_chunk, busy_before=busy)
+        sent = self._ensure_input_guard(session, timeout, code)
+        result = self._execute_on(session, sent, timeout, on_chunk, busy_before=busy)
+        if sent != code:
+            self._guarded.add(self._guard_key(session))
+        return result
 
     def _kernel_state(self, session: SessionInfo) -> str:
         """``running``, ``idle``, ``stopped``, or ``unknown`` (a server without the endpoint)."""
@@ -977,19 +1040,28 @@ class MarimoClient(_ClientCore):
             raise
         return self._parse_status(response)
 
-    def _ensure_input_guard(self, session: SessionInfo, timeout: float | None) -> None:
+    def _ensure_input_guard(self, session: SessionInfo, timeout: float | None, code: str) -> str:
+        """The code to send: behind the guard's installer when this kernel may lack it.
+
+        The installer rides in front of the caller's code when it can do so without
+        moving a line (`_with_input_guard`); otherwise it is sent alone, once.
+        """
         key = self._guard_key(session)
         if key in self._guarded:
-            return
+            return code
+        folded = _with_input_guard(code)
+        if folded is not None:
+            return folded
         limit = self._execute_timeout(timeout)
         wait = self.probe_timeout if limit is None else min(limit, self.probe_timeout)
         try:
             result = self._execute_on(session, _INPUT_GUARD_PROGRAM, wait, None, internal=True)
-        except (ExecuteTimeoutError, OutcomeUnknownError) as exc:
+        except (errors.ExecuteTimeoutError, OutcomeUnknownError) as exc:
             raise self._not_sent_error(session, exc) from None
         if not result.success:
             logger.debug("input() guard not installed: %s", result.stderr[-300:])
         self._guarded.add(key)
+        return code
 
     def _execute_on(
         self,
@@ -1046,7 +1118,7 @@ class MarimoClient(_ClientCore):
             return self._execute_on(
                 session, "None", wait or self.probe_timeout, None, internal=True
             ).success
-        except (ExecuteTimeoutError, OutcomeUnknownError, ServerUnavailableError):
+        except (errors.ExecuteTimeoutError, OutcomeUnknownError, ServerUnavailableError):
             return False
 
     def ping(self, notebook: str | None = None, *, wait: float = _PROBE_TIMEOUT) -> None:
@@ -1056,7 +1128,7 @@ class MarimoClient(_ClientCore):
         if self._kernel_state(session) == "running":
             raise self._busy_error(session)
         if not self._kernel_answers(session, wait):
-            raise KernelBusyError(
+            raise errors.KernelBusyError(
                 f"The kernel did not answer within {wait:g} s: it is busy running a cell or "
                 "wedged. Interrupt it, or restart it (loses variables)."
             )
@@ -1120,7 +1192,7 @@ class MarimoClient(_ClientCore):
             result = self._execute_on(
                 session, _VARIABLES_PROGRAM, self.probe_timeout, None, internal=True
             )
-        except (ExecuteTimeoutError, OutcomeUnknownError, ServerUnavailableError):
+        except (errors.ExecuteTimeoutError, OutcomeUnknownError, ServerUnavailableError):
             return None
         return self._parse_variables(result)
 
@@ -1460,7 +1532,9 @@ class AsyncMarimoClient(_ClientCore):
         interrupt_others: bool = False,
     ) -> ExecuteResult:
         """Run code in the notebook's scratchpad; see `MarimoClient.execute`."""
-        session = await self.resolve_session(notebook, session_id=session_id)
+        session = self._given(notebook, session_id) or await self.resolve_session(
+            notebook, session_id=session_id
+        )
         try:
             return await self._execute_checked(session, code, timeout, on_chunk, interrupt_others)
         except SessionNotFoundError:
@@ -1478,8 +1552,11 @@ class AsyncMarimoClient(_ClientCore):
         busy = await self._kernel_state(session) == "running"
         if busy and not interrupt_others:
             raise self._busy_error(session)
-        await self._ensure_input_guard(session, timeout)
-        return await self._execute_on(session, code, timeout, on_chunk, busy_before=busy)
+        sent = await self._ensure_input_guard(session, timeout, code)
+        result = await self._execute_on(session, sent, timeout, on_chunk, busy_before=busy)
+        if sent != code:
+            self._guarded.add(self._guard_key(session))
+        return result
 
     async def _kernel_state(self, session: SessionInfo) -> str:
         try:
@@ -1492,21 +1569,27 @@ class AsyncMarimoClient(_ClientCore):
             raise
         return self._parse_status(response)
 
-    async def _ensure_input_guard(self, session: SessionInfo, timeout: float | None) -> None:
+    async def _ensure_input_guard(
+        self, session: SessionInfo, timeout: float | None, code: str
+    ) -> str:
         key = self._guard_key(session)
         if key in self._guarded:
-            return
+            return code
+        folded = _with_input_guard(code)
+        if folded is not None:
+            return folded
         limit = self._execute_timeout(timeout)
         wait = self.probe_timeout if limit is None else min(limit, self.probe_timeout)
         try:
             result = await self._execute_on(
                 session, _INPUT_GUARD_PROGRAM, wait, None, internal=True
             )
-        except (ExecuteTimeoutError, OutcomeUnknownError) as exc:
+        except (errors.ExecuteTimeoutError, OutcomeUnknownError) as exc:
             raise self._not_sent_error(session, exc) from None
         if not result.success:
             logger.debug("input() guard not installed: %s", result.stderr[-300:])
         self._guarded.add(key)
+        return code
 
     async def _execute_on(
         self,
@@ -1553,7 +1636,7 @@ class AsyncMarimoClient(_ClientCore):
             result = await self._execute_on(
                 session, "None", wait or self.probe_timeout, None, internal=True
             )
-        except (ExecuteTimeoutError, OutcomeUnknownError, ServerUnavailableError):
+        except (errors.ExecuteTimeoutError, OutcomeUnknownError, ServerUnavailableError):
             return False
         return result.success
 
@@ -1564,7 +1647,7 @@ class AsyncMarimoClient(_ClientCore):
         if await self._kernel_state(session) == "running":
             raise self._busy_error(session)
         if not await self._kernel_answers(session, wait):
-            raise KernelBusyError(
+            raise errors.KernelBusyError(
                 f"The kernel did not answer within {wait:g} s: it is busy running a cell or "
                 "wedged. Interrupt it, or restart it (loses variables)."
             )
@@ -1615,7 +1698,7 @@ class AsyncMarimoClient(_ClientCore):
             result = await self._execute_on(
                 session, _VARIABLES_PROGRAM, self.probe_timeout, None, internal=True
             )
-        except (ExecuteTimeoutError, OutcomeUnknownError, ServerUnavailableError):
+        except (errors.ExecuteTimeoutError, OutcomeUnknownError, ServerUnavailableError):
             return None
         return self._parse_variables(result)
 
