@@ -55,6 +55,7 @@ from .errors import (
     ReadOnlyServerError,
     ServerError,
     ServerUnavailableError,
+    SessionError,
     SessionNotFoundError,
     error_for_status,
 )
@@ -79,6 +80,8 @@ SESSION_HEADER = "Marimo-Session-Id"
 SERVER_TOKEN_HEADER = "Marimo-Server-Token"  # noqa: S105 - a header name, not a secret
 PAIR_CLIENT_HEADER = "X-Pair-Client"  # marimo hides `marimo-*` headers from the kernel
 """Marks our execute requests, so the kernel-side ``input()`` guard fires only for them."""
+_RUN_ALL_BODY = {"objectIds": [], "values": [], "autoRun": True}
+"""What marimo's page sends to `/api/kernel/instantiate` on open, with autorun on."""
 _PROBE_TIMEOUT = 5.0
 _CONTROL_TIMEOUT = 15.0
 _SERVER_TOKEN_RE = re.compile(r"<marimo-server-token\b[^>]*\bdata-token=\"([^\"]*)\"")
@@ -402,6 +405,7 @@ class _ClientCore:
         self._server_token: str | None = None
         self._scope_cache: _Scope | None = None
         self._guarded: set[str] = set()
+        self._ran: set[str] = set()
         self.server_version: str | None = None
 
     def __repr__(self) -> str:
@@ -1280,6 +1284,77 @@ class MarimoClient(_ClientCore):
         self._sessions_cache[(notebook, None)] = session
         return session
 
+    def opened(self, session: SessionInfo) -> bool:
+        """Whether this client opened ``session`` (holds its headless ``/sse`` stream).
+
+        Such a session has no person's tab behind it: nobody else will run it.
+        """
+        return any(a.key == session.key for a in self._attachments)
+
+    def run_all(self, session: SessionInfo, *, wait: float = 600.0) -> bool:
+        """Run the notebook in a session this client opened, as marimo's page does on open.
+
+        The page asks marimo to instantiate the notebook when it connects; a
+        headless session has no page, so its cells would never run, and errors,
+        variables and outputs would be missing. This sends the same request with
+        ``autoRun`` on (what the person gets by opening the tab and running all),
+        then waits until marimo reports the run complete. Only for a session this
+        client opened: a person's session is never re-run. Runs once per session.
+
+        Args:
+            session: a session `attach` opened (see `opened`).
+            wait: seconds to wait for the run to finish; it goes on after that, and
+                executes are refused as busy until it ends.
+
+        Returns:
+            True when the run finished within ``wait`` (or had been done before).
+
+        Raises:
+            SessionError: ``session`` was not opened by this client.
+        """
+        attachment = next((a for a in self._attachments if a.key == session.key), None)
+        if attachment is None:
+            raise SessionError(
+                "run_all runs only a session this client opened headless; a session a "
+                "person has open is theirs to run."
+            )
+        if session.key in self._ran:
+            return True
+        seen = attachment.runs.count
+        self._post_control("/api/kernel/instantiate", "run the notebook", session, _RUN_ALL_BODY)
+        self._ran.add(session.key)
+        return attachment.runs.wait_beyond(seen, wait)
+
+
+class _CompletedRuns:
+    """Counts marimo's ``completed-run`` messages on a session stream we hold.
+
+    marimo sends one when a command's reactive cycle ends (a run of the whole
+    notebook included), so a count that went up means the run we asked for is over.
+    """
+
+    _MARKER = b'"op": "completed-run"'
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._tail = b""
+        self._changed = threading.Condition()
+
+    def feed(self, chunk: bytes) -> None:
+        text = self._tail + chunk
+        found = text.count(self._MARKER)
+        # Keep less than one marker: a marker split across chunks is seen once.
+        self._tail = text[-(len(self._MARKER) - 1) :]
+        if found:
+            with self._changed:
+                self.count += found
+                self._changed.notify_all()
+
+    def wait_beyond(self, seen: int, timeout: float) -> bool:
+        """Wait until more than ``seen`` runs completed; False when ``timeout`` passed first."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.count > seen, timeout)
+
 
 class _SyncAttachment:
     """A background thread that keeps one ``/sse`` stream open."""
@@ -1294,6 +1369,7 @@ class _SyncAttachment:
         self._stop = threading.Event()
         self._response: httpx.Response | None = None
         self.error: MarimoPairError | None = None
+        self.runs = _CompletedRuns()
         self._thread = threading.Thread(target=self._run, name="marimo-pair-attach", daemon=True)
         self._thread.start()
 
@@ -1315,7 +1391,8 @@ class _SyncAttachment:
                     except MarimoPairError as exc:
                         self.error = exc
                     return
-                for _ in self._iter(response):
+                for chunk in self._iter(response):
+                    self.runs.feed(chunk)
                     if self._stop.is_set():
                         return
         except httpx.HTTPError as exc:
@@ -1392,6 +1469,7 @@ class AsyncMarimoClient(_ClientCore):
         )
         self._attachments: list[asyncio.Task[None]] = []
         self._attached: dict[str, tuple[asyncio.Task[None], str | None]] = {}
+        self._runs: dict[str, _CompletedRuns] = {}
 
     async def __aenter__(self) -> AsyncMarimoClient:
         return self
@@ -1413,6 +1491,7 @@ class AsyncMarimoClient(_ClientCore):
                 await task
         self._attachments.clear()
         self._attached.clear()
+        self._runs.clear()
         if self._owns_http:
             await self._http.aclose()
 
@@ -1681,6 +1760,7 @@ class AsyncMarimoClient(_ClientCore):
         self._forget(session)
         new: SessionInfo | None = None
         ours = self._attached.pop(session.key, None)
+        self._runs.pop(session.key, None)
         if ours is not None:
             task, attached_notebook = ours
             task.cancel()
@@ -1769,11 +1849,12 @@ class AsyncMarimoClient(_ClientCore):
                         except MarimoPairError as exc:
                             failure.append(exc)
                         return
-                    async for _ in response.aiter_raw():
-                        pass
+                    async for chunk in response.aiter_raw():
+                        runs.feed(chunk)
             except httpx.TransportError as exc:
                 failure.append(self._transport_error(exc, "attach session"))
 
+        runs = self._runs[key] = _CompletedRuns()
         task = asyncio.create_task(hold())
         self._attachments.append(task)
         self._attached[key] = (task, notebook)
@@ -1798,3 +1879,30 @@ class AsyncMarimoClient(_ClientCore):
                     f"not appear within {wait:g} s."
                 )
             await asyncio.sleep(0.02)
+
+    def opened(self, session: SessionInfo) -> bool:
+        """See `MarimoClient.opened`."""
+        return session.key in self._attached
+
+    async def run_all(self, session: SessionInfo, *, wait: float = 600.0) -> bool:
+        """See `MarimoClient.run_all`."""
+        runs = self._runs.get(session.key)
+        if runs is None or session.key not in self._attached:
+            raise SessionError(
+                "run_all runs only a session this client opened headless; a session a "
+                "person has open is theirs to run."
+            )
+        if session.key in self._ran:
+            return True
+        seen = runs.count
+        await self._post_control(
+            "/api/kernel/instantiate", "run the notebook", session, _RUN_ALL_BODY
+        )
+        self._ran.add(session.key)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while runs.count <= seen:
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True

@@ -269,7 +269,7 @@ def test_the_guard_in_front_keeps_line_numbers_and_works_at_once(
         # The first request of this client on a fresh kernel carries the guard's installer.
         first = fresh.execute("a = 1\nb = 2\nraise ValueError('three')", notebook=str(path))
         assert not first.success
-        assert 'line 3, in <module>\n    raise ValueError' in first.stderr, first.stderr
+        assert "line 3, in <module>\n    raise ValueError" in first.stderr, first.stderr
         asked = fresh.execute("x = input('name? ')", notebook=str(path), timeout=30)
         assert "input() cannot be answered" in asked.stderr
 

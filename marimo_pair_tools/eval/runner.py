@@ -53,7 +53,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .. import guards
 from ..agent import budget_stop, create_pair_agent
-from ..models import EditCell, NotebookSnapshot, RunCell
+from ..models import EditCell, NotebookSnapshot
 from ..notebook import Notebook
 from ..server import MarimoServer
 from ..toolkit import MarimoPairToolkit
@@ -86,9 +86,9 @@ class Timings(BaseModel):
     server_start: float = 0.0
     """``marimo edit`` start until ``/health`` answers."""
     attach: float = 0.0
-    """Opening the headless session."""
+    """Opening the headless session, which runs every cell (as a person's tab would)."""
     prepare: float = 0.0
-    """Running every cell and the before snapshot."""
+    """The before snapshot."""
     agent: float = 0.0
     collect: float = 0.0
     """After snapshot, live values, copying the saved file."""
@@ -543,7 +543,11 @@ def _copy_files(paths: Sequence[Path], target: Path) -> None:
 
 
 def _open_session(run: _Run, server: MarimoServer) -> MarimoPairToolkit:
-    """Start the server, attach a headless session, run every cell, snapshot (timed)."""
+    """Start the server, attach a headless session, snapshot (timed).
+
+    Attaching runs every cell, as a person's tab opening the notebook would, so the
+    agent starts from real state (the run is timed as part of ``attach``).
+    """
     with _timed(run, "server_start"):
         server.start()
     with _timed(run, "attach"):
@@ -552,9 +556,6 @@ def _open_session(run: _Run, server: MarimoServer) -> MarimoPairToolkit:
         )
     notebook = toolkit.session.sync()
     with _timed(run, "prepare"):
-        page = notebook.cells()
-        if page.cells:
-            notebook.apply([RunCell(cell=c.id) for c in page.cells], verify=False)
         run.before = notebook.snapshot()
     return toolkit
 
