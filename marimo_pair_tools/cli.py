@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -276,10 +277,86 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=40)
     p.set_defaults(func=_cmd_run)
 
+    p = sub.add_parser(
+        "dev",
+        help="langgraph dev, without reloading the graph when the agent saves its notebook",
+    )
+    p.add_argument("--config", default="langgraph.json", help="langgraph.json to serve")
+    p.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="NOTEBOOK",
+        help="another notebook whose changes must not reload the graph (MARIMO_NOTEBOOK, "
+        "from the environment or the config's env, is always left out)",
+    )
+    p.add_argument(
+        "langgraph", nargs=argparse.REMAINDER, help="arguments for langgraph dev (after --)"
+    )
+    p.set_defaults(func=_cmd_dev)
+
     from .eval.cli import register as register_eval
 
     register_eval(sub)
     return parser
+
+
+def _notebooks_to_ignore(args: argparse.Namespace) -> list[str]:
+    """The notebooks the graph works on, as reloader patterns (relative to the cwd)."""
+    config_path = Path(args.config)
+    named = [*args.ignore]
+    env: object = None
+    if config_path.is_file():
+        env = json.loads(config_path.read_text(encoding="utf-8")).get("env")
+    if isinstance(env, dict):
+        named.append(str(env.get("MARIMO_NOTEBOOK") or ""))
+    elif isinstance(env, str) and (config_path.parent / env).is_file():
+        for line in (config_path.parent / env).read_text(encoding="utf-8").splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "MARIMO_NOTEBOOK":
+                named.append(value.strip().strip("'\""))
+    named.append(os.environ.get("MARIMO_NOTEBOOK", ""))
+    cwd = Path.cwd().resolve()
+    patterns = []
+    for name in filter(None, named):
+        path = Path(name).expanduser().resolve()
+        if path.is_relative_to(cwd) and path != cwd:
+            patterns.append(path.relative_to(cwd).as_posix())
+    return sorted(set(patterns))
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    """`langgraph dev`, with the notebooks the graph edits left out of its reloader's watch.
+
+    `langgraph dev` restarts its worker when a ``*.py`` file under the working
+    directory changes, and a marimo notebook is one: every save of the agent's
+    edits would reload the graph (and restart the marimo server it started). Its
+    reloader (uvicorn) takes exclusions, but `langgraph dev` offers no way to pass
+    them; this passes them to the function it calls.
+    """
+    try:
+        import langgraph_api.cli as api
+        from langgraph_cli.cli import cli as langgraph
+    except ImportError as exc:
+        raise MarimoPairError(
+            "marimo-pair dev runs `langgraph dev`: pip install 'langgraph-cli[inmem]'"
+        ) from exc
+    ignored = _notebooks_to_ignore(args)
+    original = api.run_server
+
+    def run_server(*positional: Any, **options: Any) -> Any:
+        options["reload_excludes"] = [*(options.get("reload_excludes") or ()), *ignored]
+        return original(*positional, **options)
+
+    if ignored:
+        print(f"marimo-pair dev: not reloading on changes to {', '.join(ignored)}", flush=True)
+    passed = args.langgraph[1:] if args.langgraph[:1] == ["--"] else args.langgraph
+    api.run_server = run_server
+    try:
+        langgraph.main(["dev", "--config", args.config, *passed], prog_name="marimo-pair")
+    finally:
+        api.run_server = original
+    return 0
 
 
 def _add_no_run(parser: argparse.ArgumentParser) -> None:

@@ -18,12 +18,14 @@ A model spec is one of:
 
 The environment, for `toolkit_from_env` and `model_from_env`:
 
-- ``MARIMO_URL``: a running marimo server; with ``MARIMO_NOTEBOOK`` naming one
-  of its notebooks (a headless session is opened when none is). The token, if
-  any, comes from ``MARIMO_TOKEN``; ``MARIMO_ALLOW_REMOTE=1`` permits a
-  non-loopback URL.
-- ``MARIMO_NOTEBOOK`` alone: a notebook file; a local `MarimoServer` is started
-  for it and stopped when the process exits.
+- ``MARIMO_URL``: a running marimo server (a URL copied from the browser works:
+  its ``?file=`` names the notebook); with ``MARIMO_NOTEBOOK`` naming one of its
+  notebooks (a headless session is opened when none is, unless another server
+  has the file open). The token, if any, comes from ``MARIMO_TOKEN``;
+  ``MARIMO_ALLOW_REMOTE=1`` permits a non-loopback URL.
+- ``MARIMO_NOTEBOOK`` alone: a notebook file. The session that has it open (a
+  person's tab, on any registered server) is joined; only when nobody has it
+  open is a local server started, and stopped when the process exits.
 - ``MARIMO_PAIR_MODEL``: a model spec, as above.
 
 And for `agent_options_from_env` (the deployed graph's human approvals):
@@ -35,19 +37,21 @@ And for `agent_options_from_env` (the deployed graph's human approvals):
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import contextlib
 import importlib
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
+from ._security import split_page_url
 from .errors import ConfigurationError
-from .server import MarimoServer
 from .toolkit import MarimoPairToolkit
 
 __all__ = [
@@ -58,6 +62,8 @@ __all__ = [
     "ENV_NOTEBOOK",
     "ENV_URL",
     "agent_options_from_env",
+    "close_started",
+    "lifespan",
     "model_from_env",
     "model_from_spec",
     "toolkit_from_env",
@@ -260,29 +266,65 @@ def _scripted(path_text: str) -> BaseChatModel:
 def toolkit_from_env(environ: Mapping[str, str] | None = None) -> MarimoPairToolkit:
     """The toolkit for the notebook the environment names (see the module docstring).
 
-    A server started here (``MARIMO_NOTEBOOK`` alone) is stopped at interpreter
-    exit: the process that loads the graph owns it.
+    A server started here (nobody had the notebook open) is stopped at interpreter
+    exit: the process that loads the graph owns it. Under ``langgraph dev`` that is
+    the worker, which exits on every reload; see ``marimo-pair dev`` for a reloader
+    that does not restart it when the agent saves the notebook.
 
     Raises:
-        ConfigurationError: neither variable is set, or the notebook does not exist.
+        ConfigurationError: neither variable is set, or the notebook does not exist,
+            or it is open on another server than ``MARIMO_URL``.
     """
     env = os.environ if environ is None else environ
     url = env.get(ENV_URL, "").strip() or None
     notebook = env.get(ENV_NOTEBOOK, "").strip() or None
     if url is not None:
         allow_remote = env.get(ENV_ALLOW_REMOTE, "").strip().lower() in {"1", "true", "yes"}
-        return MarimoPairToolkit.from_url(
-            url, notebook=notebook, allow_remote=allow_remote, attach=notebook is not None
-        )
+        notebook = notebook or split_page_url(url).file
+        if notebook is None:
+            return MarimoPairToolkit.from_url(url, allow_remote=allow_remote)
+        return MarimoPairToolkit.for_notebook(notebook, url=url, allow_remote=allow_remote)
     if notebook is None:
         raise ConfigurationError(
-            f"Set {ENV_NOTEBOOK} to a notebook file (a local marimo server is started for it), "
-            f"or {ENV_URL} to a running marimo server plus {ENV_NOTEBOOK} to pick its notebook."
+            f"Set {ENV_NOTEBOOK} to a notebook file (the session that has it open is joined; "
+            f"else a local marimo server is started for it), or {ENV_URL} to a running marimo "
+            f"server plus {ENV_NOTEBOOK} to pick its notebook."
         )
     path = Path(notebook).expanduser()
     if not path.is_file():
         raise ConfigurationError(f"{ENV_NOTEBOOK}={notebook!r} is not a notebook file.")
-    server = MarimoServer(path).start()
-    atexit.register(server.stop)
-    _logger.info("marimo server for %s: %s (open it to watch the agent)", path, server.url)
-    return MarimoPairToolkit.from_server(server)
+    toolkit = MarimoPairToolkit.for_notebook(path)
+    pairing = toolkit.pairing
+    assert pairing is not None
+    if pairing.server is not None:
+        if not _STARTED:
+            atexit.register(close_started)
+        _STARTED.append(toolkit)
+    _logger.info("marimo server for %s: %s (%s)", path, pairing.url, pairing.describe())
+    return toolkit
+
+
+_STARTED: list[MarimoPairToolkit] = []
+"""Toolkits whose marimo server `toolkit_from_env` started in this process."""
+
+
+def close_started() -> None:
+    """Stop every marimo server `toolkit_from_env` started in this process (idempotent)."""
+    while _STARTED:
+        _STARTED.pop().close()
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: object) -> AsyncIterator[None]:
+    """A Starlette lifespan that stops those servers when the web server shuts down.
+
+    An atexit hook is not enough under ``langgraph dev``: its worker (uvicorn) shuts
+    down gracefully on SIGTERM, then re-raises the signal with the default handler,
+    which ends the process without running atexit hooks; every reload would leave
+    the old marimo server running. ``langgraph.json`` mounts this lifespan through
+    ``agents/lifespan.py`` (``"http": {"app": ...}``).
+    """
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(close_started)

@@ -143,6 +143,9 @@ def served_config(directory: Path) -> Path:
         path, _, variable = spec.rpartition(":")
         graphs[graph_id] = f"{(ROOT / path).resolve()}:{variable}"
     served = {**config, "dependencies": [str(ROOT)], "graphs": graphs}
+    if "http" in config:
+        app_path, _, variable = config["http"]["app"].rpartition(":")
+        served["http"] = {**config["http"], "app": f"{(ROOT / app_path).resolve()}:{variable}"}
     target = directory / "langgraph.json"
     target.write_text(json.dumps(served), encoding="utf-8")
     return target
@@ -262,3 +265,106 @@ def test_langgraph_dev_serves_the_pair_graph(tmp_path: Path) -> None:
     # The marimo server toolkit_from_env started went down with langgraph dev.
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{marimo_url}/health", timeout=2.0)
+
+
+def saving_model() -> ScriptedChatModel:
+    """One run that adds a cell, so marimo saves the notebook (``tests.test_deploy:saving_model``)."""
+    return ScriptedChatModel([[{"name": "create_cell", "args": {"code": "added = 1"}}], "Added."])
+
+
+def marimo_dev(
+    config: Path, env: dict[str, str], log: Path
+) -> contextlib.AbstractContextManager[Any]:
+    """``marimo-pair dev`` (langgraph dev with its reloader on) in its own process group."""
+    port = free_port()
+    command = [sys.executable, "-m", "marimo_pair_tools.cli", "dev", "--config", str(config)]
+    command += ["--", "--no-browser", "--port", str(port)]
+    return _process_group(command, config.parent, env, log, f"http://127.0.0.1:{port}")
+
+
+@contextlib.contextmanager
+def _process_group(
+    command: list[str], cwd: Path, env: dict[str, str], log: Path, base: str
+) -> Iterator[tuple[str, Any]]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        yield base, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _live_marimo(registry: Path) -> list[int]:
+    from marimo_pair_tools import discover_servers
+
+    return [s.pid for s in discover_servers(registry) if s.pid is not None]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="stops the server with SIGINT")
+@pytest.mark.timeout(240)
+def test_dev_reloader_ignores_the_agents_saves_and_no_marimo_outlives_a_reload(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("langgraph_api", reason="pip install 'langgraph-cli[inmem]'")
+    notebook = write_notebook(tmp_path / "nb.py", ["a = 1"])  # inside the watched folder
+    registry = tmp_path / "state" / "marimo" / "servers"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MARIMO_", "LANGSMITH_"))}
+    env |= {
+        "MARIMO_NOTEBOOK": "nb.py",
+        "MARIMO_PAIR_MODEL": "tests.test_deploy:saving_model",
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+        "LANGGRAPH_NO_VERSION_CHECK": "1",
+        "LANGSMITH_TRACING": "false",
+        "NO_COLOR": "1",
+    }
+    log = tmp_path / "dev.log"
+    with marimo_dev(served_config(tmp_path), env, log) as (base, process):
+        [assistant] = wait_for_assistants(base, process, log)
+        [first] = _live_marimo(registry)
+        with httpx.Client(base_url=base, timeout=60.0) as http:
+            thread = http.post("/threads", json={}).json()["thread_id"]
+            state = http.post(
+                f"/threads/{thread}/runs/wait",
+                json={
+                    "assistant_id": assistant["assistant_id"],
+                    "input": {"messages": [{"role": "user", "content": "add a cell"}]},
+                },
+            ).json()
+        assert state["messages"][-1]["content"] == "Added.", state
+        assert "added = 1" in notebook.read_text()  # marimo saved the watched file
+        time.sleep(3)  # the reloader polls; give it time to (wrongly) react
+        assert "Reloading" not in tail(log, 400), tail(log)
+        assert _live_marimo(registry) == [first], "the graph was not reloaded"
+
+        # Code changes still reload; the old worker stops the server it started.
+        (tmp_path / "trigger.py").write_text("changed = True\n")
+        deadline = time.monotonic() + 90
+        while not (_gone(first) and len(_live_marimo(registry)) == 1):
+            assert time.monotonic() < deadline, f"no clean reload:\n{tail(log)}"
+            time.sleep(0.2)
+        [second] = _live_marimo(registry)
+        assert second != first and "Reloading" in tail(log, 400)
+
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) is not None
+    assert _gone(second), "langgraph dev exited and left its marimo server running"
+    assert _live_marimo(registry) == []
