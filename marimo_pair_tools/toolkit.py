@@ -22,6 +22,7 @@ from .discovery import discover_servers
 from .errors import SessionNotFoundError
 from .joining import DEFAULT_RUN_WAIT, Pairing, ensure_session, join
 from .notebook import AsyncNotebook, Notebook
+from .presence import Presence
 from .server import MarimoServer
 from .tools import (
     ApplyChangesTool,
@@ -101,8 +102,16 @@ class MarimoPairToolkit(BaseToolkit):
         limits: OutputLimits | None = None,
         approve: ApprovalCallback | None = None,
         timeout: float | None = None,
+        presence: bool | Presence = True,
     ) -> MarimoPairToolkit:
-        """Bind existing clients (either may be None for sync-only or async-only use)."""
+        """Bind existing clients (either may be None for sync-only or async-only use).
+
+        With ``presence`` (the default) every tool call first asks the kernel what
+        changed that the agent did not do, and puts a digest of it in front of its
+        result; it also shows the person a toast of what the agent is doing. That
+        costs one short request per call; ``presence=False`` turns it off, and a
+        `Presence` sets what is announced.
+        """
         # verify=False: the apply program already re-reads the notebook and checks each
         # change in the same request; a second request per change doubles the latency.
         session = PairSession(
@@ -113,6 +122,9 @@ class MarimoPairToolkit(BaseToolkit):
             policy=(policy or guards.Policy()) if enforce else None,
             limits=limits or OutputLimits(),
             approve=approve,
+            presence=(
+                presence if isinstance(presence, Presence) else Presence() if presence else None
+            ),
         )
         return cls(session=session)
 
@@ -300,6 +312,7 @@ class MarimoPairToolkit(BaseToolkit):
                 policy=guards.Policy() if enforce else None,
                 limits=session.limits,
                 approve=session.approve,
+                presence=session.presence,
             )
         # Each subclass defines its name and description; only the base lacks them.
         tools: list[BaseTool] = [
