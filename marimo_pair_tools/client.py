@@ -32,7 +32,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from types import TracebackType
@@ -1434,6 +1434,14 @@ class _SyncAttachment:
         self._thread.join(timeout=5)
 
 
+async def _closed_with_the_loop(pool: httpx.AsyncClient) -> AsyncIterator[None]:
+    """Suspended for the life of an event loop; closes ``pool`` when the loop shuts down."""
+    try:
+        yield
+    finally:
+        await pool.aclose()
+
+
 class AsyncMarimoClient(_ClientCore):
     """The asyncio twin of `MarimoClient`; same arguments, awaitable methods."""
 
@@ -1464,12 +1472,39 @@ class AsyncMarimoClient(_ClientCore):
             root=root,
         )
         self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(
-            transport=transport, timeout=self._httpx_timeout(30.0)
-        )
+        self._transport = transport
+        self._pool = http_client or self._new_pool()
+        self._pool_loop: asyncio.AbstractEventLoop | None = None
+        self._closer: AsyncIterator[None] | None = None
         self._attachments: list[asyncio.Task[None]] = []
         self._attached: dict[str, tuple[asyncio.Task[None], str | None]] = {}
         self._runs: dict[str, _CompletedRuns] = {}
+
+    def _new_pool(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=self._transport, timeout=self._httpx_timeout(30.0))
+
+    async def _http(self) -> httpx.AsyncClient:
+        """The connection pool, for the event loop that runs now.
+
+        httpx keeps connections bound to the loop that opened them, so a client used
+        from a second `asyncio.run` failed with "Event loop is closed". A pool this
+        client made is used by one loop only: it is closed as that loop shuts down
+        (`asyncio.run` finalizes async generators before closing the loop), and the
+        next loop gets a new one. Headless streams end with their loop too (marimo
+        keeps those sessions).
+        """
+        loop = asyncio.get_running_loop()
+        if self._pool_loop is not loop:
+            if self._pool_loop is not None and self._owns_http:
+                self._pool = self._new_pool()
+                self._attachments.clear()
+                self._attached.clear()
+                self._runs.clear()
+            self._pool_loop = loop
+            if self._owns_http:
+                self._closer = _closed_with_the_loop(self._pool)
+                await self._closer.__anext__()
+        return self._pool
 
     async def __aenter__(self) -> AsyncMarimoClient:
         return self
@@ -1484,6 +1519,7 @@ class AsyncMarimoClient(_ClientCore):
 
     async def aclose(self) -> None:
         """Release headless sessions and the connection pool."""
+        http = await self._http()  # forgets what belonged to an earlier loop
         for task in self._attachments:
             task.cancel()
         for task in self._attachments:
@@ -1493,7 +1529,7 @@ class AsyncMarimoClient(_ClientCore):
         self._attached.clear()
         self._runs.clear()
         if self._owns_http:
-            await self._http.aclose()
+            await http.aclose()
 
     async def _get(
         self,
@@ -1505,7 +1541,7 @@ class AsyncMarimoClient(_ClientCore):
     ) -> httpx.Response:
         for attempt in range(2):
             try:
-                response = await self._http.get(
+                response = await (await self._http()).get(
                     self.base_url + path,
                     headers={**self._headers(), **(headers or {})},
                     timeout=self._httpx_timeout(timeout),
@@ -1534,7 +1570,7 @@ class AsyncMarimoClient(_ClientCore):
         for attempt in range(2):
             token = await self._fetch_server_token(refresh=attempt > 0)
             try:
-                response = await self._http.post(
+                response = await (await self._http()).post(
                     self.base_url + path,
                     json=body if body is not None else {},
                     headers=self._control_headers(session, token),
@@ -1685,7 +1721,7 @@ class AsyncMarimoClient(_ClientCore):
         started = time.monotonic()
 
         async def consume() -> None:
-            async with self._http.stream(
+            async with (await self._http()).stream(
                 "POST",
                 self.base_url + "/api/kernel/execute",
                 json={"code": code},
@@ -1835,7 +1871,7 @@ class AsyncMarimoClient(_ClientCore):
 
         async def hold() -> None:
             try:
-                async with self._http.stream(
+                async with (await self._http()).stream(
                     "GET",
                     self.base_url + "/sse",
                     params=params,

@@ -300,3 +300,18 @@ def test_where_the_guard_can_ride(code: str, folds: str | None) -> None:
         return
     assert folded == _INPUT_GUARD_PREFIX + folds + code
     assert folded.count("\n") == code.count("\n")
+
+
+def test_a_toolkit_works_across_event_loops(setup: Any) -> None:
+    """`asyncio.run` twice on one toolkit: each loop gets a connection pool of its own."""
+    import asyncio
+
+    toolkit, _path, ids = setup(["loops = 1"])
+    read = {t.name: t for t in toolkit.get_tools()}["read_cell"]
+
+    async def once() -> str:
+        return str(await read.ainvoke({"cell": ids[0]}))
+
+    assert "loops = 1" in asyncio.run(once())
+    assert "loops = 1" in asyncio.run(once())
+    assert "loops = 1" in asyncio.run(once())
