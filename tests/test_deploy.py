@@ -65,6 +65,7 @@ def test_spec_without_a_colon_lists_the_forms() -> None:
 
 
 def test_missing_provider_package_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "not-a-real-key")
     hide_modules(monkeypatch, "langchain_anthropic")
     with pytest.raises(ConfigurationError, match="pip install langchain-anthropic"):
         model_from_spec("anthropic:claude-sonnet-4-5")
@@ -73,9 +74,36 @@ def test_missing_provider_package_is_named(monkeypatch: pytest.MonkeyPatch) -> N
 def test_provider_spec_without_langchain_names_both_packages(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "not-a-real-key")
     hide_modules(monkeypatch, "langchain", "langchain_openai")
     with pytest.raises(ConfigurationError, match="pip install langchain langchain-openai"):
         model_from_spec("openai:gpt-4.1")
+
+
+def test_run_and_eval_say_a_missing_api_key_in_the_same_one_line(tmp_path: Path) -> None:
+    from .test_cli import run_cli
+
+    notebook = write_notebook(tmp_path / "k.py", ["k = 1"])
+    env = {"OPENAI_API_KEY": "", "XDG_STATE_HOME": str(tmp_path / "state")}
+    run = run_cli("run", str(notebook), "task", "--model", "openai:gpt-4.1", env=env)
+    evaluate = run_cli("eval", "--model", "openai:gpt-4.1", "--task", "fix_name_error", env=env)
+    line = "Model spec openai:gpt-4.1 needs an API key: set OPENAI_API_KEY in the environment.\n"
+    assert (run.returncode, run.stderr) == (1, "marimo-pair: " + line)
+    assert (evaluate.returncode, evaluate.stderr) == (1, "marimo-pair: " + line)
+    assert not list((tmp_path / "state").glob("**/*.json")), "no server was started"
+
+
+def test_a_factory_that_wants_the_task_is_named_for_run(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="takes an argument"):
+        model_from_spec("tests.test_deploy:model_for_task")
+    assert isinstance(
+        model_from_spec("tests.test_deploy:model_for_task", argument="t"), ScriptedChatModel
+    )
+
+
+def model_for_task(task: object) -> ScriptedChatModel:
+    """A factory of the eval kind: it takes the task."""
+    return ScriptedChatModel([f"for {task}"])
 
 
 def test_unknown_module_and_attribute() -> None:
