@@ -200,8 +200,9 @@ def _cmd_open(args: argparse.Namespace) -> int:
         if pairing.server is not None:
             print(f"marimo pid {pairing.server.pid}")
         print(f"watch it live: {pairing.url}", flush=True)
-        if pairing.server is None and not pairing.opened:
-            print("It was open already; nothing to keep running here.")
+        if pairing.server is None:
+            # marimo keeps the session; this process has nothing to keep running.
+            print("The session stays open on that server; nothing to keep running here.")
             return 0
         print("Ctrl-C stops what this command started.", flush=True)
         threading.Event().wait(args.exit_after)

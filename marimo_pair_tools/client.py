@@ -1325,6 +1325,17 @@ class MarimoClient(_ClientCore):
         self._ran.add(session.key)
         return attachment.runs.wait_beyond(seen, wait)
 
+    def release(self, session: SessionInfo) -> None:
+        """Close the headless stream this client holds for ``session``; the session stays.
+
+        marimo keeps an edit session that no client is connected to, and gives it to
+        the next browser tab that opens the notebook, as its editor. While our stream
+        holds it, that tab is only a reader and must press "Take over".
+        """
+        for attachment in [a for a in self._attachments if a.key == session.key]:
+            attachment.close()
+            self._attachments.remove(attachment)
+
 
 class _CompletedRuns:
     """Counts marimo's ``completed-run`` messages on a session stream we hold.
@@ -1942,3 +1953,15 @@ class AsyncMarimoClient(_ClientCore):
                 return False
             await asyncio.sleep(0.02)
         return True
+
+    async def release(self, session: SessionInfo) -> None:
+        """See `MarimoClient.release`."""
+        held = self._attached.pop(session.key, None)
+        self._runs.pop(session.key, None)
+        if held is None:
+            return
+        task = held[0]
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, MarimoPairError):
+            await task
+        self._attachments.remove(task)

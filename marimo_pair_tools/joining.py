@@ -10,7 +10,9 @@ has it, and refuses to open the file on one server while another has it open.
 
 A session opened here has no person's tab, so nothing would run its cells:
 `MarimoClient.run_all` runs it as marimo's page does when a person opens it. A
-session joined is never re-run.
+session joined is never re-run. Once it ran, our headless stream is released
+(marimo keeps the session): a person who then opens the notebook becomes its
+editor at once, rather than a reader who must press "Take over".
 
 Servers started with a token never register, so they are invisible here: name
 them with ``url=`` (their token from ``MARIMO_TOKEN``).
@@ -136,12 +138,16 @@ def ensure_session(
             raise _fork_error(notebook, client.base_url, elsewhere)
     session = client.attach(notebook)
     opened = client.opened(session)
-    if opened and run and not client.run_all(session, wait=run_wait):
-        logger.warning(
-            "the notebook's first run did not finish within %g s; it goes on, and the "
-            "kernel is busy until it ends",
-            run_wait,
-        )
+    if opened:
+        if run and not client.run_all(session, wait=run_wait):
+            logger.warning(
+                "the notebook's first run did not finish within %g s; it goes on, and the "
+                "kernel is busy until it ends",
+                run_wait,
+            )
+        # marimo keeps the session; a person who opens the notebook now resumes it as
+        # its editor instead of joining as a reader behind our stream.
+        client.release(session)
     return session, opened
 
 

@@ -404,3 +404,30 @@ def test_marimo_pair_run_joins_the_persons_tab(
     assert sessions(server) == [tab]
     assert len(kernel_processes(server)) == 1
     person.shot("02-person-saved-with-the-agents-cell")
+
+
+def test_a_person_opening_a_notebook_the_agent_opened_is_its_editor(
+    person: Person, pairing: tuple[MarimoServer, Path]
+) -> None:
+    """The agent's headless session ran the notebook and let go: the tab resumes it."""
+    server, path = pairing
+    toolkit = MarimoPairToolkit.from_server(server, notebook=str(path))
+    try:
+        assert len(sessions(server)) == 1
+        person.page.goto(f"{server.url}/?file={path.name}")
+        person.sees("21")  # the agent's run, not the person's: nothing was clicked
+        wait_until(lambda: len(person.editors()) == 2, "the page to show every cell")
+        assert person.page.get_by_text("connected as a reader").count() == 0
+        assert len(sessions(server)) == 1 and len(kernel_processes(server)) == 1
+        person.page.evaluate("window.__pairingMarker = 'no reload'")
+        create = {t.name: t for t in toolkit.get_tools()}["create_cell"]
+        create.invoke({"code": AGENT_CELL})
+        wait_until(lambda: AGENT_CELL in person.editors(), "the agent's cell in the page")
+        person.sees("42")
+        person.rewrite_and_run(1, PERSON_CODE)  # the person edits: they are the editor
+        person.sees("202")
+        wait_until(lambda: on_disk(path, PERSON_CODE), "the person's edit on disk")
+        assert on_disk(path, AGENT_CELL) and person.never_reloaded()
+        person.shot("01-person-resumed-the-agents-session")
+    finally:
+        toolkit.close()
