@@ -20,6 +20,7 @@ them with ``url=`` (their token from ``MARIMO_TOKEN``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -250,6 +251,22 @@ def join(
                 client.close()
                 raise
             return Pairing(url=client.base_url, notebook=name, session=session, client=client)
+        serving = _servers_of(path)
+        registered = {r.pid: r.url for r in discover_servers(registry_dir) if r.pid is not None}
+        for pid, _port in serving:
+            if pid in registered:  # a registered server of this very file, with no session yet
+                return join(
+                    path, url=registered[pid], registry_dir=registry_dir, run=run, run_wait=run_wait
+                )
+        if serving:
+            pid, listening = serving[0]
+            where = f"http://127.0.0.1:{listening}" if listening else "its URL"
+            raise ConfigurationError(
+                f"A marimo server that did not register (pid {pid}, {where}; started with a "
+                f"token?) serves {name}. A server of our own on the same file would fork it. "
+                "Pass its URL as copied from the browser (--url, with ?access_token=) or set "
+                "MARIMO_TOKEN and pass --url."
+            )
         if not start:
             raise SessionNotFoundError(
                 f"No running marimo server has {name} open. Open it (`marimo edit "
@@ -277,6 +294,41 @@ def join(
         allow_remote=allow_remote,
         opened=opened,
     )
+
+
+def _servers_of(path: Path) -> list[tuple[int, int | None]]:
+    """Local ``marimo edit`` processes started on exactly this file: (pid, listening port).
+
+    A server started with a token (marimo's default) never registers, so the registry
+    cannot say that it serves the file; its command line can. Best effort: needs
+    psutil (marimo depends on it) and permission to read other processes.
+    """
+    try:
+        import psutil  # type: ignore[import-untyped,unused-ignore]
+    except ImportError:  # pragma: no cover - marimo brings psutil
+        return []
+    want = _real(path)
+    found: list[tuple[int, int | None]] = []
+    for process in psutil.process_iter(["pid", "cmdline", "cwd"]):
+        argv = process.info.get("cmdline") or []
+        if "edit" not in argv or not any("marimo" in os.path.basename(a) for a in argv[:3]):
+            continue
+        cwd = process.info.get("cwd") or "/"
+        after = argv[argv.index("edit") + 1 :]
+        if not any(not a.startswith("-") and _real(os.path.join(cwd, a)) == want for a in after):
+            continue
+        port = None
+        with contextlib.suppress(psutil.Error):
+            port = next(
+                (
+                    c.laddr.port
+                    for c in process.net_connections(kind="tcp")
+                    if c.status == psutil.CONN_LISTEN
+                ),
+                None,
+            )
+        found.append((int(process.info["pid"]), port))
+    return found
 
 
 def _state_dir(registry_dir: str | os.PathLike[str] | None) -> Path | None:

@@ -287,3 +287,52 @@ def test_a_person_closing_their_server_between_two_calls(person: Person, tmp_pat
         assert type(gone.value).__name__ == "ServerUnavailableError"
     finally:
         toolkit.close()
+
+
+def test_a_server_of_the_file_with_no_session_yet_is_used_not_doubled(
+    start_server: Any, tmp_path: Path
+) -> None:
+    path = write_notebook(tmp_path / "idle.py", ["i = 1"])
+    theirs: MarimoServer = start_server(path, isolate=False)  # nobody opened a tab yet
+    registry = theirs.registry_dir
+    toolkit = MarimoPairToolkit.for_notebook(path, registry_dir=registry)
+    try:
+        assert toolkit.pairing is not None and toolkit.pairing.server is None
+        assert toolkit.pairing.url == theirs.url and toolkit.pairing.opened
+        assert [s.url for s in discover_servers(registry)] == [theirs.url]
+        assert toolkit.session.sync().execute("print(i)").stdout == "1\n"  # it ran
+    finally:
+        toolkit.close()
+
+
+def test_a_token_server_of_the_file_is_named_not_forked(
+    start_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_notebook(tmp_path / "tok.py", ["t = 1"])
+    secret = "tok-4a1b9c2d7e"
+    theirs: MarimoServer = start_server(path, token=secret)  # never registers
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "empty-state"))
+    with pytest.raises(ConfigurationError, match=f"pid {theirs.pid}, {theirs.url}") as refused:
+        MarimoPairToolkit.for_notebook(path)
+    assert "access_token" in str(refused.value) and secret not in str(refused.value)
+    assert not (tmp_path / "empty-state").exists(), "no server of ours was started"
+    # With its URL as the browser shows it, the agent works there.
+    toolkit = MarimoPairToolkit.for_notebook(path, url=f"{theirs.url}/?access_token={secret}")
+    try:
+        assert toolkit.session.sync().execute("print(t)").stdout == "1\n"
+    finally:
+        toolkit.close()
+
+
+def test_a_symlink_to_the_persons_notebook_is_the_same_notebook(
+    person: Person, tmp_path: Path
+) -> None:
+    link = tmp_path / "elsewhere" / "link.py"
+    link.parent.mkdir()
+    link.symlink_to(person.path)
+    toolkit = MarimoPairToolkit.for_notebook(link, registry_dir=person.server.registry_dir)
+    try:
+        assert toolkit.pairing is not None and toolkit.pairing.url == person.server.url
+        assert [s.key for s in person.client.sessions()] == [person.session.key]
+    finally:
+        toolkit.close()
