@@ -233,6 +233,7 @@ class Presence:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     """Held by a sync tool call from its look to its learning."""
     _accept: set[str] = field(default_factory=set, repr=False)
+    _undo: tuple[dict[str, CellMark] | None, set[str]] | None = field(default=None, repr=False)
     _async_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = field(
         default_factory=weakref.WeakKeyDictionary, repr=False
     )
@@ -258,6 +259,7 @@ class Presence:
             did not do (always None on the first look).
         """
         before, accept = self.known, self._accept
+        self._undo = (before, accept)
         self.known, self._accept = dict(now), set()
         if before is None:
             return None
@@ -285,6 +287,16 @@ class Presence:
             + (f"; and {more} more change(s)" if more else "")
             + ". Re-read a cell before you edit it.]"
         )
+
+    def begin(self) -> None:
+        """A tool call starts (under `lock`): `undo` may only take back its own look."""
+        self._undo = None
+
+    def undo(self) -> None:
+        """Take back this call's look: its digest never reached the model (the call failed)."""
+        if self._undo is not None:
+            self.known, self._accept = self._undo
+            self._undo = None
 
     def learn(self, tool: str, artifact: Mapping[str, Any] | None) -> None:
         """Take in what the agent's own call did, so it is not reported back as news."""

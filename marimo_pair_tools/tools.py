@@ -284,12 +284,19 @@ class NotebookTool(BaseTool):
         with presence.lock if presence is not None else contextlib.nullcontext():
             news = None
             if presence is not None:
+                presence.begin()
                 read = _quietly(self.session.sync().execute, presence.program(self.name, args))
                 news = self._news(presence, read)
             try:
                 result = getattr(self.session.sync(), op.method)(*op.args, **op.kwargs)
             except NotebookOperationError as exc:
                 raise self._with_news(self._failed(args, exc), news) from None
+            except BaseException:
+                # A timeout, a busy kernel, a transport error: the digest did not reach
+                # the model; tell it next time.
+                if presence is not None:
+                    presence.undo()
+                raise
             outcome = self._finish(args, result)
             return outcome if presence is None else self._learned(presence, outcome, news)
 
@@ -303,6 +310,7 @@ class NotebookTool(BaseTool):
         async with lock:
             news = None
             if presence is not None:
+                presence.begin()
                 program = presence.program(self.name, args)
                 read = await _aquietly(self.session.asynchronous().execute, program)
                 news = self._news(presence, read)
@@ -312,6 +320,12 @@ class NotebookTool(BaseTool):
                 )
             except NotebookOperationError as exc:
                 raise self._with_news(self._failed(args, exc), news) from None
+            except BaseException:
+                # A timeout, a busy kernel, a transport error: the digest did not reach
+                # the model; tell it next time.
+                if presence is not None:
+                    presence.undo()
+                raise
             outcome = self._finish(args, result)
             return outcome if presence is None else self._learned(presence, outcome, news)
 

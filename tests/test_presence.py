@@ -52,11 +52,13 @@ def text_of(content: Any) -> str:
 
 
 @pytest.fixture
-def pairing(setup: Any, shared_server: MarimoServer) -> tuple[Any, Page, list[str]]:
-    toolkit, _path, ids = setup(["a = 1", "b = a + 1", "c = 3", "d = c * 2"])
-    session = toolkit.session.sync().client.resolve_session(toolkit.session.sync().notebook)
+def pairing(setup: Any, shared_server: MarimoServer) -> Iterator[tuple[Any, Page, list[str]]]:
+    """The agent's toolkit (its headless session ran the notebook and let go), and the
+    person's page, which resumed that session as its editor."""
+    toolkit, path, ids = setup(["a = 1", "b = a + 1", "c = 3", "d = c * 2"])
     tools = {t.name: t for t in toolkit.get_tools()}
-    return tools, Page(shared_server, session.key), ids
+    with page_stream(shared_server, path, "tab-" + path.stem):
+        yield tools, Page(shared_server, "tab-" + path.stem), ids
 
 
 def call(tool: Any, args: dict[str, Any]) -> tuple[str, Any]:
@@ -188,11 +190,13 @@ def test_a_person_running_a_long_cell_is_told_as_busy_not_crashed(
 
 
 @contextlib.contextmanager
-def page_stream(server: MarimoServer, notebook: Path) -> Iterator[list[dict[str, Any]]]:
+def page_stream(
+    server: MarimoServer, notebook: Path, key: str = "person-tab"
+) -> Iterator[list[dict[str, Any]]]:
     """A person's tab, headless: a main consumer on the notebook, recording what it gets."""
     received: list[dict[str, Any]] = []
     stop = threading.Event()
-    params = {"session_id": "person-tab", "file": str(notebook)}
+    params = {"session_id": key, "file": str(notebook)}
 
     def read() -> None:
         with httpx.stream("GET", server.url + "/sse", params=params, timeout=None) as response:
@@ -206,7 +210,7 @@ def page_stream(server: MarimoServer, notebook: Path) -> Iterator[list[dict[str,
     thread = threading.Thread(target=read, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
-    while not any(s.get("filename") == str(notebook) for s in _sessions(server)):
+    while key not in httpx.get(server.url + "/api/sessions").json():
         assert time.monotonic() < deadline, "the tab's session did not appear"
         time.sleep(0.05)
     try:
@@ -248,3 +252,18 @@ def test_what_is_announced() -> None:
     assert announcement("read_cell", {"cell": "y"}, "all") == "reading cell y"
     assert announcement("delete_cell", {"cell": "y"}, "off") is None
     assert Presence(announce="off").program("edit_cell", {"cell": "y"}).count("None") >= 1
+
+
+def test_news_a_failed_call_could_not_carry_is_told_by_the_next(
+    pairing: tuple[dict[str, Any], Page, list[str]],
+) -> None:
+    tools, page, (a, *_rest) = pairing
+    call(tools["read_notebook"], {})
+    page.type_code(a, "a = 11")
+    timed_out, message = call(
+        tools["execute_code"], {"code": "while True:\n    pass", "timeout": 1}
+    )
+    assert message.status == "error" and "limit" in timed_out
+    assert "Since your last call" not in timed_out  # an ExecuteTimeoutError carries none
+    told, _ = call(tools["read_notebook"], {})
+    assert f"edited cell {a}" in told
