@@ -17,9 +17,12 @@ one, plus the effects of the agent's own calls, taken from their results) and
 returns a short digest of the rest: cells the person edited, added, deleted or
 ran, and new errors. The tools put it in front of their result.
 
-The kernel-side program lives here, apart from `_kernel_programs` (which is being
-turned into a kernel package); it uses the same marimo internals and the same
-hash folding (`tests/test_presence.py` checks they agree).
+The kernel-side program is a string here, written apart from the kernel package
+(`marimo_pair_tools.kernel`) while that was being built; it belongs there, as one
+more read sent as a short call (and folded into each tool's own call, which would
+remove its extra request). It uses the same marimo internals and the same hash
+folding as `kernel.state.NotebookState.hash` (`tests/test_presence.py` checks that
+they agree).
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ _DOC = _CTX._document
 
 
 def _hash(cid, code):
-    # As `_kernel_programs._hash`: fold in the code the kernel last ran when it differs.
+    # As `kernel.state.NotebookState.hash`: fold in the code the kernel last ran.
     impl = _CTX.graph.cells.get(cid)
     ran = getattr(impl, "code", None)
     text = code if ran is None or ran == code else code + "\0ran\0" + ran
