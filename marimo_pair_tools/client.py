@@ -406,6 +406,8 @@ class _ClientCore:
         self._scope_cache: _Scope | None = None
         self._guarded: set[str] = set()
         self._ran: set[str] = set()
+        self._released: dict[str, str | None] = {}
+        """Sessions this client opened and let go (key -> notebook): still its to reopen."""
         self.server_version: str | None = None
 
     def __repr__(self) -> str:
@@ -1165,7 +1167,8 @@ class MarimoClient(_ClientCore):
         First lists the old kernel's public variables (when it answers within
         ``probe_timeout``), so the result can say what was lost. marimo closes the
         session. A headless session this client attached is re-attached (within
-        ``wait`` s). A browser tab does not reconnect by itself (it shows "kernel
+        ``wait`` s); one it opened and let go (`release`) is reopened and let go again,
+        unless a person took it meanwhile. A browser tab does not reconnect by itself (it shows "kernel
         not found"), so for a session this client did not attach the result has
         ``session=None`` and tells the person to reload (the tab's "Try again"
         loses cells created since the page loaded; measured on marimo 0.25.2).
@@ -1186,6 +1189,11 @@ class MarimoClient(_ClientCore):
                 attachment.close()
                 self._attachments.remove(attachment)
             new = self.attach(ours[0].notebook, wait=wait)
+        elif session.key in self._released:
+            # Ours, let go so that a person could take it; nobody did (the key would have
+            # changed). Reopen it, and let go again.
+            new = self.attach(self._released.pop(session.key), wait=wait)
+            self.release(new)
         else:
             new = self._wait_for_session(session, min(wait, 1.0))
         after = self._list_variables(new) if new is not None else None
@@ -1335,6 +1343,7 @@ class MarimoClient(_ClientCore):
         for attachment in [a for a in self._attachments if a.key == session.key]:
             attachment.close()
             self._attachments.remove(attachment)
+            self._released[session.key] = attachment.notebook
 
 
 class _CompletedRuns:
@@ -1815,6 +1824,9 @@ class AsyncMarimoClient(_ClientCore):
                 await task
             self._attachments.remove(task)
             new = await self.attach(attached_notebook, wait=wait)
+        elif session.key in self._released:  # see MarimoClient.restart
+            new = await self.attach(self._released.pop(session.key), wait=wait)
+            await self.release(new)
         else:
             new = await self._wait_for_session(session, min(wait, 1.0))
         after = await self._list_variables(new) if new is not None else None
@@ -1960,6 +1972,7 @@ class AsyncMarimoClient(_ClientCore):
         self._runs.pop(session.key, None)
         if held is None:
             return
+        self._released[session.key] = held[1]
         task = held[0]
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, MarimoPairError):

@@ -227,9 +227,13 @@ class MarimoPairToolkit(BaseToolkit):
         **options: Any,
     ) -> MarimoPairToolkit:
         if attach:
-            ensure_session(
-                client, notebook, run=run, run_wait=DEFAULT_RUN_WAIT, registry_dir=registry_dir
-            )
+            try:
+                ensure_session(
+                    client, notebook, run=run, run_wait=DEFAULT_RUN_WAIT, registry_dir=registry_dir
+                )
+            except BaseException:
+                client.close()  # nothing else holds it; the async pool has no socket yet
+                raise
         return cls.from_clients(client, aclient, notebook=notebook, **options)
 
     @classmethod

@@ -386,10 +386,12 @@ def test_dev_reloader_ignores_the_agents_saves_and_no_marimo_outlives_a_reload(
         # Code changes still reload; the old worker stops the server it started.
         (tmp_path / "trigger.py").write_text("changed = True\n")
         deadline = time.monotonic() + 90
-        while not (_gone(first) and len(_live_marimo(registry)) == 1):
+        live = _live_marimo(registry)
+        while not (_gone(first) and len(live) == 1):
             assert time.monotonic() < deadline, f"no clean reload:\n{tail(log)}"
             time.sleep(0.2)
-        [second] = _live_marimo(registry)
+            live = _live_marimo(registry)
+        [second] = live
         assert second != first and "Reloading" in tail(log, 400)
 
         process.send_signal(signal.SIGINT)
