@@ -44,6 +44,18 @@ class Page:
     def run(self, cell: str, code: str) -> None:
         self._post("/api/kernel/run", {"cellIds": [cell], "codes": [code]})
 
+    def save(self, document: Any, path: Path) -> None:
+        """The page's save: every cell it shows (the session's document), to the file."""
+        cells = document.snapshot().cells
+        body = {
+            "cellIds": [c.id for c in cells],
+            "codes": [c.code for c in cells],
+            "names": [c.name or "_" for c in cells],
+            "configs": [{"hide_code": c.hide_code, "disabled": c.disabled} for c in cells],
+            "filename": str(path),
+        }
+        self._post("/api/kernel/save", body)
+
 
 def text_of(content: Any) -> str:
     if isinstance(content, list):
@@ -131,6 +143,8 @@ def test_a_refusal_carries_the_news_too(
     tools, page, (a, *_rest) = pairing
     call(tools["read_cell"], {"cell": a})
     page.type_code(a, "a = 5")
+    notebook = tools["read_cell"].session.sync()
+    page.save(notebook, Path(notebook.notebook))  # as the page does, a moment later
     refused, message = call(tools["edit_cell"], {"cell": a, "code": "a = 2"})
     assert message.status == "error"
     assert refused.startswith("[Since your last call") and f"edited cell {a}" in refused
