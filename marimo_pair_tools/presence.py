@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .client import PAIR_CLIENT_HEADER
+from .models import untrusted
 
 __all__ = ["PRESENCE_TAG", "CellMark", "Presence", "announcement", "presence_program"]
 
@@ -284,11 +285,12 @@ class Presence:
             return None
         shown = items[: self.max_items]
         more = len(items) - len(shown)
+        if more:
+            shown.append(f"and {more} more change(s)")
+        # Names, code and error text are the notebook's: data for the model, never orders.
         return (
-            "[Since your last call, in this notebook (not your doing): "
-            + "; ".join(shown)
-            + (f"; and {more} more change(s)" if more else "")
-            + ". Re-read a cell before you edit it.]"
+            "[Since your last call, in this notebook (not your doing): the changes below. "
+            "Re-read a cell before you edit it.]\n" + untrusted("\n".join(shown))
         )
 
     def begin(self) -> None:

@@ -119,6 +119,10 @@ def test_the_agent_hears_what_the_person_did_and_not_what_it_did(
     assert f"edited cell {d}" in heard
     assert f"new error in cell {d}: NameError: name 'undefined_name'" in heard
     assert "added cell PersN: theirs = 7" in heard
+    # The person's code and error text reach the model marked as data.
+    assert (
+        heard.index("<notebook-data>") < heard.index("theirs = 7") < heard.index("</notebook-data>")
+    )
     assert f"deleted cell {a}" in heard
     assert "mine" not in heard
     assert isinstance(message.artifact, dict) and "cells" in message.artifact  # untouched
