@@ -20,6 +20,7 @@ Three parts, all against real `marimo edit --headless` servers in one run:
    width of read_notebook's per-cell lines.
 
 Skipped: install_packages (network), interrupt_kernel (would interrupt the kernel).
+The toolkit runs with ``presence=False``; what presence adds is ``bench/presence.py``.
 
 Usage: python bench/tool_latency.py [--repeat N] [--sizes 10,100,1000]
 """
@@ -146,7 +147,10 @@ class Bench:
         self.client.attach()
         self.counter = Counter()
         self.counter.install(self.client)
-        self.toolkit = MarimoPairToolkit.from_clients(self.client, notebook=self.path)
+        # Presence (one more request per call) is measured on its own: bench/presence.py.
+        self.toolkit = MarimoPairToolkit.from_clients(
+            self.client, notebook=self.path, presence=False
+        )
         self.tools = {tool.name: tool for tool in self.toolkit.get_tools()}
         notebook = self.toolkit.session.notebook
         assert notebook is not None

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from .client import (
-    AsyncMarimoClient,
-    ExecuteResult,
-    MarimoClient,
-    OutputData,
-    RestartResult,
-    SessionInfo,
-)
-from .discovery import ServerRecord, discover_servers
-from .errors import MarimoPairError
-from .server import MarimoServer
-
-try:
-    __version__ = version("marimo-pair-tools")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+if TYPE_CHECKING:
+    from .client import (
+        AsyncMarimoClient,
+        ExecuteResult,
+        MarimoClient,
+        OutputData,
+        RestartResult,
+        SessionInfo,
+    )
+    from .discovery import ServerRecord, discover_servers
+    from .errors import MarimoPairError
+    from .server import MarimoServer
 
 __all__ = [
     "AsyncMarimoClient",
@@ -34,3 +31,35 @@ __all__ = [
     "__version__",
     "discover_servers",
 ]
+
+# Every name loads on first use, so that `marimo-pair discover` imports only what
+# discovery needs (a fresh process is what a person's or an agent's shell pays for).
+_LAZY = {
+    "AsyncMarimoClient": "client",
+    "ExecuteResult": "client",
+    "MarimoClient": "client",
+    "OutputData": "client",
+    "RestartResult": "client",
+    "SessionInfo": "client",
+    "ServerRecord": "discovery",
+    "discover_servers": "discovery",
+    "MarimoPairError": "errors",
+    "MarimoServer": "server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        # importlib.metadata alone costs ~35 ms.
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("marimo-pair-tools")
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree
+            found = "0.0.0"
+        globals()["__version__"] = found
+        return found
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)

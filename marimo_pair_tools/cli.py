@@ -1,38 +1,89 @@
 """`marimo-pair`: discover servers, list sessions, run code, open notebooks, run the agent.
 
-The token is read from `MARIMO_TOKEN` only: a `--token` flag would put it in argv.
+The token is read from `MARIMO_TOKEN` (a `--token` flag would put it in argv); a
+URL copied from the browser is understood too (``?file=``, ``?access_token=``),
+with a warning when it carries the token.
+
+`discover` and `exec` import nothing of LangChain or LangGraph: they start in a
+fraction of a second (``bench/cli_startup.py``). `open` and `run` stop what they
+started on SIGINT and SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .client import MarimoClient
+from . import errors
+from ._security import PageURL, split_page_url
 from .discovery import discover_servers
-from .errors import ExecuteTimeoutError, MarimoPairError, OutcomeUnknownError
+from .errors import MarimoPairError, OutcomeUnknownError, ServerError
+
+if TYPE_CHECKING:
+    from .client import MarimoClient
 
 __all__ = ["main"]
+
+EXIT_BUDGET = 3
+"""`run`: the agent stopped because a step or tool-call budget was used up."""
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that `finally` blocks stop what we started."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+class _Version(argparse.Action):
+    """``--version``, looked up only when asked (importlib.metadata is slow to import)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        from . import __version__
+
+        parser.exit(message=f"{parser.prog} {__version__}\n")
 
 
 def _add_target(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--url", help="server URL (default: the only discovered server)")
+    group.add_argument(
+        "--url",
+        help="server URL, or a notebook URL copied from the browser (its ?file= names the "
+        "notebook) (default: the only discovered server)",
+    )
     group.add_argument("--port", type=int, help="server port on localhost")
     parser.add_argument(
         "--allow-remote", action="store_true", help="allow a non-loopback server URL"
     )
 
 
+def _page(args: argparse.Namespace) -> PageURL:
+    """The target server, and what a URL copied from the browser adds (notebook, token)."""
+    if not args.url:
+        return PageURL(server="", file=None, token=None)
+    page = split_page_url(str(args.url))
+    if page.token and not getattr(args, "_warned", False):
+        args._warned = True
+        print(
+            "marimo-pair: warning: the URL carries the server token (?access_token=), which "
+            "the command line shows to other users (ps) and keeps in your shell history; "
+            "set MARIMO_TOKEN instead.",
+            file=sys.stderr,
+        )
+    return page
+
+
 def _server_url(args: argparse.Namespace) -> str:
     if args.url:
-        return str(args.url)
+        return _page(args).server
     if args.port:
         return f"http://127.0.0.1:{args.port}"
     servers = discover_servers()
@@ -48,7 +99,15 @@ def _server_url(args: argparse.Namespace) -> str:
 
 
 def _client(args: argparse.Namespace, **kwargs: object) -> MarimoClient:
-    return MarimoClient(base_url=_server_url(args), allow_remote=args.allow_remote, **kwargs)  # type: ignore[arg-type]
+    from .client import MarimoClient
+
+    token = _page(args).token if args.url else None
+    return MarimoClient(
+        base_url=_server_url(args),
+        allow_remote=args.allow_remote,
+        token=token,
+        **kwargs,  # type: ignore[arg-type]
+    )
 
 
 def _cmd_discover(args: argparse.Namespace) -> int:
@@ -91,44 +150,72 @@ def _cmd_exec(args: argparse.Namespace) -> int:
         (sys.stdout if channel == "stdout" else sys.stderr).write(text)
         (sys.stdout if channel == "stdout" else sys.stderr).flush()
 
-    with _client(args, timeout=args.timeout) as client:
+    notebook = args.file or (None if args.session else _page(args).file)
+    # No version request up front: only a server too old for the execute endpoint
+    # answers 404, and then its version explains why.
+    with _client(args, timeout=args.timeout, check_version=False) as client:
         try:
             result = client.execute(
-                code, notebook=args.file, session_id=args.session, on_chunk=stream
+                code, notebook=notebook, session_id=args.session, on_chunk=stream
             )
-        except (ExecuteTimeoutError, OutcomeUnknownError) as exc:
+        except (errors.ExecuteTimeoutError, OutcomeUnknownError) as exc:
             print(f"marimo-pair: {exc}", file=sys.stderr)
             return 1
+        except ServerError as exc:
+            if exc.status_code == 404:
+                from ._versions import check_server_version
+
+                check_server_version(client.version())
+            raise
     if result.output is not None and result.output.data:
         print(result.output.data)
     return 0 if result.success else 1
 
 
-def _cmd_open(args: argparse.Namespace) -> int:
-    from .server import MarimoServer
+def _join(args: argparse.Namespace, notebook: str, url: str | None, **options: Any) -> Any:
+    """The notebook's session: the one a running server has open, or one opened here."""
+    from .joining import join
 
-    server = MarimoServer(args.notebook, port=args.port, isolate=False)
-    with server, server.client() as client:
-        session = client.attach(None if server.path.is_file() else args.notebook)
-        print(f"marimo server: {server.url}  (pid {server.pid})")
-        print(f"session: {session.key} on {session.path}")
-        print(f"watch it live: {server.url}")
-        print("Ctrl-C stops the server.", flush=True)
-        if args.exit_after is not None:
-            threading.Event().wait(args.exit_after)
+    page = _page(args) if args.url else None
+    if page is not None and page.file and Path(page.file).name != Path(notebook).name:
+        raise MarimoPairError(
+            f"--url names notebook {page.file!r} but the command names {notebook!r}."
+        )
+    return join(
+        notebook,
+        url=url,
+        token=page.token if page else None,
+        allow_remote=args.allow_remote,
+        run=not args.no_run,
+        **options,
+    )
+
+
+def _cmd_open(args: argparse.Namespace) -> int:
+    url = _page(args).server if args.url else None
+    pairing = _join(args, args.notebook, url, port=args.port)
+    try:
+        print(pairing.describe())
+        print(f"session: {pairing.session.key} on {pairing.notebook}")
+        if pairing.server is not None:
+            print(f"marimo pid {pairing.server.pid}")
+        print(f"watch it live: {pairing.url}", flush=True)
+        if pairing.server is None:
+            # marimo keeps the session; this process has nothing to keep running.
+            print("The session stays open on that server; nothing to keep running here.")
             return 0
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            print("\nstopping", file=sys.stderr)
-    return 0
+        print("Ctrl-C stops what this command started.", flush=True)
+        threading.Event().wait(args.exit_after)
+        return 0
+    finally:
+        pairing.close()
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="marimo-pair", description="Pair-program with an agent inside a live marimo notebook."
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("discover", help="list running marimo servers (JSON)")
@@ -154,9 +241,16 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds (default 120)")
     p.set_defaults(func=_cmd_exec)
 
-    p = sub.add_parser("open", help="start marimo on a notebook with a headless session")
+    p = sub.add_parser(
+        "open",
+        help="open a notebook for pairing: join the session that has it open, or start "
+        "marimo with a headless session that runs it",
+    )
     p.add_argument("notebook")
-    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--url", help="a server to open it on (a URL copied from the browser works)")
+    p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback server URL")
+    p.add_argument("--port", type=int, default=None, help="port for a server started here")
+    _add_no_run(p)
     p.add_argument("--exit-after", type=float, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_open)
 
@@ -166,19 +260,113 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-open", action="store_true", help="keep the server up at the end")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("run", help="run the pair agent with a real model on a notebook")
+    p = sub.add_parser(
+        "run",
+        help="run the pair agent with a real model on a notebook (in the session that has "
+        "it open, if any)",
+    )
     p.add_argument("notebook", help="the notebook file")
     p.add_argument("task", help="what the agent should do")
-    p.add_argument("--model", required=True, help="provider:model or module:factory")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="provider:model, module:factory or scripted:turns.json (as for eval)",
+    )
     _add_target(p)
+    _add_no_run(p)
     p.add_argument("--no-approve-deletes", action="store_true", help="do not ask before deletes")
     p.add_argument("--max-steps", type=int, default=40)
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "dev",
+        help="langgraph dev, without reloading the graph when the agent saves its notebook",
+    )
+    p.add_argument("--config", default="langgraph.json", help="langgraph.json to serve")
+    p.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="NOTEBOOK",
+        help="another notebook whose changes must not reload the graph (MARIMO_NOTEBOOK, "
+        "from the environment or the config's env, is always left out)",
+    )
+    p.add_argument(
+        "langgraph", nargs=argparse.REMAINDER, help="arguments for langgraph dev (after --)"
+    )
+    p.set_defaults(func=_cmd_dev)
 
     from .eval.cli import register as register_eval
 
     register_eval(sub)
     return parser
+
+
+def _notebooks_to_ignore(args: argparse.Namespace) -> list[str]:
+    """The notebooks the graph works on, as reloader patterns (relative to the cwd)."""
+    config_path = Path(args.config)
+    named = [*args.ignore]
+    env: object = None
+    if config_path.is_file():
+        env = json.loads(config_path.read_text(encoding="utf-8")).get("env")
+    if isinstance(env, dict):
+        named.append(str(env.get("MARIMO_NOTEBOOK") or ""))
+    elif isinstance(env, str) and (config_path.parent / env).is_file():
+        for line in (config_path.parent / env).read_text(encoding="utf-8").splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "MARIMO_NOTEBOOK":
+                named.append(value.strip().strip("'\""))
+    named.append(os.environ.get("MARIMO_NOTEBOOK", ""))
+    cwd = Path.cwd().resolve()
+    patterns = []
+    for name in filter(None, named):
+        path = Path(name).expanduser().resolve()
+        if path.is_relative_to(cwd) and path != cwd:
+            patterns.append(path.relative_to(cwd).as_posix())
+    return sorted(set(patterns))
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    """`langgraph dev`, with the notebooks the graph edits left out of its reloader's watch.
+
+    `langgraph dev` restarts its worker when a ``*.py`` file under the working
+    directory changes, and a marimo notebook is one: every save of the agent's
+    edits would reload the graph (and restart the marimo server it started). Its
+    reloader (uvicorn) takes exclusions, but `langgraph dev` offers no way to pass
+    them; this passes them to the function it calls.
+    """
+    try:
+        import langgraph_api.cli as api
+        from langgraph_cli.cli import cli as langgraph
+    except ImportError as exc:
+        raise MarimoPairError(
+            "marimo-pair dev runs `langgraph dev`: pip install 'langgraph-cli[inmem]'"
+        ) from exc
+    ignored = _notebooks_to_ignore(args)
+    original = api.run_server
+
+    def run_server(*positional: Any, **options: Any) -> Any:
+        options["reload_excludes"] = [*(options.get("reload_excludes") or ()), *ignored]
+        return original(*positional, **options)
+
+    if ignored:
+        print(f"marimo-pair dev: not reloading on changes to {', '.join(ignored)}", flush=True)
+    passed = args.langgraph[1:] if args.langgraph[:1] == ["--"] else args.langgraph
+    api.run_server = run_server
+    try:
+        langgraph.main(["dev", "--config", args.config, *passed], prog_name="marimo-pair")
+    finally:
+        api.run_server = original
+    return 0
+
+
+def _add_no_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-run",
+        action="store_true",
+        help="do not run the notebook in a session opened here (a person's session is "
+        "never re-run)",
+    )
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -227,59 +415,78 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from langgraph.checkpoint.memory import InMemorySaver
     from langgraph.types import Command
 
-    from .agent import create_pair_agent
+    from .agent import budget_stop, create_pair_agent
     from .config import model_from_spec
     from .console import StepPrinter
-    from .server import MarimoServer
     from .toolkit import MarimoPairToolkit
 
     model = model_from_spec(args.model)
-    server = None
-    if args.url or args.port:
-        toolkit = MarimoPairToolkit.from_url(
-            _server_url(args), notebook=args.notebook, allow_remote=args.allow_remote, attach=True
-        )
-    else:
-        server = MarimoServer(args.notebook, isolate=False).start()
-        print(f"watch it live: {server.url}")
-        toolkit = MarimoPairToolkit.from_server(server, notebook=str(server.path))
-    agent = create_pair_agent(
-        model,
-        toolkit,
-        approve_deletes=not args.no_approve_deletes,
-        checkpointer=InMemorySaver(),
-        max_steps=args.max_steps,
-    )
-    printer = StepPrinter()
-    config = {"configurable": {"thread_id": "cli"}}
-    payload: object = {"messages": [HumanMessage(args.task)]}
+    pairing = _join(args, args.notebook, _server_url(args) if (args.url or args.port) else None)
     try:
+        toolkit = MarimoPairToolkit.from_clients(
+            pairing.client, pairing.async_client(), notebook=pairing.notebook
+        )
+    except BaseException:
+        pairing.close()
+        raise
+    toolkit.pairing = pairing  # closing the toolkit stops a server started here
+    print(pairing.describe())
+    print(f"watch it live: {pairing.url}", flush=True)
+    try:
+        agent = create_pair_agent(
+            model,
+            toolkit,
+            approve_deletes=not args.no_approve_deletes,
+            checkpointer=InMemorySaver(),
+            max_steps=args.max_steps,
+        )
+        printer = StepPrinter()
+        config = {"configurable": {"thread_id": "cli"}}
+        payload: object = {"messages": [HumanMessage(args.task)]}
+        last: object = None
         while True:
             pending = None
             for update in agent.stream(payload, config, stream_mode="updates"):
                 if "__interrupt__" in update:
                     pending = update["__interrupt__"][0].value
                 printer.update(update)
+                for change in update.values():
+                    if isinstance(change, dict) and change.get("messages"):
+                        last = change["messages"][-1]
             if pending is None:
-                return 0
+                break
             payload = Command(resume=_ask_decisions(pending))
+        budget = budget_stop(last)
+        if budget is not None:
+            print(
+                f"marimo-pair: the agent stopped: its {budget} budget is used up", file=sys.stderr
+            )
+            return EXIT_BUDGET
+        return 0
     finally:
         toolkit.close()
-        if server is not None:
-            server.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `marimo-pair` console script."""
     parser = _build_parser()
     args = parser.parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main_thread else None
+    if main_thread:
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args))
     except MarimoPairError as exc:
         print(f"marimo-pair: {exc}", file=sys.stderr)
         return 1
+    except _Terminated:
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        return 130
+        return 128 + signal.SIGINT
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,14 +11,17 @@ Three things here exist because a person may be using the same kernel:
   behind that run, and our timeout's disconnect would interrupt it; so the
   client refuses up front (`KernelBusyError`) unless ``interrupt_others=True``.
 - ``input()`` in code we send would wait for a reply nobody can type. A small
-  guard installed once per session makes it fail at once instead (only for our
-  requests; the person's own ``input()`` still works).
+  guard, installed once per kernel, makes it fail at once instead (only for our
+  requests; the person's own ``input()`` still works). It marks itself, and its
+  installer rides in front of a process's first request on a session, so a fresh
+  process pays no extra request for it.
 - ``attach`` reuses a session that is already open for the notebook, so the
   agent and the browser tab share one kernel rather than fighting over it.
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import json
@@ -29,7 +32,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from types import TracebackType
@@ -38,6 +41,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict
 
+from . import errors
 from ._security import ensure_allowed_url, is_loopback_host, redact
 from ._sse import SSEDecoder
 from ._text import BoundedText, truncate
@@ -46,13 +50,12 @@ from .errors import (
     AmbiguousSessionError,
     AuthenticationError,
     ConfigurationError,
-    ExecuteTimeoutError,
-    KernelBusyError,
     MarimoPairError,
     OutcomeUnknownError,
     ReadOnlyServerError,
     ServerError,
     ServerUnavailableError,
+    SessionError,
     SessionNotFoundError,
     error_for_status,
 )
@@ -77,6 +80,8 @@ SESSION_HEADER = "Marimo-Session-Id"
 SERVER_TOKEN_HEADER = "Marimo-Server-Token"  # noqa: S105 - a header name, not a secret
 PAIR_CLIENT_HEADER = "X-Pair-Client"  # marimo hides `marimo-*` headers from the kernel
 """Marks our execute requests, so the kernel-side ``input()`` guard fires only for them."""
+_RUN_ALL_BODY = {"objectIds": [], "values": [], "autoRun": True}
+"""What marimo's page sends to `/api/kernel/instantiate` on open, with autorun on."""
 _PROBE_TIMEOUT = 5.0
 _CONTROL_TIMEOUT = 15.0
 _SERVER_TOKEN_RE = re.compile(r"<marimo-server-token\b[^>]*\bdata-token=\"([^\"]*)\"")
@@ -99,7 +104,7 @@ except (ImportError, AttributeError, LookupError, RuntimeError):
 print({_VARIABLES_TAG!r} + json.dumps(_names))
 """
 
-# Installed once per session. marimo answers `input()` by asking the frontend
+# Installed once per kernel (it checks its own mark first). marimo answers `input()` by asking the frontend
 # for a line; nothing answers a scratchpad request from us, so it would hang until
 # our timeout. The guard raises instead, only in the scratchpad and only for
 # requests carrying our header. It relies on marimo internals and does nothing
@@ -142,6 +147,50 @@ def _marimo_pair_install_input_guard():
 
 _marimo_pair_install_input_guard()
 """
+
+# The installer as one expression: it checks the guard's `_marimo_pair_guard` mark
+# and returns at once when the kernel has it, so it can ride in front of any request.
+_INPUT_GUARD_PREFIX = f"exec({_INPUT_GUARD_PROGRAM!r}, {{}})"
+_COMPOUND = (
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+    ast.If,
+    ast.For,
+    ast.AsyncFor,
+    ast.While,
+    ast.With,
+    ast.AsyncWith,
+    ast.Try,
+    ast.Match,
+    *((ast.TryStar,) if hasattr(ast, "TryStar") else ()),
+)
+
+
+def _with_input_guard(code: str) -> str | None:
+    """``code`` with the guard installer in front on its first line, or None.
+
+    The installer joins line 1 (``installer; first statement`` or ``installer  #
+    comment``), so every line number in a traceback stays the caller's. None when
+    that is impossible (a compound statement or ``from __future__`` first) or
+    pointless (code that does not compile never runs, so cannot call ``input()``).
+    """
+    try:
+        tree = compile(code, "<code>", "exec", ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    except (SyntaxError, ValueError):
+        return None
+    if not isinstance(tree, ast.Module) or not tree.body:
+        return _INPUT_GUARD_PREFIX + "  " + code
+    first = tree.body[0]
+    starts = min([first.lineno, *(d.lineno for d in getattr(first, "decorator_list", []))])
+    if starts > 1:  # line 1 is blank or a comment
+        return _INPUT_GUARD_PREFIX + "  " + code
+    if isinstance(first, _COMPOUND) or first.col_offset != 0:
+        return None
+    if isinstance(first, ast.ImportFrom) and first.module == "__future__":
+        return None
+    return _INPUT_GUARD_PREFIX + "; " + code
+
 
 ChunkCallback = Callable[[str, str], None]
 """Called with ``(channel, text)`` for every streamed stdout/stderr chunk."""
@@ -356,6 +405,9 @@ class _ClientCore:
         self._server_token: str | None = None
         self._scope_cache: _Scope | None = None
         self._guarded: set[str] = set()
+        self._ran: set[str] = set()
+        self._released: dict[str, str | None] = {}
+        """Sessions this client opened and let go (key -> notebook): still its to reopen."""
         self.server_version: str | None = None
 
     def __repr__(self) -> str:
@@ -522,6 +574,18 @@ class _ClientCore:
             f"Several sessions match {notebook!r}; pass session_id=...:\n{listing()}"
         )
 
+    def _given(self, notebook: str | None, session_id: str | None) -> SessionInfo | None:
+        """The session an execute names by id, without listing the sessions first.
+
+        A wrong or stale id is refused by the server before anything runs (500
+        ``Invalid session id``); `execute` then lists the sessions once and retries,
+        so the listing is paid only when it is needed.
+        """
+        if session_id is None or notebook is not None:
+            return None
+        cached = self._sessions_cache.get((None, session_id))
+        return cached or SessionInfo(key=session_id, stable_id=None, path=None, filename=None)
+
     def _forget(self, session: SessionInfo) -> None:
         """Drop cached knowledge of a session that no longer exists."""
         for cache_key, cached in list(self._sessions_cache.items()):
@@ -626,8 +690,8 @@ class _ClientCore:
         return "unknown"
 
     @staticmethod
-    def _busy_error(session: SessionInfo) -> KernelBusyError:
-        return KernelBusyError(
+    def _busy_error(session: SessionInfo) -> errors.KernelBusyError:
+        return errors.KernelBusyError(
             f"The kernel of {session.path or session.filename or 'this notebook'} is already "
             "running other work (a cell someone started in the browser, or another agent's "
             "code), so nothing was sent. Our code would queue behind that run, and if it then "
@@ -639,8 +703,8 @@ class _ClientCore:
     def _not_sent_error(session: SessionInfo, exc: MarimoPairError) -> MarimoPairError:
         """The one-time setup request before the caller's code failed: their code never ran."""
         name = session.path or session.filename or "this notebook"
-        if isinstance(exc, ExecuteTimeoutError):
-            return KernelBusyError(
+        if isinstance(exc, errors.ExecuteTimeoutError):
+            return errors.KernelBusyError(
                 f"The kernel of {name} did not answer a trivial request, so your code was not "
                 "sent. It is busy with a long run or wedged: wait and retry, interrupt it, or "
                 "restart it (that loses its variables)."
@@ -652,7 +716,7 @@ class _ClientCore:
     @staticmethod
     def _timeout_error(
         timeout: float, responsive: bool | None, *, busy_before: bool
-    ) -> ExecuteTimeoutError:
+    ) -> errors.ExecuteTimeoutError:
         if responsive is None:
             after = ""
         elif responsive:
@@ -671,7 +735,7 @@ class _ClientCore:
             if busy_before
             else ""
         )
-        return ExecuteTimeoutError(
+        return errors.ExecuteTimeoutError(
             f"Execution passed its {timeout:g} s limit; marimo interrupted the kernel. The code "
             f"may have partly run: inspect state before retrying.{others}{after}",
             kernel_responsive=responsive,
@@ -942,7 +1006,9 @@ class MarimoClient(_ClientCore):
             OutcomeUnknownError: the stream ended before ``done``; never retry blindly.
             SessionNotFoundError, AmbiguousSessionError: the notebook has no single session.
         """
-        session = self.resolve_session(notebook, session_id=session_id)
+        session = self._given(notebook, session_id) or self.resolve_session(
+            notebook, session_id=session_id
+        )
         try:
             return self._execute_checked(session, code, timeout, on_chunk, interrupt_others)
         except SessionNotFoundError:
@@ -962,8 +1028,11 @@ class MarimoClient(_ClientCore):
         busy = self._kernel_state(session) == "running"
         if busy and not interrupt_others:
             raise self._busy_error(session)
-        self._ensure_input_guard(session, timeout)
-        return self._execute_on(session, code, timeout, on_chunk, busy_before=busy)
+        sent = self._ensure_input_guard(session, timeout, code)
+        result = self._execute_on(session, sent, timeout, on_chunk, busy_before=busy)
+        if sent != code:
+            self._guarded.add(self._guard_key(session))
+        return result
 
     def _kernel_state(self, session: SessionInfo) -> str:
         """``running``, ``idle``, ``stopped``, or ``unknown`` (a server without the endpoint)."""
@@ -977,19 +1046,28 @@ class MarimoClient(_ClientCore):
             raise
         return self._parse_status(response)
 
-    def _ensure_input_guard(self, session: SessionInfo, timeout: float | None) -> None:
+    def _ensure_input_guard(self, session: SessionInfo, timeout: float | None, code: str) -> str:
+        """The code to send: behind the guard's installer when this kernel may lack it.
+
+        The installer rides in front of the caller's code when it can do so without
+        moving a line (`_with_input_guard`); otherwise it is sent alone, once.
+        """
         key = self._guard_key(session)
         if key in self._guarded:
-            return
+            return code
+        folded = _with_input_guard(code)
+        if folded is not None:
+            return folded
         limit = self._execute_timeout(timeout)
         wait = self.probe_timeout if limit is None else min(limit, self.probe_timeout)
         try:
             result = self._execute_on(session, _INPUT_GUARD_PROGRAM, wait, None, internal=True)
-        except (ExecuteTimeoutError, OutcomeUnknownError) as exc:
+        except (errors.ExecuteTimeoutError, OutcomeUnknownError) as exc:
             raise self._not_sent_error(session, exc) from None
         if not result.success:
             logger.debug("input() guard not installed: %s", result.stderr[-300:])
         self._guarded.add(key)
+        return code
 
     def _execute_on(
         self,
@@ -1046,7 +1124,7 @@ class MarimoClient(_ClientCore):
             return self._execute_on(
                 session, "None", wait or self.probe_timeout, None, internal=True
             ).success
-        except (ExecuteTimeoutError, OutcomeUnknownError, ServerUnavailableError):
+        except (errors.ExecuteTimeoutError, OutcomeUnknownError, ServerUnavailableError):
             return False
 
     def ping(self, notebook: str | None = None, *, wait: float = _PROBE_TIMEOUT) -> None:
@@ -1056,7 +1134,7 @@ class MarimoClient(_ClientCore):
         if self._kernel_state(session) == "running":
             raise self._busy_error(session)
         if not self._kernel_answers(session, wait):
-            raise KernelBusyError(
+            raise errors.KernelBusyError(
                 f"The kernel did not answer within {wait:g} s: it is busy running a cell or "
                 "wedged. Interrupt it, or restart it (loses variables)."
             )
@@ -1089,7 +1167,8 @@ class MarimoClient(_ClientCore):
         First lists the old kernel's public variables (when it answers within
         ``probe_timeout``), so the result can say what was lost. marimo closes the
         session. A headless session this client attached is re-attached (within
-        ``wait`` s). A browser tab does not reconnect by itself (it shows "kernel
+        ``wait`` s); one it opened and let go (`release`) is reopened and let go again,
+        unless a person took it meanwhile. A browser tab does not reconnect by itself (it shows "kernel
         not found"), so for a session this client did not attach the result has
         ``session=None`` and tells the person to reload (the tab's "Try again"
         loses cells created since the page loaded; measured on marimo 0.25.2).
@@ -1110,6 +1189,11 @@ class MarimoClient(_ClientCore):
                 attachment.close()
                 self._attachments.remove(attachment)
             new = self.attach(ours[0].notebook, wait=wait)
+        elif session.key in self._released:
+            # Ours, let go so that a person could take it; nobody did (the key would have
+            # changed). Reopen it, and let go again.
+            new = self.attach(self._released.pop(session.key), wait=wait)
+            self.release(new)
         else:
             new = self._wait_for_session(session, min(wait, 1.0))
         after = self._list_variables(new) if new is not None else None
@@ -1120,7 +1204,7 @@ class MarimoClient(_ClientCore):
             result = self._execute_on(
                 session, _VARIABLES_PROGRAM, self.probe_timeout, None, internal=True
             )
-        except (ExecuteTimeoutError, OutcomeUnknownError, ServerUnavailableError):
+        except (errors.ExecuteTimeoutError, OutcomeUnknownError, ServerUnavailableError):
             return None
         return self._parse_variables(result)
 
@@ -1214,6 +1298,89 @@ class MarimoClient(_ClientCore):
         self._sessions_cache[(notebook, None)] = session
         return session
 
+    def opened(self, session: SessionInfo) -> bool:
+        """Whether this client opened ``session`` (holds its headless ``/sse`` stream).
+
+        Such a session has no person's tab behind it: nobody else will run it.
+        """
+        return any(a.key == session.key for a in self._attachments)
+
+    def run_all(self, session: SessionInfo, *, wait: float = 600.0) -> bool:
+        """Run the notebook in a session this client opened, as marimo's page does on open.
+
+        The page asks marimo to instantiate the notebook when it connects; a
+        headless session has no page, so its cells would never run, and errors,
+        variables and outputs would be missing. This sends the same request with
+        ``autoRun`` on (what the person gets by opening the tab and running all),
+        then waits until marimo reports the run complete. Only for a session this
+        client opened: a person's session is never re-run. Runs once per session.
+
+        Args:
+            session: a session `attach` opened (see `opened`).
+            wait: seconds to wait for the run to finish; it goes on after that, and
+                executes are refused as busy until it ends.
+
+        Returns:
+            True when the run finished within ``wait`` (or had been done before).
+
+        Raises:
+            SessionError: ``session`` was not opened by this client.
+        """
+        attachment = next((a for a in self._attachments if a.key == session.key), None)
+        if attachment is None:
+            raise SessionError(
+                "run_all runs only a session this client opened headless; a session a "
+                "person has open is theirs to run."
+            )
+        if session.key in self._ran:
+            return True
+        seen = attachment.runs.count
+        self._post_control("/api/kernel/instantiate", "run the notebook", session, _RUN_ALL_BODY)
+        self._ran.add(session.key)
+        return attachment.runs.wait_beyond(seen, wait)
+
+    def release(self, session: SessionInfo) -> None:
+        """Close the headless stream this client holds for ``session``; the session stays.
+
+        marimo keeps an edit session that no client is connected to, and gives it to
+        the next browser tab that opens the notebook, as its editor. While our stream
+        holds it, that tab is only a reader and must press "Take over".
+        """
+        for attachment in [a for a in self._attachments if a.key == session.key]:
+            attachment.close()
+            self._attachments.remove(attachment)
+            self._released[session.key] = attachment.notebook
+
+
+class _CompletedRuns:
+    """Counts marimo's ``completed-run`` messages on a session stream we hold.
+
+    marimo sends one when a command's reactive cycle ends (a run of the whole
+    notebook included), so a count that went up means the run we asked for is over.
+    """
+
+    _MARKER = b'"op": "completed-run"'
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._tail = b""
+        self._changed = threading.Condition()
+
+    def feed(self, chunk: bytes) -> None:
+        text = self._tail + chunk
+        found = text.count(self._MARKER)
+        # Keep less than one marker: a marker split across chunks is seen once.
+        self._tail = text[-(len(self._MARKER) - 1) :]
+        if found:
+            with self._changed:
+                self.count += found
+                self._changed.notify_all()
+
+    def wait_beyond(self, seen: int, timeout: float) -> bool:
+        """Wait until more than ``seen`` runs completed; False when ``timeout`` passed first."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.count > seen, timeout)
+
 
 class _SyncAttachment:
     """A background thread that keeps one ``/sse`` stream open."""
@@ -1228,6 +1395,7 @@ class _SyncAttachment:
         self._stop = threading.Event()
         self._response: httpx.Response | None = None
         self.error: MarimoPairError | None = None
+        self.runs = _CompletedRuns()
         self._thread = threading.Thread(target=self._run, name="marimo-pair-attach", daemon=True)
         self._thread.start()
 
@@ -1249,7 +1417,8 @@ class _SyncAttachment:
                     except MarimoPairError as exc:
                         self.error = exc
                     return
-                for _ in self._iter(response):
+                for chunk in self._iter(response):
+                    self.runs.feed(chunk)
                     if self._stop.is_set():
                         return
         except httpx.HTTPError as exc:
@@ -1291,6 +1460,14 @@ class _SyncAttachment:
         self._thread.join(timeout=5)
 
 
+async def _closed_with_the_loop(pool: httpx.AsyncClient) -> AsyncIterator[None]:
+    """Suspended for the life of an event loop; closes ``pool`` when the loop shuts down."""
+    try:
+        yield
+    finally:
+        await pool.aclose()
+
+
 class AsyncMarimoClient(_ClientCore):
     """The asyncio twin of `MarimoClient`; same arguments, awaitable methods."""
 
@@ -1321,11 +1498,39 @@ class AsyncMarimoClient(_ClientCore):
             root=root,
         )
         self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(
-            transport=transport, timeout=self._httpx_timeout(30.0)
-        )
+        self._transport = transport
+        self._pool = http_client or self._new_pool()
+        self._pool_loop: asyncio.AbstractEventLoop | None = None
+        self._closer: AsyncIterator[None] | None = None
         self._attachments: list[asyncio.Task[None]] = []
         self._attached: dict[str, tuple[asyncio.Task[None], str | None]] = {}
+        self._runs: dict[str, _CompletedRuns] = {}
+
+    def _new_pool(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=self._transport, timeout=self._httpx_timeout(30.0))
+
+    async def _http(self) -> httpx.AsyncClient:
+        """The connection pool, for the event loop that runs now.
+
+        httpx keeps connections bound to the loop that opened them, so a client used
+        from a second `asyncio.run` failed with "Event loop is closed". A pool this
+        client made is used by one loop only: it is closed as that loop shuts down
+        (`asyncio.run` finalizes async generators before closing the loop), and the
+        next loop gets a new one. Headless streams end with their loop too (marimo
+        keeps those sessions).
+        """
+        loop = asyncio.get_running_loop()
+        if self._pool_loop is not loop:
+            if self._pool_loop is not None and self._owns_http:
+                self._pool = self._new_pool()
+                self._attachments.clear()
+                self._attached.clear()
+                self._runs.clear()
+            self._pool_loop = loop
+            if self._owns_http:
+                self._closer = _closed_with_the_loop(self._pool)
+                await self._closer.__anext__()
+        return self._pool
 
     async def __aenter__(self) -> AsyncMarimoClient:
         return self
@@ -1340,6 +1545,7 @@ class AsyncMarimoClient(_ClientCore):
 
     async def aclose(self) -> None:
         """Release headless sessions and the connection pool."""
+        http = await self._http()  # forgets what belonged to an earlier loop
         for task in self._attachments:
             task.cancel()
         for task in self._attachments:
@@ -1347,8 +1553,9 @@ class AsyncMarimoClient(_ClientCore):
                 await task
         self._attachments.clear()
         self._attached.clear()
+        self._runs.clear()
         if self._owns_http:
-            await self._http.aclose()
+            await http.aclose()
 
     async def _get(
         self,
@@ -1360,7 +1567,7 @@ class AsyncMarimoClient(_ClientCore):
     ) -> httpx.Response:
         for attempt in range(2):
             try:
-                response = await self._http.get(
+                response = await (await self._http()).get(
                     self.base_url + path,
                     headers={**self._headers(), **(headers or {})},
                     timeout=self._httpx_timeout(timeout),
@@ -1389,7 +1596,7 @@ class AsyncMarimoClient(_ClientCore):
         for attempt in range(2):
             token = await self._fetch_server_token(refresh=attempt > 0)
             try:
-                response = await self._http.post(
+                response = await (await self._http()).post(
                     self.base_url + path,
                     json=body if body is not None else {},
                     headers=self._control_headers(session, token),
@@ -1466,7 +1673,9 @@ class AsyncMarimoClient(_ClientCore):
         interrupt_others: bool = False,
     ) -> ExecuteResult:
         """Run code in the notebook's scratchpad; see `MarimoClient.execute`."""
-        session = await self.resolve_session(notebook, session_id=session_id)
+        session = self._given(notebook, session_id) or await self.resolve_session(
+            notebook, session_id=session_id
+        )
         try:
             return await self._execute_checked(session, code, timeout, on_chunk, interrupt_others)
         except SessionNotFoundError:
@@ -1484,8 +1693,11 @@ class AsyncMarimoClient(_ClientCore):
         busy = await self._kernel_state(session) == "running"
         if busy and not interrupt_others:
             raise self._busy_error(session)
-        await self._ensure_input_guard(session, timeout)
-        return await self._execute_on(session, code, timeout, on_chunk, busy_before=busy)
+        sent = await self._ensure_input_guard(session, timeout, code)
+        result = await self._execute_on(session, sent, timeout, on_chunk, busy_before=busy)
+        if sent != code:
+            self._guarded.add(self._guard_key(session))
+        return result
 
     async def _kernel_state(self, session: SessionInfo) -> str:
         try:
@@ -1498,21 +1710,27 @@ class AsyncMarimoClient(_ClientCore):
             raise
         return self._parse_status(response)
 
-    async def _ensure_input_guard(self, session: SessionInfo, timeout: float | None) -> None:
+    async def _ensure_input_guard(
+        self, session: SessionInfo, timeout: float | None, code: str
+    ) -> str:
         key = self._guard_key(session)
         if key in self._guarded:
-            return
+            return code
+        folded = _with_input_guard(code)
+        if folded is not None:
+            return folded
         limit = self._execute_timeout(timeout)
         wait = self.probe_timeout if limit is None else min(limit, self.probe_timeout)
         try:
             result = await self._execute_on(
                 session, _INPUT_GUARD_PROGRAM, wait, None, internal=True
             )
-        except (ExecuteTimeoutError, OutcomeUnknownError) as exc:
+        except (errors.ExecuteTimeoutError, OutcomeUnknownError) as exc:
             raise self._not_sent_error(session, exc) from None
         if not result.success:
             logger.debug("input() guard not installed: %s", result.stderr[-300:])
         self._guarded.add(key)
+        return code
 
     async def _execute_on(
         self,
@@ -1529,7 +1747,7 @@ class AsyncMarimoClient(_ClientCore):
         started = time.monotonic()
 
         async def consume() -> None:
-            async with self._http.stream(
+            async with (await self._http()).stream(
                 "POST",
                 self.base_url + "/api/kernel/execute",
                 json={"code": code},
@@ -1559,7 +1777,7 @@ class AsyncMarimoClient(_ClientCore):
             result = await self._execute_on(
                 session, "None", wait or self.probe_timeout, None, internal=True
             )
-        except (ExecuteTimeoutError, OutcomeUnknownError, ServerUnavailableError):
+        except (errors.ExecuteTimeoutError, OutcomeUnknownError, ServerUnavailableError):
             return False
         return result.success
 
@@ -1570,7 +1788,7 @@ class AsyncMarimoClient(_ClientCore):
         if await self._kernel_state(session) == "running":
             raise self._busy_error(session)
         if not await self._kernel_answers(session, wait):
-            raise KernelBusyError(
+            raise errors.KernelBusyError(
                 f"The kernel did not answer within {wait:g} s: it is busy running a cell or "
                 "wedged. Interrupt it, or restart it (loses variables)."
             )
@@ -1604,6 +1822,7 @@ class AsyncMarimoClient(_ClientCore):
         self._forget(session)
         new: SessionInfo | None = None
         ours = self._attached.pop(session.key, None)
+        self._runs.pop(session.key, None)
         if ours is not None:
             task, attached_notebook = ours
             task.cancel()
@@ -1611,6 +1830,9 @@ class AsyncMarimoClient(_ClientCore):
                 await task
             self._attachments.remove(task)
             new = await self.attach(attached_notebook, wait=wait)
+        elif session.key in self._released:  # see MarimoClient.restart
+            new = await self.attach(self._released.pop(session.key), wait=wait)
+            await self.release(new)
         else:
             new = await self._wait_for_session(session, min(wait, 1.0))
         after = await self._list_variables(new) if new is not None else None
@@ -1621,7 +1843,7 @@ class AsyncMarimoClient(_ClientCore):
             result = await self._execute_on(
                 session, _VARIABLES_PROGRAM, self.probe_timeout, None, internal=True
             )
-        except (ExecuteTimeoutError, OutcomeUnknownError, ServerUnavailableError):
+        except (errors.ExecuteTimeoutError, OutcomeUnknownError, ServerUnavailableError):
             return None
         return self._parse_variables(result)
 
@@ -1678,7 +1900,7 @@ class AsyncMarimoClient(_ClientCore):
 
         async def hold() -> None:
             try:
-                async with self._http.stream(
+                async with (await self._http()).stream(
                     "GET",
                     self.base_url + "/sse",
                     params=params,
@@ -1692,11 +1914,12 @@ class AsyncMarimoClient(_ClientCore):
                         except MarimoPairError as exc:
                             failure.append(exc)
                         return
-                    async for _ in response.aiter_raw():
-                        pass
+                    async for chunk in response.aiter_raw():
+                        runs.feed(chunk)
             except httpx.TransportError as exc:
                 failure.append(self._transport_error(exc, "attach session"))
 
+        runs = self._runs[key] = _CompletedRuns()
         task = asyncio.create_task(hold())
         self._attachments.append(task)
         self._attached[key] = (task, notebook)
@@ -1725,3 +1948,43 @@ class AsyncMarimoClient(_ClientCore):
                     f"not appear within {wait:g} s."
                 )
             await asyncio.sleep(0.02)
+
+    def opened(self, session: SessionInfo) -> bool:
+        """See `MarimoClient.opened`."""
+        return session.key in self._attached
+
+    async def run_all(self, session: SessionInfo, *, wait: float = 600.0) -> bool:
+        """See `MarimoClient.run_all`."""
+        runs = self._runs.get(session.key)
+        if runs is None or session.key not in self._attached:
+            raise SessionError(
+                "run_all runs only a session this client opened headless; a session a "
+                "person has open is theirs to run."
+            )
+        if session.key in self._ran:
+            return True
+        seen = runs.count
+        await self._post_control(
+            "/api/kernel/instantiate", "run the notebook", session, _RUN_ALL_BODY
+        )
+        self._ran.add(session.key)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while runs.count <= seen:
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    async def release(self, session: SessionInfo) -> None:
+        """See `MarimoClient.release`."""
+        held = self._attached.pop(session.key, None)
+        self._runs.pop(session.key, None)
+        if held is None:
+            return
+        self._released[session.key] = held[1]
+        task = held[0]
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, MarimoPairError):
+            await task
+        self._attachments.remove(task)

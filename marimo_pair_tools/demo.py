@@ -20,7 +20,6 @@ from langchain_core.messages import BaseMessage, HumanMessage
 
 from .agent import create_pair_agent
 from .console import StepPrinter
-from .models import RunCell
 from .server import MarimoServer
 from .testing import ScriptedChatModel
 from .toolkit import MarimoPairToolkit
@@ -132,9 +131,7 @@ def run_demo(
         try:
             say(f"marimo server {server.url} on {notebook}")
             say(f"watch it live: {server.url}  (the agent and your tab share one kernel)\n")
-            nb = toolkit.session.sync()
-            # As a browser does when it opens a notebook: run every cell once.
-            nb.apply([RunCell(cell=c.id) for c in nb.cells().cells])
+            nb = toolkit.session.sync()  # its headless session ran the notebook, as a tab would
             say(f"task: {DEMO_TASK}\n")
             agent = create_pair_agent(ScriptedChatModel(demo_turns(pace)), toolkit)
             state: dict[str, Any] = {}

@@ -32,9 +32,21 @@ fix the code, wait and retry, or tell the person.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from langchain_core.tools import ToolException
+if TYPE_CHECKING:
+    from ._tool_errors import (
+        CellNotFoundError,
+        CodeExecutionError,
+        EditMatchError,
+        ExecuteTimeoutError,
+        GuardRefusedError,
+        KernelBusyError,
+        NotebookOperationError,
+        NotSavedError,
+        StaleCellError,
+        ValidationFailedError,
+    )
 
 __all__ = [
     "AmbiguousSessionError",
@@ -91,18 +103,6 @@ class OutcomeUnknownError(TransportError):
     """
 
 
-class ExecuteTimeoutError(ToolException, MarimoPairError):
-    """The code ran past its deadline; we disconnected and the kernel was interrupted.
-
-    A `ToolException`: the model wrote code that does not end in time, and can
-    write better code. Whether the kernel answers again is in the message.
-    """
-
-    def __init__(self, message: str, *, kernel_responsive: bool | None = None) -> None:
-        super().__init__(message)
-        self.kernel_responsive = kernel_responsive
-
-
 class AuthenticationError(MarimoPairError):
     """The server refused our credentials (HTTP 401)."""
 
@@ -123,63 +123,12 @@ class ReadOnlyServerError(SessionError):
     """The server runs notebooks as apps (`marimo run`): the kernel is not editable."""
 
 
-class KernelBusyError(ToolException, MarimoPairError):
-    """The kernel did not answer: it is busy with other work or wedged.
-
-    A `ToolException`: nothing was sent, so the model can wait and retry, or
-    tell the person, whose cell is probably running.
-    """
-
-
 class ServerError(MarimoPairError):
     """The server answered with an unexpected HTTP status."""
 
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
-
-
-class NotebookOperationError(ToolException, MarimoPairError):
-    """A notebook operation was refused or failed in a way the agent can recover from."""
-
-    def __init__(self, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.details = details
-
-
-class CellNotFoundError(NotebookOperationError):
-    """No cell has that id or name."""
-
-
-class CodeExecutionError(NotebookOperationError):
-    """Code sent to the kernel raised; the traceback is in the message."""
-
-
-class ValidationFailedError(NotebookOperationError):
-    """marimo rejected the change (syntax, cycle, multiply-defined name); nothing was applied."""
-
-
-class StaleCellError(NotebookOperationError):
-    """The cell changed since it was read; the current code is attached."""
-
-
-class EditMatchError(NotebookOperationError):
-    """A find/replace edit's `old` text matched zero or several times."""
-
-
-class NotSavedError(NotebookOperationError):
-    """The change is in the running notebook, but the notebook file does not hold it.
-
-    ``result`` is the `ApplyResult` of what was applied (the session has it).
-    """
-
-    def __init__(self, message: str, *, result: Any = None, **details: Any) -> None:
-        super().__init__(message, **details)
-        self.result = result
-
-
-class GuardRefusedError(NotebookOperationError):
-    """The pairing policy refused the call (read before edit, inspect before delete)."""
 
 
 def error_for_status(status_code: int, detail: str, *, what: str) -> MarimoPairError:
@@ -212,3 +161,30 @@ def error_for_status(status_code: int, detail: str, *, what: str) -> MarimoPairE
             "reconnects. Resolve the notebook's session again."
         )
     return ServerError(f"{what}: HTTP {status_code}: {detail}", status_code=status_code)
+
+
+_TOOL_ERRORS = frozenset(
+    {
+        "CellNotFoundError",
+        "CodeExecutionError",
+        "EditMatchError",
+        "ExecuteTimeoutError",
+        "GuardRefusedError",
+        "KernelBusyError",
+        "NotSavedError",
+        "NotebookOperationError",
+        "StaleCellError",
+        "ValidationFailedError",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    # The `ToolException` subclasses live in `_tool_errors`, loaded on first use:
+    # importing langchain_core costs ~0.5 s, which `marimo-pair discover` and `exec`
+    # (plain HTTP) should not pay. Every name is still importable from here.
+    if name in _TOOL_ERRORS:
+        from . import _tool_errors
+
+        return getattr(_tool_errors, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -47,6 +47,8 @@ from typing import Annotated, Any, Literal
 
 from langchain_core.messages import ToolCall, ToolMessage
 from langchain_core.tools import BaseTool, ToolException
+from langgraph.config import get_config
+from langgraph.constants import CONFIG_KEY_CHECKPOINTER
 from langgraph.types import Command, interrupt
 from pydantic import BaseModel
 from typing_extensions import NotRequired
@@ -127,6 +129,27 @@ class MarimoGuardMiddleware(AgentMiddleware[MarimoGuardState[Any], Any, Any]):
         self.policy = dataclasses.replace(
             base, approve_deletes=approve_deletes or base.approve_deletes
         )
+
+    def before_agent(self, state: Any, runtime: Any) -> dict[str, Any] | None:
+        """Refuse to start when approvals are on but the agent has no checkpointer.
+
+        `create_agent` gives a middleware no look at its checkpointer while it builds
+        the graph, so this is checked as each run starts, before the model is asked
+        anything; without it, the first delete would fail deep inside LangGraph.
+        """
+        if self.policy.approve_deletes:
+            configurable = get_config().get("configurable") or {}
+            if configurable.get(CONFIG_KEY_CHECKPOINTER) is None:
+                raise ConfigurationError(
+                    "MarimoGuardMiddleware(approve_deletes=...) pauses the agent with "
+                    "interrupt(), which needs a checkpointer: pass checkpointer="
+                    "InMemorySaver() (or a persistent one) to create_agent."
+                )
+        return None
+
+    async def abefore_agent(self, state: Any, runtime: Any) -> dict[str, Any] | None:
+        """See `before_agent`."""
+        return self.before_agent(state, runtime)
 
     def wrap_tool_call(
         self,

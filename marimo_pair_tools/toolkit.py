@@ -16,10 +16,13 @@ from langchain_core.tools import BaseTool, BaseToolkit
 from pydantic import ConfigDict, Field
 
 from . import guards
+from ._security import split_page_url
 from .client import AsyncMarimoClient, MarimoClient
 from .discovery import discover_servers
-from .errors import AmbiguousSessionError, SessionNotFoundError
+from .errors import SessionNotFoundError
+from .joining import DEFAULT_RUN_WAIT, Pairing, ensure_session, join
 from .notebook import AsyncNotebook, Notebook
+from .presence import Presence
 from .server import MarimoServer
 from .tools import (
     ApplyChangesTool,
@@ -70,18 +73,22 @@ TOOL_CLASSES: tuple[type[NotebookTool], ...] = (
 class MarimoPairToolkit(BaseToolkit):
     """Tools to pair-program in one live marimo notebook.
 
-    Build it from a URL, a `MarimoServer`, or discovery; the tools then work on
-    that notebook with the pairing policy on (read before edit, inspect before
-    delete) unless ``enforce=False``.
+    Build it for a notebook file (`for_notebook`: joins the session that has it
+    open, or opens one), from a URL, a `MarimoServer`, or discovery; the tools
+    then work on that notebook with the pairing policy on (read before edit,
+    inspect before delete) unless ``enforce=False``. Every constructor that may
+    open a session first checks that no other registered server has the file open.
 
     Example:
-        >>> toolkit = MarimoPairToolkit.from_url("http://127.0.0.1:2718", notebook="nb.py")
+        >>> toolkit = MarimoPairToolkit.for_notebook("nb.py")
         >>> tools = toolkit.get_tools()
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     session: PairSession = Field(exclude=True)
+    pairing: Pairing | None = Field(default=None, exclude=True)
+    """What `for_notebook` joined or started; `close` stops a server it started."""
 
     @classmethod
     def from_clients(
@@ -95,8 +102,16 @@ class MarimoPairToolkit(BaseToolkit):
         limits: OutputLimits | None = None,
         approve: ApprovalCallback | None = None,
         timeout: float | None = None,
+        presence: bool | Presence = True,
     ) -> MarimoPairToolkit:
-        """Bind existing clients (either may be None for sync-only or async-only use)."""
+        """Bind existing clients (either may be None for sync-only or async-only use).
+
+        With ``presence`` (the default) every tool call first asks the kernel what
+        changed that the agent did not do, and puts a digest of it in front of its
+        result; it also shows the person a toast of what the agent is doing. That
+        costs one short request per call; ``presence=False`` turns it off, and a
+        `Presence` sets what is announced.
+        """
         # verify=False: the apply program already re-reads the notebook and checks each
         # change in the same request; a second request per change doubles the latency.
         session = PairSession(
@@ -107,8 +122,65 @@ class MarimoPairToolkit(BaseToolkit):
             policy=(policy or guards.Policy()) if enforce else None,
             limits=limits or OutputLimits(),
             approve=approve,
+            presence=(
+                presence if isinstance(presence, Presence) else Presence() if presence else None
+            ),
         )
         return cls(session=session)
+
+    @classmethod
+    def for_notebook(
+        cls,
+        notebook: str | Path,
+        *,
+        url: str | None = None,
+        token: str | None = None,
+        allow_remote: bool = False,
+        registry_dir: str | Path | None = None,
+        start: bool = True,
+        run: bool = True,
+        **options: Any,
+    ) -> MarimoPairToolkit:
+        """Tools for a notebook file, in the session that already has it open.
+
+        Looks up the running servers (marimo's registry, then each server's
+        sessions, matched by file) and joins the one that has the notebook open,
+        as a person's browser tab does. Only when none has it does it start a
+        server (`close` stops it) with a headless session that runs the notebook
+        like a tab opening it. See `marimo_pair_tools.joining.join`.
+
+        Args:
+            notebook: the notebook file.
+            url: use this server (a URL copied from the browser works: its
+                ``?file=`` and ``?access_token=`` are read) instead of looking one up.
+            token: that server's token (default: ``MARIMO_TOKEN``).
+            allow_remote: permit a non-loopback ``url``.
+            registry_dir: marimo's registry (default: this user's).
+            start: start a server when nobody has the notebook open (else raise).
+            run: run a session opened here, as a person's tab would.
+            **options: passed to `from_clients` (enforce, policy, limits, approve, timeout).
+        """
+        if url is not None:
+            page = split_page_url(url)
+            url, token = page.server, token or page.token
+        pairing = join(
+            notebook,
+            url=url,
+            token=token,
+            allow_remote=allow_remote,
+            registry_dir=registry_dir,
+            start=start,
+            run=run,
+        )
+        try:
+            toolkit = cls.from_clients(
+                pairing.client, pairing.async_client(), notebook=pairing.notebook, **options
+            )
+        except BaseException:
+            pairing.close()
+            raise
+        toolkit.pairing = pairing
+        return toolkit
 
     @classmethod
     def from_url(
@@ -119,21 +191,28 @@ class MarimoPairToolkit(BaseToolkit):
         token: str | None = None,
         allow_remote: bool = False,
         attach: bool = False,
+        run: bool = True,
         **options: Any,
     ) -> MarimoPairToolkit:
         """Tools for the notebook served at ``url`` (token from ``MARIMO_TOKEN`` by default).
 
         Args:
-            url: the marimo server.
+            url: the marimo server; a URL copied from the browser works (its
+                ``?file=`` names the notebook, its ``?access_token=`` the token).
             notebook: the notebook file, when several are open.
             token: the server token, if it has one.
             allow_remote: permit a non-loopback server.
-            attach: open a headless session first if none is open for ``notebook``.
+            attach: open a headless session first if none is open for ``notebook``
+                (refused when another registered server has the file open).
+            run: run a session opened that way, as a person's tab would.
             **options: passed to `from_clients` (enforce, policy, limits, approve, timeout).
         """
-        client = MarimoClient(base_url=url, token=token, allow_remote=allow_remote)
-        aclient = AsyncMarimoClient(base_url=url, token=token, allow_remote=allow_remote)
-        return cls._bound(client, aclient, notebook=notebook, attach=attach, **options)
+        page = split_page_url(url)
+        notebook = notebook or page.file
+        token = token or page.token
+        client = MarimoClient(base_url=page.server, token=token, allow_remote=allow_remote)
+        aclient = AsyncMarimoClient(base_url=page.server, token=token, allow_remote=allow_remote)
+        return cls._bound(client, aclient, notebook=notebook, attach=attach, run=run, **options)
 
     @classmethod
     def _bound(
@@ -143,18 +222,17 @@ class MarimoPairToolkit(BaseToolkit):
         *,
         notebook: str | None,
         attach: bool,
+        run: bool = True,
+        registry_dir: str | Path | None = None,
         **options: Any,
     ) -> MarimoPairToolkit:
         if attach:
             try:
-                try:
-                    client.resolve_session(notebook)
-                except (SessionNotFoundError, AmbiguousSessionError):
-                    client.attach(notebook)
+                ensure_session(
+                    client, notebook, run=run, run_wait=DEFAULT_RUN_WAIT, registry_dir=registry_dir
+                )
             except BaseException:
-                # Nobody else holds these clients: release the attach's stream and pooled
-                # sockets (the async client has opened none) instead of leaking them.
-                client.close()
+                client.close()  # nothing else holds it; the async pool has no socket yet
                 raise
         return cls.from_clients(client, aclient, notebook=notebook, **options)
 
@@ -165,13 +243,24 @@ class MarimoPairToolkit(BaseToolkit):
         *,
         notebook: str | None = None,
         attach: bool = True,
+        run: bool = True,
         **options: Any,
     ) -> MarimoPairToolkit:
-        """Tools for a notebook on a `MarimoServer` this process started."""
+        """Tools for a notebook on a `MarimoServer` this process started.
+
+        With ``attach``, the notebook's session is joined if one is open, else one
+        is opened headless (and, with ``run``, run as a person's tab would run it).
+        """
         if notebook is None and server.path.is_file():
             notebook = str(server.path)
         return cls._bound(
-            server.client(), server.async_client(), notebook=notebook, attach=attach, **options
+            server.client(),
+            server.async_client(),
+            notebook=notebook,
+            attach=attach,
+            run=run,
+            registry_dir=server.registry_dir,
+            **options,
         )
 
     @classmethod
@@ -182,13 +271,19 @@ class MarimoPairToolkit(BaseToolkit):
         registry_dir: str | Path | None = None,
         **options: Any,
     ) -> MarimoPairToolkit:
-        """Tools for the one notebook open on the one running `--no-token` server.
+        """Tools for a notebook open on a running `--no-token` server.
+
+        With ``notebook``: the server that has that file open, whichever it is (see
+        `for_notebook`; nothing is started). Without: the one notebook open on the
+        one running server.
 
         Args:
-            notebook: the notebook file, when the server has several open.
+            notebook: the notebook file.
             registry_dir: marimo's registry to read (default: this user's).
             **options: as for `from_url`.
         """
+        if notebook is not None:
+            return cls.for_notebook(notebook, registry_dir=registry_dir, start=False, **options)
         servers = discover_servers(registry_dir)
         if len(servers) != 1:
             listing = ", ".join(s.url for s in servers) or "none"
@@ -221,6 +316,7 @@ class MarimoPairToolkit(BaseToolkit):
                 policy=guards.Policy() if enforce else None,
                 limits=session.limits,
                 approve=session.approve,
+                presence=session.presence,
             )
         # Each subclass defines its name and description; only the base lacks them.
         tools: list[BaseTool] = [
@@ -235,7 +331,7 @@ class MarimoPairToolkit(BaseToolkit):
         return tools
 
     def close(self) -> None:
-        """Close both clients (from sync code; in async code use `aclose`)."""
+        """Close both clients, and stop a server `for_notebook` started (from sync code)."""
         if self.session.notebook is not None:
             self.session.notebook.client.close()
         if self.session.anotebook is not None:
@@ -246,10 +342,14 @@ class MarimoPairToolkit(BaseToolkit):
                 # may belong to a loop that is gone; closing them is still safe.
                 with contextlib.suppress(RuntimeError):
                     asyncio.run(self.session.anotebook.client.aclose())
+        if self.pairing is not None:
+            self.pairing.close()
 
     async def aclose(self) -> None:
-        """Close both clients."""
+        """Close both clients, and stop a server `for_notebook` started."""
         if self.session.notebook is not None:
             self.session.notebook.client.close()
         if self.session.anotebook is not None:
             await self.session.anotebook.client.aclose()
+        if self.pairing is not None:
+            await asyncio.to_thread(self.pairing.close)

@@ -9,7 +9,9 @@ token) lives in the bound `PairSession` and never appears in a schema.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from . import guards
 from ._text import truncate
-from .errors import GuardRefusedError, NotebookOperationError, NotSavedError
+from .errors import (
+    ExecuteTimeoutError,
+    GuardRefusedError,
+    KernelBusyError,
+    NotebookOperationError,
+    NotSavedError,
+)
 from .models import (
     ApplyResult,
     CellDetail,
@@ -35,6 +43,7 @@ from .models import (
     untrusted,
 )
 from .notebook import AsyncNotebook, Notebook
+from .presence import Presence, parse_presence
 
 __all__ = [
     "ApplyChangesTool",
@@ -59,6 +68,11 @@ __all__ = [
     "explain_arguments",
     "learn_from_error",
 ]
+
+logger = logging.getLogger(__name__)
+
+_PRESENCE_TIMEOUT = 30.0
+"""Seconds for the presence read: generous, since a timeout interrupts the kernel."""
 
 ApprovalCallback = Callable[[dict[str, Any]], bool]
 """Asked before a change the policy wants a person to approve; True approves."""
@@ -93,6 +107,7 @@ class PairSession:
         limits: OutputLimits | None = None,
         approve: ApprovalCallback | None = None,
         ledger: guards.Ledger | None = None,
+        presence: Presence | None = None,
     ) -> None:
         self.notebook = notebook
         self.anotebook = anotebook
@@ -100,6 +115,8 @@ class PairSession:
         self.limits = limits or OutputLimits()
         self.approve = approve
         self.ledger = ledger or guards.Ledger()
+        self.presence = presence
+        """Digests of what the person did, and toasts of what the agent does (None: off)."""
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -225,25 +242,109 @@ class NotebookTool(BaseTool):
         self.session.update_ledger(lambda ledger: learn_from_error(ledger, self.name, args, exc))
         return exc
 
+    # -- presence: what the person did since the agent's last call -----------------
+
+    watched: ClassVar[bool] = True
+    """Whether calls look for the person's changes first (and announce themselves)."""
+
+    def _presence(self) -> Presence | None:
+        return self.session.presence if self.watched else None
+
+    @staticmethod
+    def _news(presence: Presence, read: Any) -> str | None:
+        """The digest from a presence read (None when it could not be made)."""
+        now = parse_presence(read.stdout) if read is not None else None
+        return presence.look(now) if now is not None else None
+
+    @staticmethod
+    def _told(content: Any, news: str | None) -> Any:
+        """The result's content with the digest in front."""
+        if not news:
+            return content
+        if isinstance(content, list):
+            return [{"type": "text", "text": news}, *content]
+        return f"{news}\n{content}"
+
+    @staticmethod
+    def _with_news(exc: NotebookOperationError, news: str | None) -> NotebookOperationError:
+        """The same error (its details, its result), its message led by the digest."""
+        if news:
+            exc.args = (f"{news}\n{exc}", *exc.args[1:])
+        return exc
+
+    def _learned(self, presence: Presence, outcome: tuple[Any, Any], news: str | None) -> Any:
+        content, artifact = outcome
+        presence.learn(self.name, artifact if isinstance(artifact, dict) else None)
+        return self._told(content, news), artifact
+
     def _run(self, run_manager: CallbackManagerForToolRun | None = None, **kwargs: Any) -> Any:
         args = self._prepare(kwargs)
         op = self._operation(args)
-        try:
-            result = getattr(self.session.sync(), op.method)(*op.args, **op.kwargs)
-        except NotebookOperationError as exc:
-            raise self._failed(args, exc) from None
-        return self._finish(args, result)
+        presence = self._presence()
+        with presence.lock if presence is not None else contextlib.nullcontext():
+            news = None
+            if presence is not None:
+                presence.begin()
+                read = _quietly(self.session.sync().execute, presence.program(self.name, args))
+                news = self._news(presence, read)
+            try:
+                result = getattr(self.session.sync(), op.method)(*op.args, **op.kwargs)
+            except NotebookOperationError as exc:
+                raise self._with_news(self._failed(args, exc), news) from None
+            except BaseException:
+                # A timeout, a busy kernel, a transport error: the digest did not reach
+                # the model; tell it next time.
+                if presence is not None:
+                    presence.undo()
+                raise
+            outcome = self._finish(args, result)
+            return outcome if presence is None else self._learned(presence, outcome, news)
 
     async def _arun(
         self, run_manager: AsyncCallbackManagerForToolRun | None = None, **kwargs: Any
     ) -> Any:
         args = self._prepare(kwargs)
         op = self._operation(args)
-        try:
-            result = await getattr(self.session.asynchronous(), op.method)(*op.args, **op.kwargs)
-        except NotebookOperationError as exc:
-            raise self._failed(args, exc) from None
-        return self._finish(args, result)
+        presence = self._presence()
+        lock = presence.async_lock() if presence is not None else contextlib.nullcontext()
+        async with lock:
+            news = None
+            if presence is not None:
+                presence.begin()
+                program = presence.program(self.name, args)
+                read = await _aquietly(self.session.asynchronous().execute, program)
+                news = self._news(presence, read)
+            try:
+                result = await getattr(self.session.asynchronous(), op.method)(
+                    *op.args, **op.kwargs
+                )
+            except NotebookOperationError as exc:
+                raise self._with_news(self._failed(args, exc), news) from None
+            except BaseException:
+                # A timeout, a busy kernel, a transport error: the digest did not reach
+                # the model; tell it next time.
+                if presence is not None:
+                    presence.undo()
+                raise
+            outcome = self._finish(args, result)
+            return outcome if presence is None else self._learned(presence, outcome, news)
+
+
+def _quietly(execute: Callable[..., Any], program: str) -> Any:
+    """Run the presence program; None when the kernel is busy (the call itself says so)."""
+    try:
+        return execute(program, timeout=_PRESENCE_TIMEOUT)
+    except (KernelBusyError, ExecuteTimeoutError) as exc:
+        logger.info("presence read skipped: %s", exc)
+        return None
+
+
+async def _aquietly(execute: Callable[..., Any], program: str) -> Any:
+    try:
+        return await execute(program, timeout=_PRESENCE_TIMEOUT)
+    except (KernelBusyError, ExecuteTimeoutError) as exc:
+        logger.info("presence read skipped: %s", exc)
+        return None
 
 
 def _with_notice(content: str | list[Any], notice: str) -> str | list[Any]:
@@ -825,6 +926,9 @@ class GetVariablesTool(NotebookTool):
 class InterruptKernelTool(NotebookTool):
     """`interrupt_kernel`."""
 
+    # It must not wait behind a running call (it exists to stop one), nor ask the busy
+    # kernel for anything first.
+    watched: ClassVar[bool] = False
     name: str = "interrupt_kernel"
     description: str = (
         "Interrupt whatever the kernel is running (a runaway cell). The person's running cell "

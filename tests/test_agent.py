@@ -278,3 +278,25 @@ def test_execute_code_can_need_a_persons_approval(setup: Any) -> None:
     [result] = tool_results(state["messages"])
     assert result.status == "error" and "not now" in result.content
     assert "ran" not in result.content
+
+
+def test_an_approval_setting_that_cannot_apply_is_refused_when_built(setup: Any) -> None:
+    toolkit, _, _ = setup(["z = 1"])
+    model = ScriptedChatModel([])
+    saver = InMemorySaver()
+    with pytest.raises(ConfigurationError, match="names no tool of this agent: delete_cells"):
+        create_pair_agent(model, toolkit, interrupt_on=["delete_cells"], checkpointer=saver)
+    with pytest.raises(ConfigurationError, match="one string"):
+        create_pair_agent(model, toolkit, interrupt_on="delete_cell", checkpointer=saver)
+    with pytest.raises(ConfigurationError, match="no tool of this agent: install_packages"):
+        create_pair_agent(
+            model,
+            toolkit,
+            tools=["read_notebook"],
+            interrupt_on=["install_packages"],
+            checkpointer=saver,
+        )
+    with pytest.raises(ConfigurationError, match="non-empty subset"):
+        create_pair_agent(
+            model, toolkit, interrupt_on={"create_cell": ["approve", "maybe"]}, checkpointer=saver
+        )

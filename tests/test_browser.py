@@ -17,6 +17,7 @@ CI services do), where it fails: there a skip would hide a missing install.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import textwrap
@@ -362,4 +363,71 @@ def test_refusal_before_the_page_syncs_shows_what_the_person_ran(
     finally:
         for route in held:
             route.continue_()
+        toolkit.close()
+
+
+def test_marimo_pair_run_joins_the_persons_tab(
+    person: Person, pairing: tuple[MarimoServer, Path], tmp_path: Path
+) -> None:
+    """`marimo-pair run nb.py` on the notebook a person has open: their page gets the cell."""
+    from .test_cli import run_cli
+
+    server, path = pairing
+    person.open(server, path, cells=2)
+    person.sees("21")
+    [tab] = sessions(server)
+    script = tmp_path / "turns.json"
+    script.write_text(
+        json.dumps([[{"name": "create_cell", "args": {"code": AGENT_CELL}}], "Added it."]),
+        encoding="utf-8",
+    )
+    assert server.registry_dir is not None
+    out = run_cli(
+        "run", str(path), "add agent_value", "--model", f"scripted:{script}",
+        env={"XDG_STATE_HOME": str(server.registry_dir.parent.parent)},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert f"joined the session that has {path} open at {server.url}" in out.stdout
+
+    # The cell, its output and the agent's toast appear in the person's page, live.
+    wait_until(lambda: AGENT_CELL in person.editors(), "the agent's cell in the page")
+    person.sees("42")
+    person.page.get_by_text("adding a cell: agent_value = y * 2").first.wait_for()
+    assert person.never_reloaded()
+    person.shot("01-run-joined-the-tab")
+
+    # The person's next edit is saved by their page, with the agent's cell in it.
+    person.rewrite_and_run(1, PERSON_CODE)
+    person.sees("202")
+    wait_until(lambda: on_disk(path, PERSON_CODE), "the person's edit on disk")
+    assert on_disk(path, AGENT_CELL)
+    assert sessions(server) == [tab]
+    assert len(kernel_processes(server)) == 1
+    person.shot("02-person-saved-with-the-agents-cell")
+
+
+def test_a_person_opening_a_notebook_the_agent_opened_is_its_editor(
+    person: Person, pairing: tuple[MarimoServer, Path]
+) -> None:
+    """The agent's headless session ran the notebook and let go: the tab resumes it."""
+    server, path = pairing
+    toolkit = MarimoPairToolkit.from_server(server, notebook=str(path))
+    try:
+        assert len(sessions(server)) == 1
+        person.page.goto(f"{server.url}/?file={path.name}")
+        person.sees("21")  # the agent's run, not the person's: nothing was clicked
+        wait_until(lambda: len(person.editors()) == 2, "the page to show every cell")
+        assert person.page.get_by_text("connected as a reader").count() == 0
+        assert len(sessions(server)) == 1 and len(kernel_processes(server)) == 1
+        person.page.evaluate("window.__pairingMarker = 'no reload'")
+        create = {t.name: t for t in toolkit.get_tools()}["create_cell"]
+        create.invoke({"code": AGENT_CELL})
+        wait_until(lambda: AGENT_CELL in person.editors(), "the agent's cell in the page")
+        person.sees("42")
+        person.rewrite_and_run(1, PERSON_CODE)  # the person edits: they are the editor
+        person.sees("202")
+        wait_until(lambda: on_disk(path, PERSON_CODE), "the person's edit on disk")
+        assert on_disk(path, AGENT_CELL) and person.never_reloaded()
+        person.shot("01-person-resumed-the-agents-session")
+    finally:
         toolkit.close()

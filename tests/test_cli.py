@@ -108,3 +108,33 @@ def test_run_terminal_edit_decision_goes_through_the_policy(tmp_path: Path) -> N
     # The edited call went through the policy: keep_cell was never inspected.
     assert "you have not checked what depends on cell 'keep_cell'" in out.stdout
     assert "old = 2" in path.read_text() and "keep = 1" in path.read_text()
+
+
+HEAVY = ("langchain", "langchain_core", "langgraph", "langsmith")
+_IMPORTS_AFTER = f"""
+import json, sys
+from marimo_pair_tools.cli import main
+code = main(sys.argv[1:])
+heavy = sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r}))
+print("\\nIMPORTED " + json.dumps(heavy), "RC", code)
+"""
+
+
+def test_discover_and_exec_import_no_langchain(start_server: Any, tmp_path: Path) -> None:
+    server = start_server(write_notebook(tmp_path / "light.py", ["n = 1"]))
+    with server.client() as client:
+        client.attach()
+        for argv in (
+            ["discover", "--registry-dir", str(server.registry_dir)],
+            ["exec", "--url", server.url, "-c", "print('ran')"],
+        ):
+            out = subprocess.run(
+                [sys.executable, "-c", _IMPORTS_AFTER, *argv],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert out.stdout.rstrip().endswith("IMPORTED [] RC 0"), (argv, out.stdout, out.stderr)
+        # A failing execute loads the tool errors (a ToolException subclass) lazily: still right.
+        failed = run_cli("exec", "--url", server.url, "--timeout", "1", "-c", "while True: pass")
+        assert failed.returncode == 1 and "limit" in failed.stderr

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -132,17 +134,29 @@ def _cut_stream_client(cut_after: int) -> tuple[MarimoClient, list[str]]:
 
 
 def test_stream_cut_before_done_is_outcome_unknown() -> None:
-    client, sent = _cut_stream_client(cut_after=1)  # the one-time input() guard completes
+    client, sent = _cut_stream_client(cut_after=0)
     with client, pytest.raises(OutcomeUnknownError, match="Inspect the notebook state"):
         client.execute("x = 1")
-    assert sent[-1] == "x = 1", "the user's code must be the request whose stream was cut"
+    # The input() guard's installer rode in front of the user's code, on its line.
+    assert len(sent) == 1 and sent[0].endswith("; x = 1"), sent
+
+
+# A compound statement first: the guard cannot share its line, so it is sent alone.
+LOOP = "for i in range(2):\n    x = i"
+
+
+def test_stream_cut_of_the_users_code_is_outcome_unknown() -> None:
+    client, sent = _cut_stream_client(cut_after=1)  # the separate guard request completes
+    with client, pytest.raises(OutcomeUnknownError, match="Inspect the notebook state"):
+        client.execute(LOOP)
+    assert sent[-1] == LOOP, "the user's code must be the request whose stream was cut"
 
 
 def test_stream_cut_before_the_code_was_sent_says_it_did_not_run() -> None:
     client, sent = _cut_stream_client(cut_after=0)  # the setup request itself is cut
     with client, pytest.raises(ServerUnavailableError, match="your code did not run"):
-        client.execute("x = 1")
-    assert "x = 1" not in sent
+        client.execute(LOOP)
+    assert LOOP not in sent
 
 
 async def test_async_client_execute_and_timeout(
@@ -211,3 +225,93 @@ def test_env_token_never_in_reprs() -> None:
         c.close()
     finally:
         del os.environ["MARIMO_TOKEN"]
+
+
+# ------------------------------------------------------------ the input() guard, once per kernel
+
+
+@contextlib.contextmanager
+def _recording_client(server: MarimoServer) -> Iterator[tuple[MarimoClient, list[str]]]:
+    """A new client (as a fresh process would make) that records every request it sends."""
+    sent: list[str] = []
+    record = [lambda r: sent.append(f"{r.method} {r.url.path}")]
+    with httpx.Client(event_hooks={"request": record}) as http:
+        with MarimoClient(base_url=server.url, http_client=http, check_version=False) as client:
+            yield client, sent
+
+
+def test_a_known_session_costs_the_busy_check_and_the_execute(
+    client: MarimoClient, attached: Any, shared_server: MarimoServer
+) -> None:
+    path = attached(["k = 1"])
+    session = client.resolve_session(str(path))
+    with _recording_client(shared_server) as (fresh, sent):
+        result = fresh.execute("print(41 + 1)", session_id=session.key)
+        assert result.stdout == "42\n"
+        # The seed's script sends one POST; the extra GET is the busy check that keeps a
+        # timeout of ours from interrupting a person's running cell.
+        assert sent == ["GET /api/kernel/status", "POST /api/kernel/execute"]
+        sent.clear()
+        # Code whose first statement is compound cannot carry the guard on its line: the
+        # guard goes alone, once per session for this client.
+        fresh.execute("for i in range(1):\n    pass", session_id=session.key)
+        assert sent == ["GET /api/kernel/status", "POST /api/kernel/execute"], "guarded already"
+    with _recording_client(shared_server) as (other, sent):
+        other.execute("for i in range(1):\n    pass", session_id=session.key)
+        assert sent.count("POST /api/kernel/execute") == 2
+
+
+def test_the_guard_in_front_keeps_line_numbers_and_works_at_once(
+    shared_server: MarimoServer, attached: Any
+) -> None:
+    path = attached(["n = 1"])
+    with _recording_client(shared_server) as (fresh, _):
+        # The first request of this client on a fresh kernel carries the guard's installer.
+        first = fresh.execute("a = 1\nb = 2\nraise ValueError('three')", notebook=str(path))
+        assert not first.success
+        assert "line 3, in <module>\n    raise ValueError" in first.stderr, first.stderr
+        asked = fresh.execute("x = input('name? ')", notebook=str(path), timeout=30)
+        assert "input() cannot be answered" in asked.stderr
+
+
+@pytest.mark.parametrize(
+    ("code", "folds"),
+    [
+        ("x = 1", "; "),
+        ("# a comment\nx = 1", "  "),
+        ("\n\nx = 1", "  "),
+        ("await asyncio.sleep(0)", "; "),
+        ("@decorator\ndef f():\n    pass", None),
+        ("def f():\n    pass", None),
+        ("with open('f') as f:\n    pass", None),
+        ("from __future__ import annotations\nx = 1", None),
+        ("x = (\n1)", "; "),
+        ("  indented = 1", None),
+        ("x = ", None),
+        ("", "  "),
+    ],
+)
+def test_where_the_guard_can_ride(code: str, folds: str | None) -> None:
+    from marimo_pair_tools.client import _INPUT_GUARD_PREFIX, _with_input_guard
+
+    folded = _with_input_guard(code)
+    if folds is None:
+        assert folded is None
+        return
+    assert folded == _INPUT_GUARD_PREFIX + folds + code
+    assert folded.count("\n") == code.count("\n")
+
+
+def test_a_toolkit_works_across_event_loops(setup: Any) -> None:
+    """`asyncio.run` twice on one toolkit: each loop gets a connection pool of its own."""
+    import asyncio
+
+    toolkit, _path, ids = setup(["loops = 1"])
+    read = {t.name: t for t in toolkit.get_tools()}["read_cell"]
+
+    async def once() -> str:
+        return str(await read.ainvoke({"cell": ids[0]}))
+
+    assert "loops = 1" in asyncio.run(once())
+    assert "loops = 1" in asyncio.run(once())
+    assert "loops = 1" in asyncio.run(once())

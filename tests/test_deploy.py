@@ -65,6 +65,7 @@ def test_spec_without_a_colon_lists_the_forms() -> None:
 
 
 def test_missing_provider_package_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "not-a-real-key")
     hide_modules(monkeypatch, "langchain_anthropic")
     with pytest.raises(ConfigurationError, match="pip install langchain-anthropic"):
         model_from_spec("anthropic:claude-sonnet-4-5")
@@ -73,9 +74,36 @@ def test_missing_provider_package_is_named(monkeypatch: pytest.MonkeyPatch) -> N
 def test_provider_spec_without_langchain_names_both_packages(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "not-a-real-key")
     hide_modules(monkeypatch, "langchain", "langchain_openai")
     with pytest.raises(ConfigurationError, match="pip install langchain langchain-openai"):
         model_from_spec("openai:gpt-4.1")
+
+
+def test_run_and_eval_say_a_missing_api_key_in_the_same_one_line(tmp_path: Path) -> None:
+    from .test_cli import run_cli
+
+    notebook = write_notebook(tmp_path / "k.py", ["k = 1"])
+    env = {"OPENAI_API_KEY": "", "XDG_STATE_HOME": str(tmp_path / "state")}
+    run = run_cli("run", str(notebook), "task", "--model", "openai:gpt-4.1", env=env)
+    evaluate = run_cli("eval", "--model", "openai:gpt-4.1", "--task", "fix_name_error", env=env)
+    line = "Model spec openai:gpt-4.1 needs an API key: set OPENAI_API_KEY in the environment.\n"
+    assert (run.returncode, run.stderr) == (1, "marimo-pair: " + line)
+    assert (evaluate.returncode, evaluate.stderr) == (1, "marimo-pair: " + line)
+    assert not list((tmp_path / "state").glob("**/*.json")), "no server was started"
+
+
+def test_a_factory_that_wants_the_task_is_named_for_run(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="takes an argument"):
+        model_from_spec("tests.test_deploy:model_for_task")
+    assert isinstance(
+        model_from_spec("tests.test_deploy:model_for_task", argument="t"), ScriptedChatModel
+    )
+
+
+def model_for_task(task: object) -> ScriptedChatModel:
+    """A factory of the eval kind: it takes the task."""
+    return ScriptedChatModel([f"for {task}"])
 
 
 def test_unknown_module_and_attribute() -> None:
@@ -143,6 +171,9 @@ def served_config(directory: Path) -> Path:
         path, _, variable = spec.rpartition(":")
         graphs[graph_id] = f"{(ROOT / path).resolve()}:{variable}"
     served = {**config, "dependencies": [str(ROOT)], "graphs": graphs}
+    if "http" in config:
+        app_path, _, variable = config["http"]["app"].rpartition(":")
+        served["http"] = {**config["http"], "app": f"{(ROOT / app_path).resolve()}:{variable}"}
     target = directory / "langgraph.json"
     target.write_text(json.dumps(served), encoding="utf-8")
     return target
@@ -262,3 +293,108 @@ def test_langgraph_dev_serves_the_pair_graph(tmp_path: Path) -> None:
     # The marimo server toolkit_from_env started went down with langgraph dev.
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{marimo_url}/health", timeout=2.0)
+
+
+def saving_model() -> ScriptedChatModel:
+    """One run that adds a cell, so marimo saves the notebook (``tests.test_deploy:saving_model``)."""
+    return ScriptedChatModel([[{"name": "create_cell", "args": {"code": "added = 1"}}], "Added."])
+
+
+def marimo_dev(
+    config: Path, env: dict[str, str], log: Path
+) -> contextlib.AbstractContextManager[Any]:
+    """``marimo-pair dev`` (langgraph dev with its reloader on) in its own process group."""
+    port = free_port()
+    command = [sys.executable, "-m", "marimo_pair_tools.cli", "dev", "--config", str(config)]
+    command += ["--", "--no-browser", "--port", str(port)]
+    return _process_group(command, config.parent, env, log, f"http://127.0.0.1:{port}")
+
+
+@contextlib.contextmanager
+def _process_group(
+    command: list[str], cwd: Path, env: dict[str, str], log: Path, base: str
+) -> Iterator[tuple[str, Any]]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        yield base, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _live_marimo(registry: Path) -> list[int]:
+    from marimo_pair_tools import discover_servers
+
+    return [s.pid for s in discover_servers(registry) if s.pid is not None]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="stops the server with SIGINT")
+@pytest.mark.timeout(240)
+def test_dev_reloader_ignores_the_agents_saves_and_no_marimo_outlives_a_reload(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("langgraph_api", reason="pip install 'langgraph-cli[inmem]'")
+    notebook = write_notebook(tmp_path / "nb.py", ["a = 1"])  # inside the watched folder
+    registry = tmp_path / "state" / "marimo" / "servers"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MARIMO_", "LANGSMITH_"))}
+    env |= {
+        "MARIMO_NOTEBOOK": "nb.py",
+        "MARIMO_PAIR_MODEL": "tests.test_deploy:saving_model",
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+        "LANGGRAPH_NO_VERSION_CHECK": "1",
+        "LANGSMITH_TRACING": "false",
+        "NO_COLOR": "1",
+    }
+    log = tmp_path / "dev.log"
+    with marimo_dev(served_config(tmp_path), env, log) as (base, process):
+        [assistant] = wait_for_assistants(base, process, log)
+        [first] = _live_marimo(registry)
+        with httpx.Client(base_url=base, timeout=60.0) as http:
+            thread = http.post("/threads", json={}).json()["thread_id"]
+            state = http.post(
+                f"/threads/{thread}/runs/wait",
+                json={
+                    "assistant_id": assistant["assistant_id"],
+                    "input": {"messages": [{"role": "user", "content": "add a cell"}]},
+                },
+            ).json()
+        assert state["messages"][-1]["content"] == "Added.", state
+        assert "added = 1" in notebook.read_text()  # marimo saved the watched file
+        time.sleep(3)  # the reloader polls; give it time to (wrongly) react
+        assert "Reloading" not in tail(log, 400), tail(log)
+        assert _live_marimo(registry) == [first], "the graph was not reloaded"
+
+        # Code changes still reload; the old worker stops the server it started.
+        (tmp_path / "trigger.py").write_text("changed = True\n")
+        deadline = time.monotonic() + 90
+        live = _live_marimo(registry)
+        while not (_gone(first) and len(live) == 1):
+            assert time.monotonic() < deadline, f"no clean reload:\n{tail(log)}"
+            time.sleep(0.2)
+            live = _live_marimo(registry)
+        [second] = live
+        assert second != first and "Reloading" in tail(log, 400)
+
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) is not None
+    assert _gone(second), "langgraph dev exited and left its marimo server running"
+    assert _live_marimo(registry) == []

@@ -352,21 +352,24 @@ def test_a_provider_that_cannot_build_its_model_is_a_configuration_error(
     class ProviderError(Exception):
         """Like openai.OpenAIError: not a ValueError."""
 
-    def init_chat_model(spec: str) -> Any:
+    def init_chat_model(model: str, *, model_provider: str) -> Any:
         raise ProviderError("The api_key client option must be set")
 
+    # A fake stands in for a provider package we do not install; the key is set so
+    # that the check before building passes and the provider's own error is reached.
     monkeypatch.setattr(chat_models, "init_chat_model", init_chat_model)
+    monkeypatch.setenv("OPENAI_API_KEY", "not-a-real-key")
     with pytest.raises(ConfigurationError, match="api_key client option") as caught:
-        resolve_agent("someprovider:some-model")
+        resolve_agent("openai:some-model")
     assert "ProviderError" in str(caught.value)
     assert "API key" in str(caught.value)
     # The eval CLI reports it in one line (no traceback) and exits 1.
-    argv = ["--model", "someprovider:some-model", "--task", "fix_name_error"]
+    argv = ["--model", "openai:some-model", "--task", "fix_name_error"]
     argv += ["--tasks", str(TASKS), "--out", str(tmp_path / "out"), "--no-progress"]
     assert eval_main(argv) == 1
     err = capsys.readouterr().err
-    assert err.startswith("marimo-pair eval: --model 'someprovider:some-model'")
-    assert "Traceback" not in err
+    assert err.startswith("marimo-pair eval: Model spec openai:some-model: the provider")
+    assert err.count("\n") == 1 and "Traceback" not in err
 
 
 # --------------------------------------------------------------------------- runner

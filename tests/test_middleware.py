@@ -250,3 +250,24 @@ def test_the_package_never_imports_the_middleware() -> None:
         "assert 'langchain' not in sys.modules, 'langchain is an optional extra'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_approvals_without_a_checkpointer_refuse_to_start(setup: Any) -> None:
+    toolkit, path, [cell] = setup(["gone = 1"])
+    before = path.read_bytes()
+    agent, model = agent_for(
+        toolkit, [[{"name": "inspect_graph", "args": {"cell": cell}}]], approve_deletes=True
+    )
+    with pytest.raises(ConfigurationError, match="needs a checkpointer"):
+        agent.invoke({"messages": [HumanMessage("delete it")]})
+    assert model.remaining == 1, "refused before the model was asked anything"
+    assert path.read_bytes() == before
+    # With one, the same configuration runs.
+    agent, model = agent_for(
+        toolkit,
+        ["Nothing to do."],
+        approve_deletes=True,
+        checkpointer=InMemorySaver(),
+    )
+    agent.invoke({"messages": [HumanMessage("hello")]}, thread())
+    assert model.remaining == 0

@@ -234,3 +234,52 @@ def test_loopback_hosts(host: str, loopback: bool) -> None:
     from marimo_pair_tools._security import is_loopback_host
 
     assert is_loopback_host(host) is loopback
+
+
+# ------------------------------------------------------------ URLs copied from the browser
+
+
+def test_a_page_url_holds_the_server_the_notebook_and_the_token() -> None:
+    from marimo_pair_tools._security import split_page_url
+
+    page = split_page_url(f"http://127.0.0.1:2718/?file=work%2Fnb.py&access_token={SECRET}#x")
+    assert page == ("http://127.0.0.1:2718", "work/nb.py", SECRET)
+    assert split_page_url("http://localhost:2718/base/").server == "http://localhost:2718/base"
+    assert split_page_url("http://localhost:2718").file is None
+
+
+def test_a_client_given_a_page_url_keeps_no_query_and_errors_never_echo_the_token() -> None:
+    with MarimoClient(base_url=f"http://127.0.0.1:2718/?file=nb.py&access_token={SECRET}") as c:
+        assert c.base_url == "http://127.0.0.1:2718"
+        assert SECRET not in repr(c)
+    for bad in (
+        f"ftp://127.0.0.1/?access_token={SECRET}",
+        f"http://10.0.0.1/?access_token={SECRET}",
+    ):
+        with pytest.raises(ConfigurationError) as caught:
+            MarimoClient(base_url=bad)
+        assert SECRET not in str(caught.value)
+
+
+def test_the_cli_reads_file_and_token_from_a_browser_url(start_server: Any, tmp_path: Path) -> None:
+    from .test_cli import run_cli
+
+    root = tmp_path / "served"
+    root.mkdir()
+    write_notebook(root / "one.py", ["who = 'one'"])
+    write_notebook(root / "two.py", ["who = 'two'"])
+    server: MarimoServer = start_server(root, token=SECRET)
+    with server.client() as client:
+        client.attach(str(root / "one.py"))
+        client.attach(str(root / "two.py"))
+    # What the browser's address bar shows for notebook two on a token server.
+    page = f"{server.url}/?file=two.py&access_token={SECRET}"
+    out = run_cli("exec", "--url", page, "-c", "print(__file__ if False else 'ran')")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "ran\n"
+    assert "MARIMO_TOKEN" in out.stderr and SECRET not in out.stderr + out.stdout
+    code = "import marimo._code_mode as cm\nprint(cm.get_context()._document.cells[0].code)"
+    which = run_cli("exec", "--url", page, "-c", code)
+    assert which.stdout == "who = 'two'\n", which.stderr
+    wrong = run_cli("exec", "--url", server.url + "/?file=two.py", "-c", "1")
+    assert wrong.returncode == 1 and "MARIMO_TOKEN" in wrong.stderr  # no token: 401, named

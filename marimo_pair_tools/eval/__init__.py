@@ -13,18 +13,29 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from . import graders, oracle
 from .compare import Comparison, Frame, compare
 from .report import AgentSummary, aggregate, pass_at_k, render_summary
 from .tasks import HumanEdit, Limits, Task, TaskSpec, default_tasks_dir, load_task, load_tasks
 
 if TYPE_CHECKING:
+    from . import graders, oracle
     from .agents import BUILTIN_AGENTS, AgentSpec, resolve_agent
     from .runner import RunConfig, SuiteResult, TaskResult, read_results, run_suite, run_task
+    from .tasks import HumanEdit, Limits, Task, TaskSpec, default_tasks_dir, load_task, load_tasks
 
-# The runner pulls in LangGraph, the agent and the tools; task files only need the
-# spec, graders and oracle helpers, so those names load on first use.
+# These load on first use: the runner pulls in LangGraph, the agent and the tools,
+# the tasks, graders and oracle LangChain's messages, while `marimo-pair` only needs
+# `eval.cli` to list the subcommand (its `discover` and `exec` stay light).
 _LAZY = {
+    "graders": "",
+    "oracle": "",
+    "HumanEdit": "tasks",
+    "Limits": "tasks",
+    "Task": "tasks",
+    "TaskSpec": "tasks",
+    "default_tasks_dir": "tasks",
+    "load_task": "tasks",
+    "load_tasks": "tasks",
     "BUILTIN_AGENTS": "agents",
     "AgentSpec": "agents",
     "resolve_agent": "agents",
@@ -41,6 +52,8 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if not module:  # a submodule
+        return importlib.import_module(f".{name}", __name__)
     return getattr(importlib.import_module(f".{module}", __name__), name)
 
 

@@ -13,18 +13,15 @@ shared between tasks):
   API from ``execute_code`` (a probe of what the guards do not cover);
 - ``scripted:FILE.json``: turns from a JSON file, either a list (every task)
   or ``{"task name": [turns]}``; a turn is a string or a list of tool calls;
-- ``package.module:factory``: a callable returning a chat model; it receives
-  the `Task` if it takes an argument;
-- anything else goes to LangChain's ``init_chat_model`` (``openai:gpt-4.1``,
-  ``anthropic:claude-sonnet-4-5``...), which needs ``langchain`` and the
-  provider's package.
+- ``package.module:factory`` and ``provider:model`` (``openai:gpt-4.1``,
+  ``anthropic:claude-sonnet-4-5``, through LangChain's ``init_chat_model``) are
+  read by `marimo_pair_tools.config.model_from_spec`, exactly as ``marimo-pair
+  run`` and the deployed graph read them; a factory receives the `Task` if it
+  takes an argument.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import inspect
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -194,72 +191,21 @@ def _scripted_file(spec: str, path: Path) -> AgentSpec:
     return AgentSpec(label=spec, factory=factory, scripted=True)
 
 
-def _factory_spec(spec: str) -> AgentSpec | None:
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr or not all(p.isidentifier() for p in attr.split(".")):
-        return None
-    try:
-        found = importlib.util.find_spec(module_name)
-    except (ImportError, ValueError):
-        return None
-    if found is None:
-        return None
-    target: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        target = getattr(target, part, None)
-        if target is None:
-            return None
-    if not callable(target):
-        return None
-    takes_task = bool(inspect.signature(target).parameters)
+def _model_spec(spec: str) -> AgentSpec:
+    """A LangChain model or a module:factory, read as `marimo-pair run` reads it."""
+    from ..config import check_model_spec, model_from_spec
 
-    def factory(task: Task) -> BaseChatModel:
-        model = target(task) if takes_task else target()
-        if not isinstance(model, BaseChatModel):
-            raise ConfigurationError(f"{spec} returned {type(model).__name__}, not a chat model")
-        return model
-
-    return AgentSpec(label=spec, factory=factory)
-
-
-def _provider_spec(spec: str) -> AgentSpec:
-    try:
-        from langchain.chat_models import init_chat_model
-    except ImportError:
+    if ":" not in spec:
         raise ConfigurationError(
-            f"--model {spec!r} is not a built-in agent ({', '.join(BUILTIN_AGENTS)}), a "
-            "scripted:FILE or a module:factory, and LangChain's init_chat_model is not "
-            "installed: pip install 'marimo-pair-tools[middleware]' and the provider package."
-        ) from None
+            f"--model {spec!r} is not a built-in agent ({', '.join(BUILTIN_AGENTS)}), "
+            "scripted:FILE.json, module:factory or provider:model (e.g. openai:gpt-4.1)."
+        )
+    check_model_spec(spec)  # fail before the first task, in one line
 
     def factory(task: Task) -> BaseChatModel:
-        try:
-            model = init_chat_model(spec)
-        except (ValueError, ImportError) as exc:  # unknown provider, missing package
-            raise ConfigurationError(f"--model {spec!r}: {exc}") from None
-        except Exception as exc:  # each provider raises its own error types
-            # Why broad: building the client is the provider's code, and a missing API
-            # key or a bad option surfaces as its own error class (openai.OpenAIError,
-            # anthropic's, ...). It must read as a setup problem, not a traceback.
-            raise ConfigurationError(
-                f"--model {spec!r}: the provider could not build the model "
-                f"({type(exc).__name__}: {exc}). Check its API key (environment "
-                "variable) and the model name."
-            ) from exc
-        if not isinstance(model, BaseChatModel):
-            raise ConfigurationError(f"init_chat_model({spec!r}) did not return a chat model")
-        return model
+        return model_from_spec(spec, argument=task)
 
-    factory(_probe_task())  # fail now (unknown provider, missing package), not per task
     return AgentSpec(label=spec, factory=factory)
-
-
-def _probe_task() -> Task:
-    from .tasks import TaskSpec
-
-    return Task(
-        name="probe", directory=Path("."), spec=TaskSpec(instruction="", graders=(), oracle=())
-    )
 
 
 def resolve_agent(spec: str) -> AgentSpec:
@@ -274,7 +220,4 @@ def resolve_agent(spec: str) -> AgentSpec:
         return AgentSpec(label=spec, factory=_bypass, scripted=True)
     if spec.startswith("scripted:"):
         return _scripted_file(spec, Path(spec.removeprefix("scripted:")))
-    found = _factory_spec(spec)
-    if found is not None:
-        return found
-    return _provider_spec(spec)
+    return _model_spec(spec)

@@ -93,9 +93,9 @@ class Timings(BaseModel):
     server_start: float = 0.0
     """``marimo edit`` start until ``/health`` answers."""
     attach: float = 0.0
-    """Opening the headless session."""
+    """Opening the headless session, which runs every cell (as a person's tab would)."""
     prepare: float = 0.0
-    """Running every cell and the before snapshot."""
+    """The before snapshot."""
     agent: float = 0.0
     collect: float = 0.0
     """After snapshot, live values, copying the saved file."""
@@ -715,6 +715,7 @@ def _prepare(run: _Run, toolkit: MarimoPairToolkit) -> None:
     with _timed(run, "prepare"):
         page = notebook.cells()
         if page.cells:
+            # A warm session opened without running; a cold one may have run already.
             notebook.apply([RunCell(cell=c.id) for c in page.cells], verify=False)
         run.before = notebook.snapshot()
 
