@@ -360,7 +360,7 @@ def test_get_variables_bounds_a_repr_that_never_ends_or_grows_memory(tools_for: 
         [
             "class Stuck:\n    def __repr__(self):\n        while True:\n            pass\n",
             "class Greedy:\n    def __repr__(self):\n        hoard = []\n        while True:\n"
-            "            hoard.append(bytearray(1 << 20))\n",
+            "            hoard.append(bytearray(1 << 16))\n",
             "stuck = Stuck()\ngreedy = Greedy()\nfine = 42",
         ]
     )

@@ -2,7 +2,7 @@
 
 A ``repr()``, ``len()`` or attribute of a notebook object can run forever or grow
 memory without end (an altair selection's repr was measured growing ~60 MB/s).
-Inside the budget, a timer checks the clock and the process's memory every 20 ms
+Inside the budget, a timer checks the clock and the process's memory every 10 ms
 and raises `BudgetExceeded` in the main thread, at the next bytecode. It derives
 from BaseException so that a user's ``except Exception`` cannot swallow it.
 """
@@ -20,7 +20,7 @@ from types import FrameType
 
 __all__ = ["BudgetExceeded", "bounded"]
 
-_TICK = 0.02
+_TICK = 0.01
 
 
 class BudgetExceeded(BaseException):
