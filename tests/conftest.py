@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import BaseMessage, ToolMessage
+from langchain_core.tools import BaseTool
 
 from marimo_pair_tools import MarimoClient, MarimoServer
 from marimo_pair_tools.toolkit import MarimoPairToolkit
@@ -137,6 +138,30 @@ def setup(shared_server: MarimoServer, new_notebook: Any) -> Iterator[Any]:
 
     yield make
     for toolkit in toolkits:
+        toolkit.close()
+
+
+@pytest.fixture
+def tools_for(shared_server: Any, new_notebook: Any) -> Iterator[Any]:
+    """A factory: ``tools_for(cells, names=None, **toolkit options)`` → (tools by name, path, ids)."""
+    made: list[MarimoPairToolkit] = []
+
+    def make(
+        cells: list[str], names: list[str] | None = None, **options: Any
+    ) -> tuple[dict[str, BaseTool], Path, list[str]]:
+        path = new_notebook(cells, names)
+        toolkit = MarimoPairToolkit.from_server(shared_server, notebook=str(path), **options)
+        made.append(toolkit)
+        tools = {t.name: t for t in toolkit.get_tools()}
+        # Through the tool, as a model would begin: the ledger knows the cell map.
+        listing = tools["read_notebook"].invoke(
+            {"type": "tool_call", "name": "read_notebook", "args": {}, "id": "map"}
+        )
+        ids = [c["id"] for c in listing.artifact["cells"]]
+        return tools, path, ids
+
+    yield make
+    for toolkit in made:
         toolkit.close()
 
 

@@ -9,37 +9,16 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from langchain_core.messages import ToolMessage
-from langchain_core.tools import BaseTool
 
 from marimo_pair_tools import MarimoClient
 from marimo_pair_tools.toolkit import MarimoPairToolkit
 
 from .test_integrity import call, ok, person_edits, refused
-
-
-@pytest.fixture
-def tools_for(shared_server: Any, new_notebook: Any) -> Iterator[Any]:
-    made: list[MarimoPairToolkit] = []
-
-    def make(
-        cells: list[str], names: list[str] | None = None, **options: Any
-    ) -> tuple[dict[str, BaseTool], Path, list[str]]:
-        path = new_notebook(cells, names)
-        toolkit = MarimoPairToolkit.from_server(shared_server, notebook=str(path), **options)
-        made.append(toolkit)
-        tools = {t.name: t for t in toolkit.get_tools()}
-        ids = [c["id"] for c in call(tools["read_notebook"]).artifact["cells"]]
-        return tools, path, ids
-
-    yield make
-    for toolkit in made:
-        toolkit.close()
 
 
 def codes_in(path: Path) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,25 +39,6 @@ def refused(message: ToolMessage, *phrases: str) -> ToolMessage:
     for phrase in phrases:
         assert phrase in message.content, (phrase, message.content)
     return message
-
-
-@pytest.fixture
-def tools_for(shared_server: Any, new_notebook: Any) -> Iterator[Any]:
-    made: list[MarimoPairToolkit] = []
-
-    def make(
-        cells: list[str], names: list[str] | None = None, **options: Any
-    ) -> tuple[dict[str, BaseTool], Path, list[str]]:
-        path = new_notebook(cells, names)
-        toolkit = MarimoPairToolkit.from_server(shared_server, notebook=str(path), **options)
-        made.append(toolkit)
-        tools = {t.name: t for t in toolkit.get_tools()}
-        ids = [c["id"] for c in call(tools["read_notebook"]).artifact["cells"]]
-        return tools, path, ids
-
-    yield make
-    for toolkit in made:
-        toolkit.close()
 
 
 def person_edits(client: MarimoClient, path: Path, cell: str, code: str) -> None:
