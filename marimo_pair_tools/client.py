@@ -699,6 +699,13 @@ class _ClientCore:
             "person, or pass interrupt_others=True to accept that risk."
         )
 
+    def _stream_ended_error(self, session: SessionInfo) -> ServerUnavailableError:
+        name = session.path or session.filename or "the notebook"
+        return ServerUnavailableError(
+            f"The session of {name} closed before its first run finished: the server at "
+            f"{self.base_url} stopped or dropped it. Is it still running?"
+        )
+
     @staticmethod
     def _not_sent_error(session: SessionInfo, exc: MarimoPairError) -> MarimoPairError:
         """The one-time setup request before the caller's code failed: their code never ran."""
@@ -1337,7 +1344,11 @@ class MarimoClient(_ClientCore):
         seen = attachment.runs.count
         self._post_control("/api/kernel/instantiate", "run the notebook", session, _RUN_ALL_BODY)
         self._ran.add(session.key)
-        return attachment.runs.wait_beyond(seen, wait)
+        done = attachment.runs.wait_beyond(seen, wait)
+        if not done and attachment.runs.ended:
+            attachment.raise_if_failed()
+            raise self._stream_ended_error(session)
+        return done
 
     def release(self, session: SessionInfo) -> None:
         """Close the headless stream this client holds for ``session``; the session stays.
@@ -1363,6 +1374,8 @@ class _CompletedRuns:
 
     def __init__(self) -> None:
         self.count = 0
+        self.ended = False
+        """The stream is over (closed, or the server went away): no run will be seen."""
         self._tail = b""
         self._changed = threading.Condition()
 
@@ -1376,10 +1389,17 @@ class _CompletedRuns:
                 self.count += found
                 self._changed.notify_all()
 
-    def wait_beyond(self, seen: int, timeout: float) -> bool:
-        """Wait until more than ``seen`` runs completed; False when ``timeout`` passed first."""
+    def end(self) -> None:
         with self._changed:
-            return self._changed.wait_for(lambda: self.count > seen, timeout)
+            self.ended = True
+            self._changed.notify_all()
+
+    def wait_beyond(self, seen: int, timeout: float) -> bool:
+        """Wait until more than ``seen`` runs completed; False when ``timeout`` passed first
+        or the stream ended."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.count > seen or self.ended, timeout)
+            return self.count > seen
 
 
 class _SyncAttachment:
@@ -1400,6 +1420,12 @@ class _SyncAttachment:
         self._thread.start()
 
     def _run(self) -> None:
+        try:
+            self._hold()
+        finally:
+            self.runs.end()
+
+    def _hold(self) -> None:
         client = self._client
         try:
             with client._http.stream(
@@ -1918,6 +1944,8 @@ class AsyncMarimoClient(_ClientCore):
                         runs.feed(chunk)
             except httpx.TransportError as exc:
                 failure.append(self._transport_error(exc, "attach session"))
+            finally:
+                runs.end()
 
         runs = self._runs[key] = _CompletedRuns()
         task = asyncio.create_task(hold())
@@ -1971,6 +1999,8 @@ class AsyncMarimoClient(_ClientCore):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while runs.count <= seen:
+            if runs.ended:
+                raise self._stream_ended_error(session)
             if loop.time() > deadline:
                 return False
             await asyncio.sleep(0.02)

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ import httpx
 import pytest
 
 from marimo_pair_tools import MarimoServer, discover_servers
-from marimo_pair_tools.errors import ConfigurationError, SessionNotFoundError
+from marimo_pair_tools.errors import ConfigurationError, MarimoPairError, SessionNotFoundError
 from marimo_pair_tools.notebook import Notebook
 from marimo_pair_tools.toolkit import MarimoPairToolkit
 
@@ -336,3 +337,17 @@ def test_a_symlink_to_the_persons_notebook_is_the_same_notebook(
         assert [s.key for s in person.client.sessions()] == [person.session.key]
     finally:
         toolkit.close()
+
+
+def test_a_server_that_dies_during_the_first_run_is_an_error_at_once(
+    start_server: Any, tmp_path: Path
+) -> None:
+    path = write_notebook(tmp_path / "slow.py", ["import time\ntime.sleep(60)\nslow = 1"])
+    server: MarimoServer = start_server(path)
+    with server.client() as client:
+        session = client.attach()
+        threading.Timer(1.5, server.kill).start()
+        started = time.monotonic()
+        with pytest.raises(MarimoPairError, match="stopped|nothing answers|closed"):
+            client.run_all(session, wait=120)
+        assert time.monotonic() - started < 30, "it waited for a run that could not end"
