@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from .compare import Comparison, Frame, compare
 from .report import AgentSummary, aggregate, pass_at_k, render_summary
-from .tasks import HumanEdit, Limits, Task, TaskSpec, default_tasks_dir, load_task, load_tasks
 
 if TYPE_CHECKING:
     from . import graders, oracle
