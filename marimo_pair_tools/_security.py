@@ -1,9 +1,15 @@
-"""Where secrets and remote hosts are policed: loopback checks and token redaction."""
+"""Where secrets, text and remote hosts are policed.
+
+Loopback checks, server URLs as marimo prints them (``?access_token=…``),
+redaction of every credential the client sends, and the one check that text can
+be sent at all (UTF-8: a lone surrogate cannot).
+"""
 
 from __future__ import annotations
 
 import ipaddress
-from typing import NamedTuple
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from .errors import ConfigurationError
@@ -12,14 +18,21 @@ __all__ = [
     "REDACTED",
     "PageURL",
     "connect_host",
+    "credential_values",
     "ensure_allowed_url",
+    "ensure_encodable",
     "is_loopback_host",
     "redact",
+    "redact_all",
     "split_page_url",
 ]
 
 REDACTED = "[REDACTED]"
 _BIND_ALL = {"0.0.0.0", "::", ""}  # noqa: S104 - recognising, not binding
+_MIN_SECRET = 8
+"""Header and cookie values shorter than this are not treated as secrets: redacting
+a value like ``1`` everywhere would garble output and hide nothing."""
+_CREDENTIAL_WORDS = ("auth", "cookie", "token", "secret", "session", "password", "key")
 
 
 def is_loopback_host(host: str) -> bool:
@@ -100,3 +113,96 @@ def redact(text: str, secret: str | None) -> str:
     if not secret or secret not in text:
         return text
     return text.replace(secret, REDACTED)
+
+
+def redact_all(text: str, secrets: Iterable[str]) -> str:
+    """Replace every occurrence of each secret, longest first (one may contain another)."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def credential_values(headers: Mapping[str, str], cookies: Mapping[str, str]) -> set[str]:
+    """The secret parts of credential-bearing headers and of every cookie value.
+
+    ``Authorization: Bearer T`` yields ``T`` and the whole value; a ``Cookie``
+    header yields each value; a header whose name speaks of auth, tokens, keys,
+    cookies or sessions yields its value. Values under eight characters are
+    left alone (see `_MIN_SECRET`), except the credential after an auth scheme.
+    """
+    found: set[str] = set()
+    for name, value in headers.items():
+        lower = name.lower()
+        if not any(word in lower for word in _CREDENTIAL_WORDS):
+            continue
+        if lower in {"authorization", "proxy-authorization"}:
+            _, _, credential = value.partition(" ")
+            if credential.strip():
+                found.add(credential.strip())
+        if lower == "cookie":
+            for pair in value.split(";"):
+                _, _, cookie = pair.partition("=")
+                if len(cookie.strip()) >= _MIN_SECRET:
+                    found.add(cookie.strip())
+        if len(value) >= _MIN_SECRET:
+            found.add(value)
+    found.update(v for v in cookies.values() if v and len(v) >= _MIN_SECRET)
+    return found
+
+
+def ensure_encodable(value: Any, *, what: str) -> None:
+    """Refuse text that cannot travel as UTF-8 (a lone surrogate), saying where it is.
+
+    Walks strings, mappings (keys too) and sequences. Called before anything is
+    sent, so a refusal means nothing reached the server.
+
+    Raises:
+        UnencodableTextError: the first unencodable text, with its place and a way out.
+    """
+    problem = _first_unencodable(value, "")
+    if problem is None:
+        return
+    path, text, index = problem
+    char = text[index]
+    line = text.count("\n", 0, index) + 1
+    column = index - (text.rfind("\n", 0, index) + 1) + 1
+    around = repr(text[max(index - 20, 0) : index + 20])  # repr shows the surrogate as an escape
+    where = f"{what}{(' ' + path) if path else ''}"
+    place = f"line {line}, column {column}" if "\n" in text else f"position {index + 1}"
+    from ._tool_errors import UnencodableTextError
+
+    raise UnencodableTextError(
+        f"{where} holds text that cannot be sent: the lone surrogate {ascii(char)[1:-1]} at "
+        f"{place} (around: {around}). Nothing was sent. A lone surrogate is half of a "
+        "character, usually an emoji or other character cut in two or a broken \\u escape. "
+        "Remove it or write the whole character (for example 😀, not \\ud83d alone); to "
+        "put such a code point in code on purpose, write the escape inside a string "
+        "literal ('\\ud800'), which is plain text.",
+        argument=where,
+        line=line,
+        column=column,
+    )
+
+
+def _first_unencodable(value: Any, path: str) -> tuple[str, str, int] | None:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return path, value, exc.start
+        return None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found = _first_unencodable(key, f"{path} (a key)") or _first_unencodable(
+                item, f"{path}.{key}" if path else str(key)
+            )
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
+        for index, item in enumerate(value):
+            found = _first_unencodable(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None

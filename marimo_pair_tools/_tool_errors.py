@@ -12,7 +12,7 @@ from typing import Any
 
 from langchain_core.tools import ToolException
 
-from .errors import MarimoPairError
+from .errors import Cause, MarimoPairError
 
 __all__ = [
     "CellNotFoundError",
@@ -21,9 +21,11 @@ __all__ = [
     "ExecuteTimeoutError",
     "GuardRefusedError",
     "KernelBusyError",
+    "KernelDeadError",
     "NotSavedError",
     "NotebookOperationError",
     "StaleCellError",
+    "UnencodableTextError",
     "ValidationFailedError",
 ]
 
@@ -35,17 +37,38 @@ class ExecuteTimeoutError(ToolException, MarimoPairError):
     write better code. Whether the kernel answers again is in the message.
     """
 
-    def __init__(self, message: str, *, kernel_responsive: bool | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        kernel_responsive: bool | None = None,
+        cause: Cause | None = None,
+    ) -> None:
         super().__init__(message)
         self.kernel_responsive = kernel_responsive
+        self.cause = cause
 
 
 class KernelBusyError(ToolException, MarimoPairError):
     """The kernel did not answer: it is busy with other work or wedged.
 
     A `ToolException`: nothing was sent, so the model can wait and retry, or
-    tell the person, whose cell is probably running.
+    tell the person. ``cause`` says whose work it is, when the client could tell.
     """
+
+    def __init__(self, message: str, *, cause: Cause | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class KernelDeadError(ToolException, MarimoPairError):
+    """marimo reports the notebook's kernel process stopped (crashed, killed, out of memory).
+
+    A `ToolException`: the model cannot revive it, but it can tell the person,
+    who restarts the kernel (all variables are gone either way).
+    """
+
+    cause: Cause = "kernel_dead"
 
 
 class NotebookOperationError(ToolException, MarimoPairError):
@@ -91,6 +114,10 @@ class GuardRefusedError(NotebookOperationError):
     """The pairing policy refused the call (read before edit, inspect before delete)."""
 
 
+class UnencodableTextError(NotebookOperationError):
+    """An argument holds text that cannot be sent as UTF-8 (a lone surrogate); nothing was sent."""
+
+
 for _error in (
     CellNotFoundError,
     CodeExecutionError,
@@ -98,9 +125,11 @@ for _error in (
     ExecuteTimeoutError,
     GuardRefusedError,
     KernelBusyError,
+    KernelDeadError,
     NotSavedError,
     NotebookOperationError,
     StaleCellError,
+    UnencodableTextError,
     ValidationFailedError,
 ):
     _error.__module__ = "marimo_pair_tools.errors"  # where users import and see them

@@ -12,7 +12,9 @@
     │   ├── SessionNotFoundError
     │   ├── AmbiguousSessionError
     │   └── ReadOnlyServerError       `marimo run` app server: nothing can be edited
-    ├── KernelBusyError               (ToolException too) a person's run, or a wedged kernel
+    ├── KernelBusyError               (ToolException too) a person's run, our own earlier code
+    │                                 still running, or a wedged kernel: nothing was sent
+    ├── KernelDeadError               (ToolException too) the kernel process has stopped
     ├── ServerError                   any other non-2xx answer
     └── NotebookOperationError        (ToolException too) the model can recover from these
         ├── CellNotFoundError
@@ -21,18 +23,23 @@
         ├── StaleCellError            compare-and-swap lost: the cell changed since it was read
         ├── EditMatchError            find/replace `old` matched zero or several times
         ├── GuardRefusedError         the read-before-edit / descendant-check policy said no
-        └── NotSavedError             applied in the session, but the file does not hold it
+        ├── NotSavedError             applied in the session, but the file does not hold it
+        └── UnencodableTextError      text that cannot be sent (a lone surrogate): nothing sent
 
 Transport errors propagate out of tools (an agent cannot fix a dead server);
 `NotebookOperationError` subclasses, `ExecuteTimeoutError` (code that never
-ends) and `KernelBusyError` (a person's cell is running) are `ToolException`s,
-so LangChain turns them into an error `ToolMessage` the model reads and acts on:
-fix the code, wait and retry, or tell the person.
+ends), `KernelBusyError` (a person's cell is running) and `KernelDeadError`
+(the kernel process is gone) are `ToolException`s, so LangChain turns them into
+an error `ToolMessage` the model reads and acts on: fix the code, wait and
+retry, or tell the person.
+
+After a timeout or a failure, `cause` on the error names what the client found
+(`Cause`); the message says the same in words, with the way out.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from ._tool_errors import (
@@ -42,15 +49,18 @@ if TYPE_CHECKING:
         ExecuteTimeoutError,
         GuardRefusedError,
         KernelBusyError,
+        KernelDeadError,
         NotebookOperationError,
         NotSavedError,
         StaleCellError,
+        UnencodableTextError,
         ValidationFailedError,
     )
 
 __all__ = [
     "AmbiguousSessionError",
     "AuthenticationError",
+    "Cause",
     "CellNotFoundError",
     "CodeExecutionError",
     "ConfigurationError",
@@ -58,6 +68,7 @@ __all__ = [
     "ExecuteTimeoutError",
     "GuardRefusedError",
     "KernelBusyError",
+    "KernelDeadError",
     "MarimoPairError",
     "NotSavedError",
     "NotebookOperationError",
@@ -69,10 +80,32 @@ __all__ = [
     "SessionNotFoundError",
     "StaleCellError",
     "TransportError",
+    "UnencodableTextError",
     "UnsupportedServerError",
     "ValidationFailedError",
     "error_for_status",
 ]
+
+
+Cause = Literal[
+    "kernel_answers",
+    "busy_ours",
+    "busy_scratchpad",
+    "busy_person",
+    "busy_unknown",
+    "kernel_dead",
+    "server_down",
+]
+"""What the client found after a timeout or failure (or before sending, when busy):
+
+- ``kernel_answers``: the kernel is idle and answers again; no restart is needed.
+- ``busy_ours``: the kernel still runs code this client sent (it ignored the interrupt).
+- ``busy_scratchpad``: it runs scratchpad code another client sent (another agent, a CLI).
+- ``busy_person``: it runs notebook cells someone started (the person in the browser).
+- ``busy_unknown``: it runs something the client could not identify.
+- ``kernel_dead``: marimo reports the kernel process stopped; its variables are gone.
+- ``server_down``: the marimo server does not answer (stopped, crashed or frozen).
+"""
 
 
 class MarimoPairError(Exception):
@@ -94,13 +127,22 @@ class TransportError(MarimoPairError):
 class ServerUnavailableError(TransportError):
     """Nothing answers at the server URL (refused, reset, or the server died)."""
 
+    def __init__(self, message: str, *, cause: Cause | None = "server_down") -> None:
+        super().__init__(message)
+        self.cause = cause
+
 
 class OutcomeUnknownError(TransportError):
     """The execute stream ended before its `done` event.
 
     The code may have run fully, partly or not at all. Never retry it
-    automatically: inspect the notebook state first.
+    automatically: inspect the notebook state first. ``cause`` says what was
+    found afterwards (``server_down`` when the server no longer answers).
     """
+
+    def __init__(self, message: str, *, cause: Cause | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class AuthenticationError(MarimoPairError):
@@ -171,9 +213,11 @@ _TOOL_ERRORS = frozenset(
         "ExecuteTimeoutError",
         "GuardRefusedError",
         "KernelBusyError",
+        "KernelDeadError",
         "NotSavedError",
         "NotebookOperationError",
         "StaleCellError",
+        "UnencodableTextError",
         "ValidationFailedError",
     }
 )
