@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Literal
 
+from ._security import ensure_encodable
 from ._text import BoundedText
 from .errors import (
     CellNotFoundError,
@@ -134,6 +135,11 @@ class KernelCall:
     """A change runs through `entry.acall` (code mode needs ``async with``); reads stay
     synchronous so that a timeout's interrupt stops them at once."""
 
+    def __post_init__(self) -> None:
+        # Arguments travel JSON-escaped, so the client's own check of the code cannot
+        # see a lone surrogate in them: refuse it here, naming the argument.
+        ensure_encodable(dict(self.args), what=f"The {self.op} call's argument")
+
     def source(self, *, install: bool = False) -> str:
         """The scratchpad code for this call; ``install`` ships the package first."""
         literal = repr(json.dumps(dict(self.args)))
@@ -155,6 +161,7 @@ def scratchpad_source(code: str, *, install: bool = False) -> str:
     The code travels as one string literal; the call's value (the code's last
     expression) is the cell's output, as if the code had been sent as it is.
     """
+    ensure_encodable(code, what="The code")  # the literal below would hide a lone surrogate
     try:
         compiled = compile(code, "<execute_code>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
         awaits = bool(compiled.co_flags & inspect.CO_COROUTINE)

@@ -8,6 +8,8 @@ be sent at all (UTF-8: a lone surrogate cannot).
 from __future__ import annotations
 
 import ipaddress
+import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -21,10 +23,12 @@ __all__ = [
     "credential_values",
     "ensure_allowed_url",
     "ensure_encodable",
+    "install_wire_log_redaction",
     "is_loopback_host",
     "redact",
     "redact_all",
     "split_page_url",
+    "token_for",
 ]
 
 REDACTED = "[REDACTED]"
@@ -77,6 +81,22 @@ def split_page_url(url: str) -> PageURL:
     file = query.get("file", [""])[0] or None
     token = query.get("access_token", [""])[0] or None
     return PageURL(server=server, file=file, token=token)
+
+
+def token_for(page: PageURL, given: str | None) -> str | None:
+    """The token to use: ``given``, or the URL's ``?access_token=``; both, only if equal.
+
+    Raises:
+        ConfigurationError: the URL carries one token and the caller gave another
+            (neither is shown).
+    """
+    if page.token is not None and given is not None and given != page.token:
+        raise ConfigurationError(
+            "The server URL carries an access_token and token=... gives a different one. "
+            "Pass one of them: the URL as marimo printed it, or the base URL with "
+            "token=... (or MARIMO_TOKEN)."
+        )
+    return given if given is not None else page.token
 
 
 def ensure_allowed_url(url: str, *, allow_remote: bool) -> str:
@@ -149,6 +169,40 @@ def credential_values(headers: Mapping[str, str], cookies: Mapping[str, str]) ->
             found.add(value)
     found.update(v for v in cookies.values() if v and len(v) >= _MIN_SECRET)
     return found
+
+
+_WIRE_CREDENTIAL_RE = re.compile(
+    r"\(b'(set-cookie|cookie|authorization|proxy-authorization|marimo-server-token)', "
+    r"b'(?:[^'\\]|\\.)*'\)",
+    re.IGNORECASE,
+)
+_WIRE_LOGGERS = ("httpcore.http11", "httpcore.http2")
+
+
+class _WireLogRedaction(logging.Filter):
+    """Cuts credential header values out of httpcore's DEBUG trace of raw headers.
+
+    httpcore logs every response's headers at DEBUG, ``Set-Cookie`` included: marimo's
+    session cookie, which authenticates on its own, would land in any DEBUG log.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "b'" in record.msg:
+            record.msg = _WIRE_CREDENTIAL_RE.sub(
+                lambda m: f"(b'{m.group(1)}', b'{REDACTED}')", record.msg
+            )
+        return True
+
+
+_wire_filter = _WireLogRedaction()
+
+
+def install_wire_log_redaction() -> None:
+    """Attach the redaction to httpcore's header-tracing loggers (once per process)."""
+    for name in _WIRE_LOGGERS:
+        logger = logging.getLogger(name)
+        if _wire_filter not in logger.filters:
+            logger.addFilter(_wire_filter)
 
 
 def ensure_encodable(value: Any, *, what: str) -> None:

@@ -9,7 +9,9 @@ Three things here exist because a person may be using the same kernel:
 - Before each execute the client asks marimo whether the kernel is already
   running something (``GET /api/kernel/status``). If it is, our code would queue
   behind that run, and our timeout's disconnect would interrupt it; so the
-  client refuses up front (`KernelBusyError`) unless ``interrupt_others=True``.
+  client refuses up front (`KernelBusyError`, saying whose work it is) unless
+  ``interrupt_others=True``. Our own requests to one session queue behind each
+  other first (`_queue`), so parallel tool calls never see each other as busy.
 - ``input()`` in code we send would wait for a reply nobody can type. A small
   guard, installed once per kernel, makes it fail at once instead (only for our
   requests; the person's own ``input()`` still works). It marks itself, and its
@@ -17,6 +19,11 @@ Three things here exist because a person may be using the same kernel:
   process pays no extra request for it.
 - ``attach`` reuses a session that is already open for the notebook, so the
   agent and the browser tab share one kernel rather than fighting over it.
+
+After a timeout or a failure the client finds out what the kernel does and
+names it (`errors.Cause`, words in `_diagnosis`): it answers again, it still
+runs our code, it runs the person's cells, its process is dead (watched while
+code runs, so that is reported at once), or the server itself is gone.
 """
 
 from __future__ import annotations
@@ -24,15 +31,17 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import http.cookiejar
 import json
 import logging
 import os
+import queue
 import re
 import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from types import TracebackType
@@ -41,14 +50,26 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict
 
-from . import errors
-from ._security import ensure_allowed_url, is_loopback_host, redact
+from . import _diagnosis, errors
+from ._diagnosis import KernelActivity, ReplayReader
+from ._queue import SessionSlot, slot_for
+from ._security import (
+    credential_values,
+    ensure_allowed_url,
+    ensure_encodable,
+    install_wire_log_redaction,
+    is_loopback_host,
+    redact_all,
+    split_page_url,
+    token_for,
+)
 from ._sse import SSEDecoder
 from ._text import BoundedText, truncate
 from ._versions import check_server_version
 from .errors import (
     AmbiguousSessionError,
     AuthenticationError,
+    Cause,
     ConfigurationError,
     MarimoPairError,
     OutcomeUnknownError,
@@ -84,6 +105,32 @@ _RUN_ALL_BODY = {"objectIds": [], "values": [], "autoRun": True}
 """What marimo's page sends to `/api/kernel/instantiate` on open, with autorun on."""
 _PROBE_TIMEOUT = 5.0
 _CONTROL_TIMEOUT = 15.0
+_ATTACH_WAIT = 30.0
+_ATTACH_POLL = 2.0
+"""A server that does not list its sessions within this is busy opening a notebook."""
+_ATTACH_CAP = 900.0
+# How marimo's own work grows with the notebook, measured on this project's 2-core CI
+# machine with marimo 0.25.2 (bench/large_notebook.py): opening a 10,000-cell notebook
+# took 16.7 s (1.7 ms a cell) and every execute carries ~0.3 ms a cell (3 s at 10,000).
+# The allowances are three times that, for a loaded machine.
+_ATTACH_SECONDS_PER_CELL = 0.005
+_EXECUTE_SECONDS_PER_CELL = 0.001
+_WATCH_INTERVAL = 0.5
+"""How often the kernel's status is read while our code runs, to see a dead kernel."""
+_SETTLE_POLL = 0.1
+_KIOSK_GAP = 0.5
+"""Seconds of silence that end a kiosk replay (it arrives as one burst)."""
+_FIRST_LOOK = 1.0
+"""Seconds after a timeout before looking at what runs (marimo's interrupt takes ~0.1 s
+on a small notebook; three times a trivial request's time is added on a large one)."""
+_SECOND_INTERRUPT_WAIT = 2.0
+_IDLE_CONFIRMATIONS = 3
+"""Consecutive idle status reads (`_SETTLE_POLL` apart) that count as idle."""
+_RELOOK = 1.0
+"""Seconds between looks while our code waits for someone else's run to end."""
+_KIOSK_CAP = 10.0
+"""Seconds a kiosk replay may stream after its first chunk."""
+_CELL_DECORATOR_RE = re.compile(rb"^@app\.(?:cell|function|class_definition)\b", re.MULTILINE)
 _SERVER_TOKEN_RE = re.compile(r"<marimo-server-token\b[^>]*\bdata-token=\"([^\"]*)\"")
 _VARIABLES_TAG = "\x1fmarimo-pair-variables:"
 _TEXT_MIMETYPES = ("text/plain", "text/html", "text/markdown")
@@ -265,21 +312,21 @@ class _Scope:
 
 
 class _StreamRedactor:
-    """Removes a secret from a stream even when it arrives split across chunks.
+    """Removes secrets from a stream even when one arrives split across chunks.
 
-    It holds back the last ``len(secret) - 1`` characters until the next chunk (or
-    the end) shows whether they start the secret.
+    It holds back the last ``len(longest secret) - 1`` characters until the next
+    chunk (or the end) shows whether they start a secret.
     """
 
-    def __init__(self, secret: str | None) -> None:
-        self._secret = secret or ""
-        self._keep = max(len(self._secret) - 1, 0)
+    def __init__(self, secrets: Collection[str]) -> None:
+        self._secrets = tuple(s for s in secrets if s)
+        self._keep = max((len(s) for s in self._secrets), default=1) - 1
         self._carry = ""
 
     def feed(self, text: str) -> str:
-        if not self._secret:
+        if not self._secrets:
             return text
-        text = redact(self._carry + text, self._secret)
+        text = redact_all(self._carry + text, self._secrets)
         if not self._keep:
             self._carry = ""
             return text
@@ -288,7 +335,7 @@ class _StreamRedactor:
 
     def flush(self) -> str:
         rest, self._carry = self._carry, ""
-        return redact(rest, self._secret) if self._secret else rest
+        return redact_all(rest, self._secrets) if self._secrets else rest
 
 
 @dataclass
@@ -298,7 +345,7 @@ class _StreamState:
     stdout: BoundedText
     stderr: BoundedText
     on_chunk: ChunkCallback | None
-    token: str | None
+    secrets: frozenset[str]
     max_output_chars: int
     decoder: SSEDecoder = field(default_factory=SSEDecoder)
     done: dict[str, Any] | None = None
@@ -311,24 +358,25 @@ class _StreamState:
         if self.on_chunk is not None:
             self.on_chunk(channel, text)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Emit what the redactors held back (the end of the stream)."""
         for channel, redactor in self._redactors.items():
             self._emit(channel, redactor.flush())
 
     def feed(self, text: str) -> None:
         for event in self.decoder.feed(text):
             if event.event == "done":
-                self._flush()
+                self.flush()
                 self.done = json.loads(event.data)
                 continue
             if event.event not in {"stdout", "stderr"}:
                 continue
             payload = json.loads(event.data)
-            redactor = self._redactors.setdefault(event.event, _StreamRedactor(self.token))
+            redactor = self._redactors.setdefault(event.event, _StreamRedactor(self.secrets))
             self._emit(event.event, redactor.feed(str(payload.get("data", ""))))
 
     def result(self, elapsed: float) -> ExecuteResult:
-        self._flush()
+        self.flush()
         if self.done is None:
             raise OutcomeUnknownError(
                 "The execute stream ended before marimo reported completion: the code may "
@@ -340,7 +388,7 @@ class _StreamState:
         cut = 0
         if isinstance(output, dict) and (output.get("data") or output.get("mimetype")):
             mimetype = str(output.get("mimetype", "text/plain"))
-            data = redact(str(output.get("data", "")), self.token)
+            data = redact_all(str(output.get("data", "")), self.secrets)
             if mimetype.startswith(_TEXT_MIMETYPES) and len(data) > self.max_output_chars:
                 bounded = truncate(
                     data, self.max_output_chars, what="output", hint="return something smaller"
@@ -392,8 +440,20 @@ class _ClientCore:
         probe_timeout: float,
         root: str | os.PathLike[str] | None,
     ) -> None:
+        install_wire_log_redaction()
+        url = split_page_url(base_url)
+        token = token_for(url, token)  # a URL as marimo prints it carries the token
         self.base_url = ensure_allowed_url(base_url, allow_remote=allow_remote)
-        self._token = token if token is not None else (os.environ.get("MARIMO_TOKEN") or None)
+        if token is None:
+            token = os.environ.get("MARIMO_TOKEN") or None
+        if token is not None and not (token.isascii() and token.isprintable()):
+            raise ConfigurationError(
+                "The token holds characters an HTTP header cannot carry (non-ASCII letters or "
+                "line breaks); check how it was copied."
+            )
+        self._token = token
+        self.default_notebook = url.file
+        """The notebook named by ``?file=`` in the URL; used when a call names none."""
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.max_output_chars = max_output_chars
@@ -409,6 +469,9 @@ class _ClientCore:
         self._released: dict[str, str | None] = {}
         """Sessions this client opened and let go (key -> notebook): still its to reopen."""
         self.server_version: str | None = None
+        self._overhead: dict[str, float] = {}
+        self._file_cells: dict[str, tuple[float, int]] = {}
+        self._user_http: httpx.Client | httpx.AsyncClient | None = None
 
     def __repr__(self) -> str:
         auth = "token=set" if self._token else "token=none"
@@ -443,8 +506,136 @@ class _ClientCore:
     def _httpx_timeout(self, read: float | None) -> httpx.Timeout:
         return httpx.Timeout(self.connect_timeout, read=read, write=30.0, pool=30.0)
 
+    def _secrets(self) -> frozenset[str]:
+        """Every credential our requests carry: the token, the server's skew token, and the
+        credential headers and cookies of a caller's own httpx client (ours keeps none)."""
+        found: set[str] = set()
+        if self._user_http is not None:
+            found |= credential_values(self._user_http.headers, dict(self._user_http.cookies))
+        if self._token:
+            found.add(self._token)
+        if self._server_token and found:
+            # Without auth anyone who can reach the server reads it from `GET /`: it is
+            # no secret there, and holding stream text back for it would cost latency.
+            found.add(self._server_token)
+        return frozenset(found)
+
     def _redact(self, text: str) -> str:
-        return redact(text, self._token)
+        return redact_all(text, self._secrets())
+
+    def _notebook_or_default(self, notebook: str | None, session_id: str | None) -> str | None:
+        if notebook is None and session_id is None:
+            return self.default_notebook
+        return notebook
+
+    @staticmethod
+    def _check_names(notebook: str | None, session_id: str | None) -> None:
+        ensure_encodable(notebook, what="The notebook path")
+        ensure_encodable(session_id, what="The session id")
+
+    # -- how long to wait, for a notebook of this size ---------------------------------
+
+    def _cells_in_file(self, path: str | None) -> int:
+        """Cells in the notebook file, when this machine has it (a loopback server); else 0."""
+        if not path or not is_loopback_host(httpx.URL(self.base_url).host):
+            return 0
+        try:
+            stat = os.stat(path)
+        except (OSError, ValueError):
+            return 0
+        cached = self._file_cells.get(path)
+        if cached is not None and cached[0] == stat.st_mtime:
+            return cached[1]
+        try:
+            with open(path, "rb") as handle:
+                count = len(_CELL_DECORATOR_RE.findall(handle.read()))
+        except OSError:
+            return 0
+        self._file_cells[path] = (stat.st_mtime, count)
+        return count
+
+    def _attach_wait(self, target: str | None) -> float:
+        """Seconds to wait for a new session: opening grows with the notebook."""
+        return _ATTACH_WAIT + _ATTACH_SECONDS_PER_CELL * self._cells_in_file(target)
+
+    def _page_wait(self, notebook: str | None) -> float:
+        """Seconds for ``GET /``, where the skew token is: a single-notebook server parses
+        the whole notebook to render it (16-22 s for 10,000 cells here)."""
+        return self._attach_wait(notebook or self.default_notebook)
+
+    def _note_overhead(self, session: SessionInfo, elapsed: float) -> None:
+        """Keep the shortest execute seen on a session: marimo's own per-request time.
+
+        Every execute carries it, so the shortest one (a read, the guard's setup) is
+        close to it; on 10,000 cells it is 3-4 s here, on a small notebook 0.06 s.
+        """
+        key = self._guard_key(session)
+        self._overhead[key] = min(self._overhead.get(key, elapsed), elapsed)
+
+    def _probe_wait(self, session: SessionInfo) -> float:
+        """Seconds a trivial request may take on this session before it counts as unanswered.
+
+        marimo does work per cell on every execute, so this grows with the notebook: by
+        its file (a local server) or by what a trivial execute took here last time.
+        """
+        cells = self._cells_in_file(session.path or session.filename)
+        measured = self._overhead.get(self._guard_key(session), 0.0)
+        return self.probe_timeout + max(_EXECUTE_SECONDS_PER_CELL * cells, 3 * measured)
+
+    def _queue_wait(self, timeout: float | None) -> float | None:
+        """How long a request waits for our own earlier ones on the same session.
+
+        At least the client's default execute limit: that bounds what a request ahead of
+        this one may take (a short ``timeout`` is for the caller's code, not the queue).
+        """
+        limit = self._execute_timeout(timeout)
+        if limit is None or self.timeout is None:
+            return None
+        return max(limit, self.timeout) + self.probe_timeout
+
+    def _deadline(self, limit: float | None, *, busy_before: bool) -> _Deadline:
+        """Our code's deadline; it may wait for a run someone started just before it."""
+        patience = max(limit or 0.0, self.timeout or 0.0)
+        return _Deadline(limit, patience=patience, may_wait=not busy_before)
+
+    @staticmethod
+    def _stream_safety(limit: float | None) -> float | None:
+        """A read timeout that only a broken watcher would ever reach."""
+        return None if limit is None else 3 * limit + 2 * DEFAULT_EXECUTE_TIMEOUT
+
+    def _first_look(self, session: SessionInfo) -> float:
+        """Seconds after a timeout before asking what runs: a large notebook makes marimo
+        slower to settle after an interrupt, and looking is costly there too."""
+        return _FIRST_LOOK + 3 * self._overhead.get(self._guard_key(session), 0.0)
+
+    def _slot(self, session: SessionInfo) -> SessionSlot:
+        return slot_for(self.base_url, self._guard_key(session))
+
+    def _kiosk_params(self, session: SessionInfo) -> dict[str, str]:
+        """A read-only viewer of the session: marimo replays each cell's status to it.
+
+        The viewer gets an id of its own and finds the session by its file. marimo
+        keys a session's consumers by connection id: a viewer connecting under the
+        session's own key would replace the person's tab in that table, and on
+        leaving remove it, leaving their tab read-only.
+        """
+        params = {"session_id": f"mpt-view-{uuid.uuid4().hex[:12]}", "kiosk": "true"}
+        if session.path:
+            params["file"] = session.path
+        return params
+
+    @staticmethod
+    def _same_session(session: SessionInfo, sessions: list[SessionInfo]) -> SessionInfo | None:
+        for candidate in sessions:
+            if candidate.key == session.key or (
+                session.stable_id and candidate.stable_id == session.stable_id
+            ):
+                return candidate
+        return None
+
+    @staticmethod
+    def _notebook_name(session: SessionInfo) -> str:
+        return session.path or session.filename or "this notebook"
 
     def _raise_for(self, response_status: int, body: str, what: str) -> None:
         detail = body
@@ -674,12 +865,17 @@ class _ClientCore:
             stdout=BoundedText(self.max_output_chars, what="stdout", hint=hint),
             stderr=BoundedText(self.max_output_chars, what="stderr", hint=hint),
             on_chunk=on_chunk,
-            token=self._token,
+            secrets=self._secrets(),
             max_output_chars=self.max_output_chars,
         )
 
     def _execute_timeout(self, timeout: float | None) -> float | None:
         return self.timeout if timeout is None else timeout
+
+    def _setup_wait(self, session: SessionInfo, limit: float | None) -> float:
+        """The one-time setup request may take what the caller's request may (at least a
+        probe's wait): on a large notebook marimo's own per-request work is seconds."""
+        return max(self._probe_wait(session), limit or 0.0)
 
     @staticmethod
     def _parse_status(response: httpx.Response) -> str:
@@ -689,15 +885,19 @@ class _ClientCore:
                 return str(body["state"])
         return "unknown"
 
-    @staticmethod
-    def _busy_error(session: SessionInfo) -> errors.KernelBusyError:
-        return errors.KernelBusyError(
-            f"The kernel of {session.path or session.filename or 'this notebook'} is already "
-            "running other work (a cell someone started in the browser, or another agent's "
-            "code), so nothing was sent. Our code would queue behind that run, and if it then "
-            "timed out, the disconnect would interrupt that run too. Wait and retry, ask the "
-            "person, or pass interrupt_others=True to accept that risk."
-        )
+    def _busy_error(
+        self, session: SessionInfo, activity: KernelActivity | None, slot: SessionSlot | None
+    ) -> errors.KernelBusyError:
+        """The kernel was busy before we sent anything; ``activity`` says whose work it is."""
+        ours = slot.wedged_since if slot is not None else None
+        return _diagnosis.busy_error(self._notebook_name(session), activity, ours_since=ours)
+
+    def _dead_error(self, session: SessionInfo, *, sent: bool) -> errors.KernelDeadError:
+        return _diagnosis.dead_error(self._notebook_name(session), sent=sent)
+
+    def _queue_error(self, session: SessionInfo, slot: SessionSlot) -> errors.KernelBusyError:
+        held = time.monotonic() - slot.held_since if slot.held_since else 0.0
+        return _diagnosis.queue_timeout_error(self._notebook_name(session), slot.holder, held)
 
     def _stream_ended_error(self, session: SessionInfo) -> ServerUnavailableError:
         name = session.path or session.filename or "the notebook"
@@ -710,42 +910,72 @@ class _ClientCore:
     def _not_sent_error(session: SessionInfo, exc: MarimoPairError) -> MarimoPairError:
         """The one-time setup request before the caller's code failed: their code never ran."""
         name = session.path or session.filename or "this notebook"
-        if isinstance(exc, errors.ExecuteTimeoutError):
+        if isinstance(exc, (errors.ExecuteTimeoutError, errors.KernelBusyError)):
             return errors.KernelBusyError(
                 f"The kernel of {name} did not answer a trivial request, so your code was not "
                 "sent. It is busy with a long run or wedged: wait and retry, interrupt it, or "
-                "restart it (that loses its variables)."
+                "restart it (that loses its variables).",
+                cause=getattr(exc, "cause", None) or "busy_unknown",
             )
+        if isinstance(exc, errors.KernelDeadError):
+            return exc
         return ServerUnavailableError(
             f"The server stopped answering before your code was sent (your code did not run): {exc}"
         )
 
-    @staticmethod
-    def _timeout_error(
-        timeout: float, responsive: bool | None, *, busy_before: bool
-    ) -> errors.ExecuteTimeoutError:
-        if responsive is None:
-            after = ""
-        elif responsive:
-            after = " The kernel answers again."
-        else:
-            after = (
-                " The kernel did not answer afterwards: it is wedged (code that swallows "
-                "KeyboardInterrupt, or a blocking call). Only a restart frees it (the "
-                "browser's restart, or `MarimoClient.restart`), and that loses its variables: "
-                "tell the person before anyone restarts."
-            )
-        others = (
-            " The kernel was already running other work when this code was sent "
-            "(interrupt_others=True): the interrupt hit that run too, which may have been "
-            "a person's cell. Tell them."
-            if busy_before
-            else ""
-        )
+    def _internal_timeout(self, limit: float) -> errors.ExecuteTimeoutError:
+        """A probe or setup request of ours timed out (its caller says what that means)."""
         return errors.ExecuteTimeoutError(
-            f"Execution passed its {timeout:g} s limit; marimo interrupted the kernel. The code "
-            f"may have partly run: inspect state before retrying.{others}{after}",
-            kernel_responsive=responsive,
+            f"An internal request passed its {limit:g} s limit.", kernel_responsive=None
+        )
+
+    def _after_timeout_error(
+        self,
+        limit: float,
+        found: str,
+        activity: KernelActivity | None,
+        *,
+        busy_before: bool,
+        waited: float,
+        session: SessionInfo,
+        deadline: _Deadline | None = None,
+    ) -> MarimoPairError:
+        """Name what the kernel does after our code passed its limit (see `_diagnose`)."""
+        if found == "down":
+            return _diagnosis.server_down_after_timeout(limit, self.base_url)
+        if found == "stopped":
+            return self._dead_error(session, sent=True)
+        cause: Cause
+        if found == "answers":
+            cause = "kernel_answers"
+        elif found == "wedged":
+            cause = "busy_ours"
+        elif activity is not None and activity.cells:
+            cause = "busy_person"
+        elif activity is not None and activity.scratchpad:
+            cause = "busy_scratchpad"
+        else:
+            cause = "busy_unknown"
+        return _diagnosis.timeout_error(
+            limit,
+            cause,
+            busy_before=busy_before,
+            activity=activity,
+            waited=waited,
+            waited_for_others=deadline.waited_for_others if deadline is not None else 0.0,
+            hit=deadline.hit if deadline is not None else None,
+        )
+
+    def _stream_cut_error(self, session: SessionInfo, found: str, stderr: str) -> MarimoPairError:
+        if found == "stopped":
+            return self._dead_error(session, sent=True)
+        cause: Cause | None = None
+        if found == "down":
+            cause = "server_down"
+        elif found == "answers":
+            cause = "kernel_answers"
+        return _diagnosis.stream_cut_error(
+            cause, self.base_url, self._notebook_name(session), _tail_hint(stderr)
         )
 
     @staticmethod
@@ -847,8 +1077,9 @@ class MarimoClient(_ClientCore):
             root=root,
         )
         self._owns_http = http_client is None
+        self._user_http = http_client
         self._http = http_client or httpx.Client(
-            transport=transport, timeout=self._httpx_timeout(30.0)
+            transport=transport, timeout=self._httpx_timeout(30.0), cookies=_no_cookies()
         )
         self._attachments: list[_SyncAttachment] = []
 
@@ -899,18 +1130,30 @@ class MarimoClient(_ClientCore):
             self._raise_for(response.status_code, response.text, what)
         return response
 
-    def _fetch_server_token(self, *, refresh: bool = False) -> str:
+    def _fetch_server_token(self, *, refresh: bool = False, notebook: str | None = None) -> str:
         if self._server_token is None or refresh:
-            html = self._get("/", "read the server token", headers={"Accept": "text/html"}).text
+            html = self._get(
+                "/",
+                "read the server token",
+                headers={"Accept": "text/html"},
+                timeout=self._page_wait(notebook),
+            ).text
             self._server_token = self._parse_server_token(html)
         return self._server_token
 
     def _post_control(
-        self, path: str, what: str, session: SessionInfo | None, body: Any = None
+        self,
+        path: str,
+        what: str,
+        session: SessionInfo | None,
+        body: Any = None,
+        *,
+        notebook: str | None = None,
     ) -> httpx.Response:
         """POST to a control endpoint with the skew-protection token (re-fetched once)."""
+        notebook = notebook or (session.path if session is not None else None)
         for attempt in range(2):
-            token = self._fetch_server_token(refresh=attempt > 0)
+            token = self._fetch_server_token(refresh=attempt > 0, notebook=notebook)
             try:
                 response = self._http.post(
                     self.base_url + path,
@@ -978,6 +1221,8 @@ class MarimoClient(_ClientCore):
         self, notebook: str | None = None, *, session_id: str | None = None, refresh: bool = False
     ) -> SessionInfo:
         """The session for a notebook file (or id, or the only one open); cached."""
+        self._check_names(notebook, session_id)
+        notebook = self._notebook_or_default(notebook, session_id)
         cache_key = (notebook, session_id)
         if not refresh and cache_key in self._sessions_cache:
             return self._sessions_cache[cache_key]
@@ -997,6 +1242,11 @@ class MarimoClient(_ClientCore):
     ) -> ExecuteResult:
         """Run code in the notebook's scratchpad and wait for it to finish.
 
+        Requests of this process to one session run one at a time (parallel tool
+        calls queue here instead of finding each other busy). While the code runs,
+        the kernel's status is watched, so a kernel process that dies is reported
+        at once rather than at the timeout.
+
         Args:
             code: Python source; top-level ``await`` works.
             notebook: the notebook file (absolute, relative, or as the server lists it).
@@ -1008,21 +1258,44 @@ class MarimoClient(_ClientCore):
                 (a person's cell); a timeout would then interrupt that work too.
 
         Raises:
+            UnencodableTextError: the code holds a lone surrogate; nothing was sent.
             KernelBusyError: the kernel was running other work; nothing was sent.
-            ExecuteTimeoutError: the deadline passed (the code may have partly run).
+            KernelDeadError: marimo reports the kernel process stopped.
+            ExecuteTimeoutError: the deadline passed (the code may have partly run);
+                ``cause`` says what the kernel does now.
             OutcomeUnknownError: the stream ended before ``done``; never retry blindly.
             SessionNotFoundError, AmbiguousSessionError: the notebook has no single session.
         """
+        ensure_encodable(code, what="The code")
         session = self._given(notebook, session_id) or self.resolve_session(
             notebook, session_id=session_id
         )
         try:
-            return self._execute_checked(session, code, timeout, on_chunk, interrupt_others)
+            return self._execute_queued(session, code, timeout, on_chunk, interrupt_others)
         except SessionNotFoundError:
             # The key went stale (a browser reconnected). The server rejected the request
             # before the code reached the kernel, so one retry after re-resolving is safe.
             session = self.resolve_session(notebook, session_id=session_id, refresh=True)
-            return self._execute_checked(session, code, timeout, on_chunk, interrupt_others)
+            return self._execute_queued(session, code, timeout, on_chunk, interrupt_others)
+
+    def _execute_queued(
+        self,
+        session: SessionInfo,
+        code: str,
+        timeout: float | None,
+        on_chunk: ChunkCallback | None,
+        interrupt_others: bool,
+    ) -> ExecuteResult:
+        """Wait for our own earlier requests to this session, then check and send."""
+        slot = self._slot(session)
+        if not slot.acquire(self._queue_wait(timeout), "execute"):
+            raise self._queue_error(session, slot)
+        try:
+            return self._execute_checked(
+                session, code, timeout, on_chunk, interrupt_others, slot=slot
+            )
+        finally:
+            slot.release()
 
     def _execute_checked(
         self,
@@ -1031,27 +1304,103 @@ class MarimoClient(_ClientCore):
         timeout: float | None,
         on_chunk: ChunkCallback | None,
         interrupt_others: bool,
+        *,
+        slot: SessionSlot | None = None,
     ) -> ExecuteResult:
-        busy = self._kernel_state(session) == "running"
-        if busy and not interrupt_others:
-            raise self._busy_error(session)
+        busy = self._precheck(session, slot, interrupt_others=interrupt_others)
         sent = self._ensure_input_guard(session, timeout, code)
-        result = self._execute_on(session, sent, timeout, on_chunk, busy_before=busy)
+        result = self._execute_on(session, sent, timeout, on_chunk, busy_before=busy, slot=slot)
         if sent != code:
             self._guarded.add(self._guard_key(session))
         return result
 
-    def _kernel_state(self, session: SessionInfo) -> str:
+    def _precheck(
+        self, session: SessionInfo, slot: SessionSlot | None, *, interrupt_others: bool
+    ) -> bool:
+        """Refuse to send to a dead kernel or one busy with other work; True when busy."""
+        state = self._kernel_state(session)
+        if state == "stopped":
+            raise self._dead_error(session, sent=False)
+        if state != "running":
+            if slot is not None:
+                slot.wedged_since = None
+            return False
+        if interrupt_others:
+            return True
+        activity = self._activity(session)
+        if (
+            activity is not None
+            and not (activity.cells or activity.scratchpad)
+            and self._kernel_state(session) == "idle"
+        ):
+            return False  # the run ended while we looked: nothing to wait for
+        raise self._busy_error(session, activity, slot)
+
+    def _kernel_state(self, session: SessionInfo, timeout: float | None = None) -> str:
         """``running``, ``idle``, ``stopped``, or ``unknown`` (a server without the endpoint)."""
         try:
             response = self._get(
-                "/api/kernel/status", "kernel status", headers={SESSION_HEADER: session.key}
+                "/api/kernel/status",
+                "kernel status",
+                headers={SESSION_HEADER: session.key},
+                timeout=timeout if timeout is not None else self._probe_wait(session),
             )
         except ServerError as exc:
             if exc.status_code in {404, 405}:
                 return "unknown"
             raise
         return self._parse_status(response)
+
+    def _activity(self, session: SessionInfo) -> KernelActivity | None:
+        """What the kernel runs, from a read-only (kiosk) replay of the session's cells.
+
+        marimo sends the replay as one burst once it has built it (seconds for 10,000
+        cells), so the first chunk may take the probe wait and a pause of `_KIOSK_GAP`
+        afterwards ends it. ``None`` when marimo did not replay (an older server, a
+        refused viewer).
+        """
+        reader = ReplayReader()
+        first = self._probe_wait(session)
+        try:
+            with self._http.stream(
+                "GET",
+                self.base_url + "/sse",
+                params=self._kiosk_params(session),
+                headers={**self._headers(), "Accept": "text/event-stream"},
+                timeout=self._httpx_timeout(first + _KIOSK_CAP),
+            ) as response:
+                if response.status_code >= 400:
+                    return None
+                chunks: queue.Queue[str | None] = queue.Queue()
+
+                def pump() -> None:
+                    try:
+                        for text in response.iter_text():
+                            chunks.put(text)
+                    except (httpx.HTTPError, RuntimeError):
+                        pass  # we shut the stream down, or it broke: what came counts
+                    finally:
+                        chunks.put(None)
+
+                reader_thread = threading.Thread(target=pump, name="marimo-pair-view", daemon=True)
+                reader_thread.start()
+                deadline = time.monotonic() + first + _KIOSK_CAP
+                wait = first
+                while not reader.closed and time.monotonic() < deadline:
+                    try:
+                        text = chunks.get(timeout=wait)
+                    except queue.Empty:
+                        break  # the burst is over
+                    if text is None:
+                        break
+                    reader.feed(text)
+                    wait = _KIOSK_GAP
+                _shutdown(response)
+                reader_thread.join(timeout=1)
+        except httpx.HTTPError as exc:
+            logger.debug("kiosk view failed: %r", exc)
+            return None
+        return reader.activity()
 
     def _ensure_input_guard(self, session: SessionInfo, timeout: float | None, code: str) -> str:
         """The code to send: behind the guard's installer when this kernel may lack it.
@@ -1066,10 +1415,10 @@ class MarimoClient(_ClientCore):
         if folded is not None:
             return folded
         limit = self._execute_timeout(timeout)
-        wait = self.probe_timeout if limit is None else min(limit, self.probe_timeout)
+        wait = self._setup_wait(session, limit)
         try:
             result = self._execute_on(session, _INPUT_GUARD_PROGRAM, wait, None, internal=True)
-        except (errors.ExecuteTimeoutError, OutcomeUnknownError) as exc:
+        except (errors.ExecuteTimeoutError, OutcomeUnknownError, errors.KernelDeadError) as exc:
             raise self._not_sent_error(session, exc) from None
         if not result.success:
             logger.debug("input() guard not installed: %s", result.stderr[-300:])
@@ -1085,30 +1434,34 @@ class MarimoClient(_ClientCore):
         *,
         busy_before: bool = False,
         internal: bool = False,
+        slot: SessionSlot | None = None,
     ) -> ExecuteResult:
         limit = self._execute_timeout(timeout)
         state = self._state(on_chunk)
         started = time.monotonic()
         timed_out = False
+        deadline = self._deadline(limit, busy_before=busy_before)
+        # Internal requests (probes, setup) are short and time out by the read timeout;
+        # the caller's code is watched, and its deadline kept, by a thread.
+        watch = None if internal else _StatusWatch(self, session, deadline)
+        read_timeout = limit if watch is None else self._stream_safety(limit)
         try:
             with self._http.stream(
                 "POST",
                 self.base_url + "/api/kernel/execute",
                 json={"code": code},
                 headers=self._execute_headers(session),
-                timeout=self._httpx_timeout(limit),
+                timeout=self._httpx_timeout(read_timeout),
             ) as response:
                 if response.status_code >= 400:
                     self._raise_for(
                         response.status_code, response.read().decode(errors="replace"), "execute"
                     )
+                if watch is not None:
+                    watch.start(response)
                 for text in response.iter_text():
                     state.feed(text)
-                    if (
-                        limit is not None
-                        and time.monotonic() - started > limit
-                        and state.done is None
-                    ):
+                    if watch is None and deadline.passed() and state.done is None:
                         timed_out = True
                         break
         except httpx.ReadTimeout:
@@ -1117,34 +1470,153 @@ class MarimoClient(_ClientCore):
             # Nothing reached the server: safe to report as unavailable.
             raise self._transport_error(exc, "execute") from None
         except httpx.TransportError as exc:
-            logger.debug("execute stream broke: %r", exc)
+            logger.debug("execute stream broke: %s", self._redact(repr(exc)))
+        finally:
+            if watch is not None:
+                watch.stop()
+        elapsed = time.monotonic() - started
+        if watch is not None and watch.dead:
+            raise self._dead_error(session, sent=True)
+        if watch is not None and watch.timed_out and state.done is None:
+            timed_out = True
         if timed_out and limit is not None:
-            # An internal request (a probe) must not probe again: that recursion never ends
-            # on a wedged kernel.
-            responsive = None if internal else self._kernel_answers(session)
-            raise self._timeout_error(limit, responsive, busy_before=busy_before)
-        return state.result(time.monotonic() - started)
+            if internal:
+                # A probe must not probe again: that recursion never ends on a wedged kernel.
+                raise self._internal_timeout(limit)
+            raise self._diagnose_timeout(
+                session, limit, busy_before=busy_before, slot=slot, deadline=deadline
+            )
+        if state.done is None and not internal:
+            state.flush()
+            found, _ = self._settle(session, self._probe_wait(session))
+            raise self._stream_cut_error(session, found, state.stderr.getvalue())
+        result = state.result(elapsed)
+        self._note_overhead(session, elapsed)
+        return result
+
+    def _settle(self, session: SessionInfo, wait: float) -> tuple[str, float]:
+        """Watch the status until the kernel is idle, stopped or gone, or ``wait`` passes.
+
+        Returns ``("answers" | "stopped" | "down" | "running", seconds waited)``. Idle
+        counts once seen on consecutive reads: between our interrupted code and a run
+        queued behind it the status reads idle for a moment. Nothing is sent to the
+        kernel to confirm it: a probe would queue behind that run, and its own timeout
+        would interrupt it (this killed a person's queued cell in testing).
+        """
+        started = time.monotonic()
+        idle_seen = 0
+        while True:
+            try:
+                state = self._kernel_state(session, timeout=self._probe_wait(session))
+            except ServerUnavailableError:
+                return "down", time.monotonic() - started
+            except SessionNotFoundError:
+                # A browser that reconnected renamed the key; a closed session is gone.
+                fresh = self._refreshed(session)
+                if fresh is None:
+                    return "stopped", time.monotonic() - started
+                session = fresh
+                continue
+            if state == "stopped":
+                return "stopped", time.monotonic() - started
+            if state == "unknown":  # a server without the status endpoint: ask the kernel
+                answers = self._kernel_answers(session, self._probe_wait(session))
+                return ("answers" if answers else "running"), time.monotonic() - started
+            idle_seen = idle_seen + 1 if state == "idle" else 0
+            if idle_seen >= _IDLE_CONFIRMATIONS:
+                return "answers", time.monotonic() - started
+            if not idle_seen and time.monotonic() - started >= wait:
+                return "running", time.monotonic() - started
+            time.sleep(_SETTLE_POLL)
+
+    def _refreshed(self, session: SessionInfo) -> SessionInfo | None:
+        """The same session under its current key (keys change on reconnect), or None."""
+        try:
+            sessions = self.sessions()
+        except MarimoPairError:
+            return None
+        return self._same_session(session, sessions)
+
+    def _diagnose_timeout(
+        self,
+        session: SessionInfo,
+        limit: float,
+        *,
+        busy_before: bool,
+        slot: SessionSlot | None,
+        deadline: _Deadline | None = None,
+    ) -> MarimoPairError:
+        """Our code passed its limit (marimo interrupted it): find out what the kernel does.
+
+        A person's cells that run after ours are named at once and never interrupted.
+        If scratchpad code still runs, that is ours (our requests queue per session):
+        once marimo's interrupt had its wait, interrupting it once more harms nobody,
+        and tells a slow-to-stop run from a wedged one.
+        """
+        wait = self._probe_wait(session)
+        found, waited = self._settle(session, min(wait, self._first_look(session)))
+        activity = None
+        if found == "running":
+            activity = self._activity(session)
+            theirs = activity is not None and activity.cells and not activity.scratchpad
+            if not theirs:  # their cells are named at once and never interrupted
+                # Our code, or something unidentified: marimo's interrupt gets its full wait.
+                found, more = self._settle(session, max(wait - waited, 0.0))
+                waited += more
+                if found == "running" and activity is not None and activity.scratchpad:
+                    with contextlib.suppress(MarimoPairError):
+                        self._post_control("/api/kernel/interrupt", "interrupt", session)
+                    # An interrupt that works, works within a moment.
+                    found, more = self._settle(session, min(wait, _SECOND_INTERRUPT_WAIT))
+                    waited += more
+                    if found == "running" and activity.cells:
+                        activity = self._activity(session)  # ours, or their cells now?
+                    if found == "running" and (activity is None or activity.scratchpad):
+                        found = "wedged"
+                        if slot is not None:
+                            slot.wedged_since = time.time()
+        return self._after_timeout_error(
+            limit,
+            found,
+            activity,
+            busy_before=busy_before,
+            waited=waited,
+            session=session,
+            deadline=deadline,
+        )
 
     def _kernel_answers(self, session: SessionInfo, wait: float | None = None) -> bool:
-        """Does a trivial execute complete within ``wait`` (default ``probe_timeout``) s?"""
+        """Does a trivial execute complete within ``wait`` (default: the probe wait) s?"""
         try:
             return self._execute_on(
-                session, "None", wait or self.probe_timeout, None, internal=True
+                session, "None", wait or self._probe_wait(session), None, internal=True
             ).success
         except (errors.ExecuteTimeoutError, OutcomeUnknownError, ServerUnavailableError):
             return False
 
-    def ping(self, notebook: str | None = None, *, wait: float = _PROBE_TIMEOUT) -> None:
-        """Raise `KernelBusyError` unless a trivial execute finishes within ``wait`` s."""
+    def ping(self, notebook: str | None = None, *, wait: float | None = None) -> None:
+        """Raise unless the kernel answers a trivial execute within ``wait`` s.
+
+        Raises:
+            KernelBusyError: busy with other work (nothing is sent then) or not answering.
+            KernelDeadError: marimo reports the kernel process stopped.
+        """
         session = self.resolve_session(notebook)
-        # A probe that times out disconnects, which would interrupt a person's running cell.
-        if self._kernel_state(session) == "running":
-            raise self._busy_error(session)
-        if not self._kernel_answers(session, wait):
-            raise errors.KernelBusyError(
-                f"The kernel did not answer within {wait:g} s: it is busy running a cell or "
-                "wedged. Interrupt it, or restart it (loses variables)."
-            )
+        slot = self._slot(session)
+        if not slot.acquire(self._queue_wait(None), "ping"):
+            raise self._queue_error(session, slot)
+        try:
+            # A probe that times out disconnects, which would interrupt a person's running cell.
+            self._precheck(session, slot, interrupt_others=False)
+            limit = wait if wait is not None else self._probe_wait(session)
+            if not self._kernel_answers(session, limit):
+                raise errors.KernelBusyError(
+                    f"The kernel did not answer within {limit:g} s: it is busy running a cell "
+                    "or wedged. Interrupt it, or restart it (loses variables).",
+                    cause="busy_unknown",
+                )
+        finally:
+            slot.release()
 
     def _control(
         self, path: str, what: str, notebook: str | None, session_id: str | None
@@ -1162,17 +1634,32 @@ class MarimoClient(_ClientCore):
         """Interrupt whatever the notebook's kernel runs (like the browser's stop button).
 
         This stops a person's running cell as well as ours. Code that swallows
-        ``KeyboardInterrupt`` ignores it; only `restart` frees such a kernel.
+        ``KeyboardInterrupt`` ignores it; only `restart` frees such a kernel. An idle
+        kernel is left alone: there is nothing to stop, and marimo 0.25.2 passes the
+        signal to a kernel that is still starting, which kills it.
+
+        Raises:
+            KernelDeadError: marimo reports the kernel process stopped.
         """
+        session = self.resolve_session(notebook, session_id=session_id)
+        state = self._kernel_state(session)
+        if state == "stopped":
+            raise self._dead_error(session, sent=False)
+        if state == "idle":
+            return
         self._control("/api/kernel/interrupt", "interrupt", notebook, session_id)
 
     def restart(
-        self, notebook: str | None = None, *, session_id: str | None = None, wait: float = 30.0
+        self,
+        notebook: str | None = None,
+        *,
+        session_id: str | None = None,
+        wait: float | None = None,
     ) -> RestartResult:
         """Restart the notebook's kernel: a fresh process, every variable lost.
 
-        First lists the old kernel's public variables (when it answers within
-        ``probe_timeout``), so the result can say what was lost. marimo closes the
+        First lists the old kernel's public variables (when it is idle and answers
+        within the probe wait), so the result can say what was lost. marimo closes the
         session. A headless session this client attached is re-attached (within
         ``wait`` s); one it opened and let go (`release`) is reopened and let go again,
         unless a person took it meanwhile. A browser tab does not reconnect by itself (it shows "kernel
@@ -1189,6 +1676,7 @@ class MarimoClient(_ClientCore):
         before = self._list_variables(session)
         session = self._control("/api/kernel/restart_session", "restart", notebook, session_id)
         self._forget(session)
+        self._slot(session).wedged_since = None
         ours = [a for a in self._attachments if a.key == session.key]
         new: SessionInfo | None = None
         if ours:
@@ -1202,16 +1690,28 @@ class MarimoClient(_ClientCore):
             new = self.attach(self._released.pop(session.key), wait=wait)
             self.release(new)
         else:
-            new = self._wait_for_session(session, min(wait, 1.0))
+            new = self._wait_for_session(session, min(wait or 1.0, 1.0))
         after = self._list_variables(new) if new is not None else None
         return self._restart_result(session, before, after, new)
 
     def _list_variables(self, session: SessionInfo) -> list[str] | None:
+        """The kernel's public variables, or ``None`` when it is busy, dead or silent.
+
+        Only an idle kernel is asked: a probe into a busy one would queue, and its
+        timeout would interrupt whatever runs.
+        """
         try:
+            if self._kernel_state(session) not in {"idle", "unknown"}:
+                return None
             result = self._execute_on(
-                session, _VARIABLES_PROGRAM, self.probe_timeout, None, internal=True
+                session, _VARIABLES_PROGRAM, self._probe_wait(session), None, internal=True
             )
-        except (errors.ExecuteTimeoutError, OutcomeUnknownError, ServerUnavailableError):
+        except (
+            errors.ExecuteTimeoutError,
+            OutcomeUnknownError,
+            ServerUnavailableError,
+            ServerError,
+        ):
             return None
         return self._parse_variables(result)
 
@@ -1225,7 +1725,7 @@ class MarimoClient(_ClientCore):
             time.sleep(0.1)
         return None
 
-    def _scope(self) -> _Scope | None:
+    def _scope(self, notebook: str | None = None) -> _Scope | None:
         if self._scope_cache is None:
             try:
                 response = self._post_control(
@@ -1233,6 +1733,7 @@ class MarimoClient(_ClientCore):
                     "read the served directory",
                     None,
                     {"includeMarkdown": False},
+                    notebook=notebook,
                 )
             except ServerError as exc:
                 logger.debug("server does not report its directory: %s", exc)
@@ -1240,7 +1741,7 @@ class MarimoClient(_ClientCore):
             self._scope_cache = self._parse_scope(response.json())
         return self._scope_cache
 
-    def attach(self, notebook: str | None = None, *, wait: float = 30.0) -> SessionInfo:
+    def attach(self, notebook: str | None = None, *, wait: float | None = None) -> SessionInfo:
         """Make sure the notebook has a session, opening one headless if needed.
 
         When the notebook already has a session (a person's browser tab, or an
@@ -1253,7 +1754,10 @@ class MarimoClient(_ClientCore):
                 single-notebook server. It must lie inside what the server serves
                 (and inside the client's ``root``); this is checked before
                 anything is sent.
-            wait: seconds to wait for the session to appear.
+            wait: seconds to wait for the session to appear; by default 30 s plus an
+                allowance per cell of the notebook file (marimo parses the whole
+                notebook first: 10,000 cells took 17 s here). Time the server is too
+                busy opening it to answer at all is not counted (up to 15 minutes).
 
         The session is released (its stream closed) when the client closes; marimo
         keeps an edit session alive after that unless started with ``--session-ttl``.
@@ -1262,29 +1766,35 @@ class MarimoClient(_ClientCore):
             ConfigurationError: ``notebook`` is outside what the server serves.
             ReadOnlyServerError: the server is a `marimo run` app server.
         """
+        self._check_names(notebook, None)
+        notebook = self._notebook_or_default(notebook, None)
         if notebook is not None:
-            target: str | None = self._check_scope(notebook, self._scope())
+            target: str | None = self._check_scope(notebook, self._scope(notebook))
         else:
             target = None
         existing = self._existing_session(notebook, target)
         if existing is not None:
             return existing
+        if wait is None:
+            wait = self._attach_wait(target)
         key = f"mpt-{uuid.uuid4().hex[:12]}"
         params = {"session_id": key}
         if target is not None:
             params["file"] = target  # the path that passed the check, not a re-interpretation
         attachment = _SyncAttachment(self, params, key=key, notebook=notebook)
         self._attachments.append(attachment)
-        deadline = time.monotonic() + wait
+        started = time.monotonic()
+        deadline = started + wait
         while True:
             attachment.raise_if_failed()
-            try:
-                listed = self.sessions()
-            except ServerUnavailableError:
-                # marimo may not answer while it starts the session's kernel, which on a
-                # loaded machine outlasts one listing's timeout: poll until `wait`.
-                listed = []
-            found = [s for s in listed if s.key == key]
+            polled = time.monotonic()
+            sessions = self._poll_sessions(_ATTACH_POLL)
+            if sessions is None:
+                # While marimo opens the notebook its event loop does not answer at all
+                # (17 s for 10,000 cells here): that time is not counted against `wait`.
+                deadline = min(deadline + time.monotonic() - polled, started + _ATTACH_CAP)
+                sessions = []
+            found = [s for s in sessions if s.key == key]
             if found:
                 session = found[0]
                 self._sessions_cache[(notebook, None)] = session
@@ -1362,6 +1872,22 @@ class MarimoClient(_ClientCore):
             self._attachments.remove(attachment)
             self._released[session.key] = attachment.notebook
 
+    def _poll_sessions(self, timeout: float) -> list[SessionInfo] | None:
+        """The open sessions; ``None`` when the server is too busy to answer in ``timeout``."""
+        try:
+            response = self._http.get(
+                self.base_url + "/api/sessions",
+                headers=self._headers(),
+                timeout=self._httpx_timeout(timeout),
+            )
+        except httpx.TimeoutException:
+            return None
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc, "list sessions") from None
+        if response.status_code >= 400:
+            self._raise_for(response.status_code, response.text, "list sessions")
+        return self._parse_sessions(response.json())
+
 
 class _CompletedRuns:
     """Counts marimo's ``completed-run`` messages on a session stream we hold.
@@ -1400,6 +1926,149 @@ class _CompletedRuns:
         with self._changed:
             self._changed.wait_for(lambda: self.count > seen or self.ended, timeout)
             return self.count > seen
+
+
+class _Deadline:
+    """When our code's time is up, with one exception: someone else's run ahead of it.
+
+    A person may start a cell between our busy check and our request: marimo then
+    runs their cell first and ours waits. At our deadline a disconnect would interrupt
+    *their* run. So when, at the deadline, only other cells run and our scratchpad
+    code has not started, the wait goes on (up to ``patience`` seconds), and once our
+    code starts it gets its full limit. If their run outlasts the patience, the
+    timeout goes ahead and the error says whose run it stopped.
+    """
+
+    def __init__(self, limit: float | None, *, patience: float, may_wait: bool) -> None:
+        now = time.monotonic()
+        self.limit = limit
+        self.ends = None if limit is None else now + limit
+        self._give_up = None if limit is None else now + limit + patience
+        self._may_wait = may_wait
+        self._queued_since: float | None = None
+        self.waited_for_others = 0.0
+        self.hit: KernelActivity | None = None
+
+    def remaining(self) -> float | None:
+        return None if self.ends is None else max(self.ends - time.monotonic(), 0.0)
+
+    def passed(self) -> bool:
+        return self.ends is not None and time.monotonic() >= self.ends
+
+    def keep_waiting(self, activity: KernelActivity | None) -> bool:
+        """At the deadline, with what the kernel runs: True moves the deadline on."""
+        now = time.monotonic()
+        if self.limit is None or self._give_up is None or activity is None:
+            return False
+        if activity.scratchpad:
+            if self._queued_since is None:
+                return False  # our code has had its time
+            # Their run is over and ours has started: it gets its full limit, once.
+            self.waited_for_others += now - self._queued_since
+            self._queued_since, self._may_wait = None, False
+            self.ends = now + self.limit
+            return True
+        if not self._may_wait:
+            return False
+        if now >= self._give_up:
+            if activity.cells:
+                self.hit = activity
+                self.waited_for_others += now - (self._queued_since or now)
+            return False
+        if activity.cells and self._queued_since is None:
+            self._queued_since = now
+        self.ends = min(now + _RELOOK, self._give_up)  # nothing yet, or their cells: look again
+        return True
+
+
+class _StatusWatch:
+    """Reads the kernel's status while our code streams; ends the stream if it stopped.
+
+    A kernel process that dies mid-execute leaves marimo's stream open with nothing
+    more to send: without this, the caller would learn of it only at the timeout.
+    """
+
+    def __init__(self, client: MarimoClient, session: SessionInfo, deadline: _Deadline) -> None:
+        self._client = client
+        self._session = session
+        self._deadline = deadline
+        self._stop = threading.Event()
+        self._response: httpx.Response | None = None
+        self._thread: threading.Thread | None = None
+        self.dead = False
+        self.timed_out = False
+
+    def start(self, response: httpx.Response) -> None:
+        self._response = response
+        self._thread = threading.Thread(target=self._run, name="marimo-pair-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(_wait_step(self._deadline)):
+            if self._deadline.passed() and not self._keep_waiting():
+                self.timed_out = True
+                self._end()
+                return
+            try:
+                state = self._client._kernel_state(self._session)
+            except SessionNotFoundError:  # a reconnecting browser renamed the key
+                self._session = self._client._refreshed(self._session) or self._session
+                continue
+            except (MarimoPairError, httpx.HTTPError, RuntimeError):
+                continue  # a server that stopped answering breaks the stream itself
+            if state == "stopped" and not self._stop.is_set():
+                self.dead = True
+                self._end()
+                return
+
+    def _keep_waiting(self) -> bool:
+        try:
+            activity = self._client._activity(self._session)
+        except (MarimoPairError, httpx.HTTPError, RuntimeError):
+            activity = None
+        return self._deadline.keep_waiting(activity)
+
+    def _end(self) -> None:
+        if self._response is not None and not self._stop.is_set():
+            _shutdown(self._response)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            # Not joined for long: a status read in flight ends by its own timeout, and
+            # the caller should not wait for it.
+            self._thread.join(timeout=0.05)
+
+
+def _wait_step(deadline: _Deadline) -> float:
+    """Sleep until the next status read, or the deadline if that comes first."""
+    remaining = deadline.remaining()
+    return _WATCH_INTERVAL if remaining is None else min(_WATCH_INTERVAL, remaining)
+
+
+def _shutdown(response: httpx.Response) -> None:
+    """Wake a thread blocked reading ``response``: shut its socket down."""
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+class _RefuseCookies(http.cookiejar.DefaultCookiePolicy):
+    """Keep no cookie a server sets.
+
+    marimo answers a valid token with a session cookie that authenticates on its
+    own. The client sends its token on every request and needs no cookie; kept,
+    the cookie would ride along on each execute, where kernel code can read it.
+    """
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+
+def _no_cookies() -> http.cookiejar.CookieJar:
+    return http.cookiejar.CookieJar(policy=_RefuseCookies())
 
 
 class _SyncAttachment:
@@ -1476,11 +2145,7 @@ class _SyncAttachment:
             # The reader thread blocks in recv(); closing the response from this thread
             # does not wake it (teardown took 5 s per session). Shutting the socket down
             # does: recv returns at once and the thread ends.
-            stream = response.extensions.get("network_stream")
-            sock = stream.get_extra_info("socket") if stream is not None else None
-            if isinstance(sock, socket.socket):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+            _shutdown(response)
             with contextlib.suppress(httpx.HTTPError, RuntimeError):
                 response.close()
         self._thread.join(timeout=5)
@@ -1524,6 +2189,7 @@ class AsyncMarimoClient(_ClientCore):
             root=root,
         )
         self._owns_http = http_client is None
+        self._user_http = http_client
         self._transport = transport
         self._pool = http_client or self._new_pool()
         self._pool_loop: asyncio.AbstractEventLoop | None = None
@@ -1533,7 +2199,9 @@ class AsyncMarimoClient(_ClientCore):
         self._runs: dict[str, _CompletedRuns] = {}
 
     def _new_pool(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=self._transport, timeout=self._httpx_timeout(30.0))
+        return httpx.AsyncClient(
+            transport=self._transport, timeout=self._httpx_timeout(30.0), cookies=_no_cookies()
+        )
 
     async def _http(self) -> httpx.AsyncClient:
         """The connection pool, for the event loop that runs now.
@@ -1573,10 +2241,12 @@ class AsyncMarimoClient(_ClientCore):
         """Release headless sessions and the connection pool."""
         http = await self._http()  # forgets what belonged to an earlier loop
         for task in self._attachments:
-            task.cancel()
+            with contextlib.suppress(RuntimeError):  # a task of a loop that is gone
+                task.cancel()
         for task in self._attachments:
-            with contextlib.suppress(asyncio.CancelledError, MarimoPairError):
-                await task
+            if task.done() or task.get_loop() is asyncio.get_running_loop():
+                with contextlib.suppress(asyncio.CancelledError, MarimoPairError):
+                    await task
         self._attachments.clear()
         self._attached.clear()
         self._runs.clear()
@@ -1608,19 +2278,31 @@ class AsyncMarimoClient(_ClientCore):
             self._raise_for(response.status_code, response.text, what)
         return response
 
-    async def _fetch_server_token(self, *, refresh: bool = False) -> str:
+    async def _fetch_server_token(
+        self, *, refresh: bool = False, notebook: str | None = None
+    ) -> str:
         if self._server_token is None or refresh:
             response = await self._get(
-                "/", "read the server token", headers={"Accept": "text/html"}
+                "/",
+                "read the server token",
+                headers={"Accept": "text/html"},
+                timeout=self._page_wait(notebook),
             )
             self._server_token = self._parse_server_token(response.text)
         return self._server_token
 
     async def _post_control(
-        self, path: str, what: str, session: SessionInfo | None, body: Any = None
+        self,
+        path: str,
+        what: str,
+        session: SessionInfo | None,
+        body: Any = None,
+        *,
+        notebook: str | None = None,
     ) -> httpx.Response:
+        notebook = notebook or (session.path if session is not None else None)
         for attempt in range(2):
-            token = await self._fetch_server_token(refresh=attempt > 0)
+            token = await self._fetch_server_token(refresh=attempt > 0, notebook=notebook)
             try:
                 response = await (await self._http()).post(
                     self.base_url + path,
@@ -1681,6 +2363,8 @@ class AsyncMarimoClient(_ClientCore):
         self, notebook: str | None = None, *, session_id: str | None = None, refresh: bool = False
     ) -> SessionInfo:
         """The session for a notebook file (or id, or the only one open); cached."""
+        self._check_names(notebook, session_id)
+        notebook = self._notebook_or_default(notebook, session_id)
         cache_key = (notebook, session_id)
         if not refresh and cache_key in self._sessions_cache:
             return self._sessions_cache[cache_key]
@@ -1699,14 +2383,33 @@ class AsyncMarimoClient(_ClientCore):
         interrupt_others: bool = False,
     ) -> ExecuteResult:
         """Run code in the notebook's scratchpad; see `MarimoClient.execute`."""
+        ensure_encodable(code, what="The code")
         session = self._given(notebook, session_id) or await self.resolve_session(
             notebook, session_id=session_id
         )
         try:
-            return await self._execute_checked(session, code, timeout, on_chunk, interrupt_others)
+            return await self._execute_queued(session, code, timeout, on_chunk, interrupt_others)
         except SessionNotFoundError:
             session = await self.resolve_session(notebook, session_id=session_id, refresh=True)
-            return await self._execute_checked(session, code, timeout, on_chunk, interrupt_others)
+            return await self._execute_queued(session, code, timeout, on_chunk, interrupt_others)
+
+    async def _execute_queued(
+        self,
+        session: SessionInfo,
+        code: str,
+        timeout: float | None,
+        on_chunk: ChunkCallback | None,
+        interrupt_others: bool,
+    ) -> ExecuteResult:
+        slot = self._slot(session)
+        if not await slot.aacquire(self._queue_wait(timeout), "execute"):
+            raise self._queue_error(session, slot)
+        try:
+            return await self._execute_checked(
+                session, code, timeout, on_chunk, interrupt_others, slot=slot
+            )
+        finally:
+            slot.release()
 
     async def _execute_checked(
         self,
@@ -1715,26 +2418,81 @@ class AsyncMarimoClient(_ClientCore):
         timeout: float | None,
         on_chunk: ChunkCallback | None,
         interrupt_others: bool,
+        *,
+        slot: SessionSlot | None = None,
     ) -> ExecuteResult:
-        busy = await self._kernel_state(session) == "running"
-        if busy and not interrupt_others:
-            raise self._busy_error(session)
+        busy = await self._precheck(session, slot, interrupt_others=interrupt_others)
         sent = await self._ensure_input_guard(session, timeout, code)
-        result = await self._execute_on(session, sent, timeout, on_chunk, busy_before=busy)
+        result = await self._execute_on(
+            session, sent, timeout, on_chunk, busy_before=busy, slot=slot
+        )
         if sent != code:
             self._guarded.add(self._guard_key(session))
         return result
 
-    async def _kernel_state(self, session: SessionInfo) -> str:
+    async def _precheck(
+        self, session: SessionInfo, slot: SessionSlot | None, *, interrupt_others: bool
+    ) -> bool:
+        state = await self._kernel_state(session)
+        if state == "stopped":
+            raise self._dead_error(session, sent=False)
+        if state != "running":
+            if slot is not None:
+                slot.wedged_since = None
+            return False
+        if interrupt_others:
+            return True
+        activity = await self._activity(session)
+        if (
+            activity is not None
+            and not (activity.cells or activity.scratchpad)
+            and await self._kernel_state(session) == "idle"
+        ):
+            return False  # the run ended while we looked: nothing to wait for
+        raise self._busy_error(session, activity, slot)
+
+    async def _kernel_state(self, session: SessionInfo, timeout: float | None = None) -> str:
         try:
             response = await self._get(
-                "/api/kernel/status", "kernel status", headers={SESSION_HEADER: session.key}
+                "/api/kernel/status",
+                "kernel status",
+                headers={SESSION_HEADER: session.key},
+                timeout=timeout if timeout is not None else self._probe_wait(session),
             )
         except ServerError as exc:
             if exc.status_code in {404, 405}:
                 return "unknown"
             raise
         return self._parse_status(response)
+
+    async def _activity(self, session: SessionInfo) -> KernelActivity | None:
+        """See `MarimoClient._activity`."""
+        reader = ReplayReader()
+        first = self._probe_wait(session)
+        try:
+            async with (await self._http()).stream(
+                "GET",
+                self.base_url + "/sse",
+                params=self._kiosk_params(session),
+                headers={**self._headers(), "Accept": "text/event-stream"},
+                timeout=self._httpx_timeout(first + _KIOSK_CAP),
+            ) as response:
+                if response.status_code >= 400:
+                    return None
+                chunks = response.aiter_text().__aiter__()
+                deadline = time.monotonic() + first + _KIOSK_CAP
+                wait = first
+                while not reader.closed and time.monotonic() < deadline:
+                    try:
+                        text = await asyncio.wait_for(chunks.__anext__(), wait)
+                    except (asyncio.TimeoutError, StopAsyncIteration):
+                        break  # the burst is over
+                    reader.feed(text)
+                    wait = _KIOSK_GAP
+        except httpx.HTTPError as exc:
+            logger.debug("kiosk view failed: %r", exc)
+            return None
+        return reader.activity()
 
     async def _ensure_input_guard(
         self, session: SessionInfo, timeout: float | None, code: str
@@ -1746,12 +2504,12 @@ class AsyncMarimoClient(_ClientCore):
         if folded is not None:
             return folded
         limit = self._execute_timeout(timeout)
-        wait = self.probe_timeout if limit is None else min(limit, self.probe_timeout)
+        wait = self._setup_wait(session, limit)
         try:
             result = await self._execute_on(
                 session, _INPUT_GUARD_PROGRAM, wait, None, internal=True
             )
-        except (errors.ExecuteTimeoutError, OutcomeUnknownError) as exc:
+        except (errors.ExecuteTimeoutError, OutcomeUnknownError, errors.KernelDeadError) as exc:
             raise self._not_sent_error(session, exc) from None
         if not result.success:
             logger.debug("input() guard not installed: %s", result.stderr[-300:])
@@ -1767,6 +2525,7 @@ class AsyncMarimoClient(_ClientCore):
         *,
         busy_before: bool = False,
         internal: bool = False,
+        slot: SessionSlot | None = None,
     ) -> ExecuteResult:
         limit = self._execute_timeout(timeout)
         state = self._state(on_chunk)
@@ -1786,38 +2545,168 @@ class AsyncMarimoClient(_ClientCore):
                 async for text in response.aiter_text():
                     state.feed(text)
 
+        deadline = self._deadline(limit, busy_before=busy_before)
+        consumer = asyncio.ensure_future(consume())
+        # Internal requests (probes, setup) are short; the caller's code is watched.
+        watcher = None if internal else asyncio.ensure_future(self._watch_until_stopped(session))
+        tasks = [t for t in (consumer, watcher) if t is not None]
         try:
-            await asyncio.wait_for(consume(), timeout=limit)
-        except asyncio.TimeoutError:
+            while True:
+                done, _ = await asyncio.wait(
+                    tasks, timeout=deadline.remaining(), return_when=asyncio.FIRST_COMPLETED
+                )
+                if done or internal:
+                    break
+                # The deadline passed: see `_Deadline` (someone else's run ahead of ours).
+                if not deadline.keep_waiting(await self._activity(session)):
+                    break
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        elapsed = time.monotonic() - started
+        if consumer not in done:
+            if watcher is not None and watcher in done:
+                raise self._dead_error(session, sent=True)
             assert limit is not None
-            responsive = None if internal else await self._kernel_answers(session)
-            raise self._timeout_error(limit, responsive, busy_before=busy_before) from None
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise self._transport_error(exc, "execute") from None
-        except httpx.TransportError as exc:
-            logger.debug("execute stream broke: %r", exc)
-        return state.result(time.monotonic() - started)
+            if internal:
+                raise self._internal_timeout(limit)
+            raise await self._diagnose_timeout(
+                session, limit, busy_before=busy_before, slot=slot, deadline=deadline
+            )
+        error = consumer.exception()
+        if isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+            raise self._transport_error(error, "execute") from None
+        if isinstance(error, httpx.TransportError):
+            logger.debug("execute stream broke: %s", self._redact(repr(error)))
+        elif error is not None:
+            raise error
+        if state.done is None and not internal:
+            state.flush()
+            found, _ = await self._settle(session, self._probe_wait(session))
+            raise self._stream_cut_error(session, found, state.stderr.getvalue())
+        result = state.result(elapsed)
+        self._note_overhead(session, elapsed)
+        return result
+
+    async def _watch_until_stopped(self, session: SessionInfo) -> None:
+        """Return once marimo reports the kernel process stopped (see `_StatusWatch`)."""
+        while True:
+            await asyncio.sleep(_WATCH_INTERVAL)
+            try:
+                state = await self._kernel_state(session)
+            except SessionNotFoundError:  # a reconnecting browser renamed the key
+                session = await self._refreshed(session) or session
+                continue
+            except (MarimoPairError, httpx.HTTPError):
+                continue
+            if state == "stopped":
+                return
+
+    async def _settle(self, session: SessionInfo, wait: float) -> tuple[str, float]:
+        """See `MarimoClient._settle`."""
+        started = time.monotonic()
+        idle_seen = 0
+        while True:
+            try:
+                state = await self._kernel_state(session, timeout=self._probe_wait(session))
+            except ServerUnavailableError:
+                return "down", time.monotonic() - started
+            except SessionNotFoundError:
+                # A browser that reconnected renamed the key; a closed session is gone.
+                fresh = await self._refreshed(session)
+                if fresh is None:
+                    return "stopped", time.monotonic() - started
+                session = fresh
+                continue
+            if state == "stopped":
+                return "stopped", time.monotonic() - started
+            if state == "unknown":  # a server without the status endpoint: ask the kernel
+                answers = await self._kernel_answers(session, self._probe_wait(session))
+                return ("answers" if answers else "running"), time.monotonic() - started
+            idle_seen = idle_seen + 1 if state == "idle" else 0
+            if idle_seen >= _IDLE_CONFIRMATIONS:
+                return "answers", time.monotonic() - started
+            if not idle_seen and time.monotonic() - started >= wait:
+                return "running", time.monotonic() - started
+            await asyncio.sleep(_SETTLE_POLL)
+
+    async def _refreshed(self, session: SessionInfo) -> SessionInfo | None:
+        """See `MarimoClient._refreshed`."""
+        try:
+            sessions = await self.sessions()
+        except MarimoPairError:
+            return None
+        return self._same_session(session, sessions)
+
+    async def _diagnose_timeout(
+        self,
+        session: SessionInfo,
+        limit: float,
+        *,
+        busy_before: bool,
+        slot: SessionSlot | None,
+        deadline: _Deadline | None = None,
+    ) -> MarimoPairError:
+        """See `MarimoClient._diagnose_timeout`."""
+        wait = self._probe_wait(session)
+        found, waited = await self._settle(session, min(wait, self._first_look(session)))
+        activity = None
+        if found == "running":
+            activity = await self._activity(session)
+            theirs = activity is not None and activity.cells and not activity.scratchpad
+            if not theirs:  # their cells are named at once and never interrupted
+                # Our code, or something unidentified: marimo's interrupt gets its full wait.
+                found, more = await self._settle(session, max(wait - waited, 0.0))
+                waited += more
+                if found == "running" and activity is not None and activity.scratchpad:
+                    with contextlib.suppress(MarimoPairError):
+                        await self._post_control("/api/kernel/interrupt", "interrupt", session)
+                    # An interrupt that works, works within a moment.
+                    found, more = await self._settle(session, min(wait, _SECOND_INTERRUPT_WAIT))
+                    waited += more
+                    if found == "running" and activity.cells:
+                        activity = await self._activity(session)  # ours, or their cells now?
+                    if found == "running" and (activity is None or activity.scratchpad):
+                        found = "wedged"
+                        if slot is not None:
+                            slot.wedged_since = time.time()
+        return self._after_timeout_error(
+            limit,
+            found,
+            activity,
+            busy_before=busy_before,
+            waited=waited,
+            session=session,
+            deadline=deadline,
+        )
 
     async def _kernel_answers(self, session: SessionInfo, wait: float | None = None) -> bool:
         try:
             result = await self._execute_on(
-                session, "None", wait or self.probe_timeout, None, internal=True
+                session, "None", wait or self._probe_wait(session), None, internal=True
             )
         except (errors.ExecuteTimeoutError, OutcomeUnknownError, ServerUnavailableError):
             return False
         return result.success
 
-    async def ping(self, notebook: str | None = None, *, wait: float = _PROBE_TIMEOUT) -> None:
-        """Raise `KernelBusyError` unless a trivial execute finishes within ``wait`` s."""
+    async def ping(self, notebook: str | None = None, *, wait: float | None = None) -> None:
+        """See `MarimoClient.ping`."""
         session = await self.resolve_session(notebook)
-        # A probe that times out disconnects, which would interrupt a person's running cell.
-        if await self._kernel_state(session) == "running":
-            raise self._busy_error(session)
-        if not await self._kernel_answers(session, wait):
-            raise errors.KernelBusyError(
-                f"The kernel did not answer within {wait:g} s: it is busy running a cell or "
-                "wedged. Interrupt it, or restart it (loses variables)."
-            )
+        slot = self._slot(session)
+        if not await slot.aacquire(self._queue_wait(None), "ping"):
+            raise self._queue_error(session, slot)
+        try:
+            await self._precheck(session, slot, interrupt_others=False)
+            limit = wait if wait is not None else self._probe_wait(session)
+            if not await self._kernel_answers(session, limit):
+                raise errors.KernelBusyError(
+                    f"The kernel did not answer within {limit:g} s: it is busy running a cell "
+                    "or wedged. Interrupt it, or restart it (loses variables).",
+                    cause="busy_unknown",
+                )
+        finally:
+            slot.release()
 
     async def _control(
         self, path: str, what: str, notebook: str | None, session_id: str | None
@@ -1834,10 +2723,20 @@ class AsyncMarimoClient(_ClientCore):
         self, notebook: str | None = None, *, session_id: str | None = None
     ) -> None:
         """Interrupt whatever the kernel runs; see `MarimoClient.interrupt`."""
+        session = await self.resolve_session(notebook, session_id=session_id)
+        state = await self._kernel_state(session)
+        if state == "stopped":
+            raise self._dead_error(session, sent=False)
+        if state == "idle":
+            return
         await self._control("/api/kernel/interrupt", "interrupt", notebook, session_id)
 
     async def restart(
-        self, notebook: str | None = None, *, session_id: str | None = None, wait: float = 30.0
+        self,
+        notebook: str | None = None,
+        *,
+        session_id: str | None = None,
+        wait: float | None = None,
     ) -> RestartResult:
         """Restart the kernel, saying what was lost; see `MarimoClient.restart`."""
         session = await self.resolve_session(notebook, session_id=session_id, refresh=True)
@@ -1846,30 +2745,41 @@ class AsyncMarimoClient(_ClientCore):
             "/api/kernel/restart_session", "restart", notebook, session_id
         )
         self._forget(session)
+        self._slot(session).wedged_since = None
         new: SessionInfo | None = None
         ours = self._attached.pop(session.key, None)
         self._runs.pop(session.key, None)
         if ours is not None:
             task, attached_notebook = ours
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, MarimoPairError):
-                await task
+            with contextlib.suppress(RuntimeError):  # a task of a loop that is gone
+                task.cancel()
+            if task.done() or task.get_loop() is asyncio.get_running_loop():
+                with contextlib.suppress(asyncio.CancelledError, MarimoPairError):
+                    await task
             self._attachments.remove(task)
             new = await self.attach(attached_notebook, wait=wait)
         elif session.key in self._released:  # see MarimoClient.restart
             new = await self.attach(self._released.pop(session.key), wait=wait)
             await self.release(new)
         else:
-            new = await self._wait_for_session(session, min(wait, 1.0))
+            new = await self._wait_for_session(session, min(wait or 1.0, 1.0))
         after = await self._list_variables(new) if new is not None else None
         return self._restart_result(session, before, after, new)
 
     async def _list_variables(self, session: SessionInfo) -> list[str] | None:
+        """See `MarimoClient._list_variables`."""
         try:
+            if await self._kernel_state(session) not in {"idle", "unknown"}:
+                return None
             result = await self._execute_on(
-                session, _VARIABLES_PROGRAM, self.probe_timeout, None, internal=True
+                session, _VARIABLES_PROGRAM, self._probe_wait(session), None, internal=True
             )
-        except (errors.ExecuteTimeoutError, OutcomeUnknownError, ServerUnavailableError):
+        except (
+            errors.ExecuteTimeoutError,
+            OutcomeUnknownError,
+            ServerUnavailableError,
+            ServerError,
+        ):
             return None
         return self._parse_variables(result)
 
@@ -1884,7 +2794,7 @@ class AsyncMarimoClient(_ClientCore):
             await asyncio.sleep(0.1)
         return None
 
-    async def _scope(self) -> _Scope | None:
+    async def _scope(self, notebook: str | None = None) -> _Scope | None:
         if self._scope_cache is None:
             try:
                 response = await self._post_control(
@@ -1892,6 +2802,7 @@ class AsyncMarimoClient(_ClientCore):
                     "read the served directory",
                     None,
                     {"includeMarkdown": False},
+                    notebook=notebook,
                 )
             except ServerError as exc:
                 logger.debug("server does not report its directory: %s", exc)
@@ -1909,15 +2820,37 @@ class AsyncMarimoClient(_ClientCore):
         self._sessions_cache[(notebook, None)] = session
         return session
 
-    async def attach(self, notebook: str | None = None, *, wait: float = 30.0) -> SessionInfo:
+    async def _poll_sessions(self, timeout: float) -> list[SessionInfo] | None:
+        """See `MarimoClient._poll_sessions`."""
+        try:
+            response = await (await self._http()).get(
+                self.base_url + "/api/sessions",
+                headers=self._headers(),
+                timeout=self._httpx_timeout(timeout),
+            )
+        except httpx.TimeoutException:
+            return None
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc, "list sessions") from None
+        if response.status_code >= 400:
+            self._raise_for(response.status_code, response.text, "list sessions")
+        return self._parse_sessions(response.json())
+
+    async def attach(
+        self, notebook: str | None = None, *, wait: float | None = None
+    ) -> SessionInfo:
         """Make sure the notebook has a session; see `MarimoClient.attach`."""
+        self._check_names(notebook, None)
+        notebook = self._notebook_or_default(notebook, None)
         if notebook is not None:
-            target: str | None = self._check_scope(notebook, await self._scope())
+            target: str | None = self._check_scope(notebook, await self._scope(notebook))
         else:
             target = None
         existing = await self._existing_session(notebook, target)
         if existing is not None:
             return existing
+        if wait is None:
+            wait = self._attach_wait(target)
         key = f"mpt-{uuid.uuid4().hex[:12]}"
         params = {"session_id": key}
         if target is not None:
@@ -1952,7 +2885,8 @@ class AsyncMarimoClient(_ClientCore):
         self._attachments.append(task)
         self._attached[key] = (task, notebook)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
+        started = loop.time()
+        deadline = started + wait
         while True:
             if failure:
                 raise failure[0]
@@ -1961,11 +2895,12 @@ class AsyncMarimoClient(_ClientCore):
                     "The server closed the headless session stream at once (a wrong token on "
                     "/sse is answered this way, or the notebook could not be opened)."
                 )
-            try:
-                listed = await self.sessions()
-            except ServerUnavailableError:
-                listed = []  # marimo may not answer while the kernel starts (see above)
-            found = [s for s in listed if s.key == key]
+            polled = loop.time()
+            sessions = await self._poll_sessions(_ATTACH_POLL)
+            if sessions is None:  # see MarimoClient.attach
+                deadline = min(deadline + loop.time() - polled, started + _ATTACH_CAP)
+                sessions = []
+            found = [s for s in sessions if s.key == key]
             if found:
                 self._sessions_cache[(notebook, None)] = found[0]
                 return found[0]

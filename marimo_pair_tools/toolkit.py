@@ -16,7 +16,7 @@ from langchain_core.tools import BaseTool, BaseToolkit
 from pydantic import ConfigDict, Field
 
 from . import guards
-from ._security import split_page_url
+from ._security import split_page_url, token_for
 from .client import AsyncMarimoClient, MarimoClient
 from .discovery import discover_servers
 from .errors import SessionNotFoundError
@@ -162,7 +162,7 @@ class MarimoPairToolkit(BaseToolkit):
         """
         if url is not None:
             page = split_page_url(url)
-            url, token = page.server, token or page.token
+            url, token = page.server, token_for(page, token)
         pairing = join(
             notebook,
             url=url,
@@ -209,7 +209,7 @@ class MarimoPairToolkit(BaseToolkit):
         """
         page = split_page_url(url)
         notebook = notebook or page.file
-        token = token or page.token
+        token = token_for(page, token)
         client = MarimoClient(base_url=page.server, token=token, allow_remote=allow_remote)
         aclient = AsyncMarimoClient(base_url=page.server, token=token, allow_remote=allow_remote)
         return cls._bound(client, aclient, notebook=notebook, attach=attach, run=run, **options)
