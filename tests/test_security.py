@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -283,3 +284,161 @@ def test_the_cli_reads_file_and_token_from_a_browser_url(start_server: Any, tmp_
     assert which.stdout == "who = 'two'\n", which.stderr
     wrong = run_cli("exec", "--url", server.url + "/?file=two.py", "-c", "1")
     assert wrong.returncode == 1 and "MARIMO_TOKEN" in wrong.stderr  # no token: 401, named
+
+
+SNOOP = """
+import json, os
+from marimo._runtime.context import get_context
+request = get_context().request
+seen = {
+    "headers": dict(request.headers),
+    "cookies": dict(getattr(request, "cookies", {}) or {}),
+    "meta": dict(request.meta),
+    "query": {k: list(v) for k, v in dict(request.query_params).items()},
+    "user": getattr(request, "user", None),
+    "env": {k: v for k, v in os.environ.items() if "TOKEN" in k or "MARIMO" in k},
+}
+print(json.dumps(seen, default=str))
+seen
+"""
+"""Kernel code that prints every request header, cookie and meta value it can see."""
+
+
+def _server_secrets(url: str) -> dict[str, str]:
+    """What a token server hands out to a bearer: its session cookie and skew token.
+
+    Fetched here independently of the client under test. The cookie's payload (before
+    the first dot) is the same for every cookie this server issues for the token.
+    """
+    response = httpx.get(url + "/", headers={"Authorization": f"Bearer {SECRET}"})
+    cookie = next(iter(response.cookies.values()))
+    skew = re.search(r'data-token="([^"]*)"', response.text)
+    assert skew is not None and cookie
+    return {"token": SECRET, "cookie": cookie.split(".")[0], "skew": skew.group(1)}
+
+
+def test_kernel_code_printing_every_header_and_cookie_learns_no_secret(
+    start_server: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    path = write_notebook(tmp_path / "snoop.py", ["a = 1"])
+    server: MarimoServer = start_server(path, token=SECRET)
+    secrets = _server_secrets(server.url)
+    chunks: list[str] = []
+    with server.client() as client:
+        client.attach(str(path))  # checks the path with a control request: skew token held
+        assert client._server_token == secrets["skew"]
+        result = client.execute(SNOOP, on_chunk=lambda _c, text: chunks.append(text))
+        seen = result.model_dump_json() + "".join(chunks) + caplog.text + repr(client)
+        assert '"x-pair-client"' in result.stdout, "the program did not print the headers"
+        assert "[REDACTED]" in result.stdout  # the bearer token was there, and was cut out
+        # marimo's session cookie authenticates by itself: the client never keeps it.
+        assert f"session_{server.port}" not in result.stdout
+        assert not client._http.cookies
+    for name, value in secrets.items():
+        assert value not in seen, f"the {name} reached the caller"
+
+
+def test_a_callers_own_client_credentials_are_redacted_too(
+    start_server: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    server: MarimoServer = start_server(
+        write_notebook(tmp_path / "own.py", ["a = 1"]), token=SECRET
+    )
+    api_key = "key-5d1e0c9b7a3f"
+    proxy_cookie = "proxy-7c2b9e41d0aa"
+    with (
+        httpx.Client(  # keeps every cookie the server sets, like most clients
+            headers={"X-Api-Key": api_key}, cookies={"proxy_session": proxy_cookie}
+        ) as http,
+        MarimoClient(base_url=server.url, token=SECRET, http_client=http) as client,
+    ):
+        client.attach()
+        client.execute("1")  # the server has now set its session cookie in this jar
+        marimo_cookie = next(v for k, v in http.cookies.items() if k.startswith("session_"))
+        result = client.execute(SNOOP)
+        with pytest.raises(ExecuteTimeoutError) as timeout:
+            client.execute("import time; time.sleep(5)", timeout=0.5)
+    seen = result.model_dump_json() + str(timeout.value) + caplog.text
+    assert "x-api-key" in result.stdout and "proxy_session" in result.stdout
+    for name, value in [
+        ("token", SECRET),
+        ("api key", api_key),
+        ("proxy cookie", proxy_cookie),
+        ("marimo's session cookie", marimo_cookie),
+    ]:
+        assert value not in seen, f"the {name} reached the caller"
+
+
+def test_a_checkpointed_agent_run_holds_no_secret(start_server: Any, tmp_path: Path) -> None:
+    from langchain_core.messages import HumanMessage
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from marimo_pair_tools.agent import create_pair_agent
+    from marimo_pair_tools.testing import ScriptedChatModel
+    from marimo_pair_tools.toolkit import MarimoPairToolkit
+
+    path = write_notebook(tmp_path / "agent.py", ["a = 1"])
+    server: MarimoServer = start_server(path, token=SECRET)
+    secrets = _server_secrets(server.url)
+    # The URL as marimo prints it: the token rides in it, and must not go anywhere else.
+    toolkit = MarimoPairToolkit.from_url(f"{server.url}?access_token={SECRET}", attach=True)
+    try:
+        saver = InMemorySaver()
+        # execute_code refuses marimo's internals (the fence); a cell the agent creates
+        # runs for our request too, and its console comes back in the tool result.
+        model = ScriptedChatModel(
+            [[{"name": "create_cell", "args": {"code": SNOOP}}], "I looked at the request."]
+        )
+        agent = create_pair_agent(model, toolkit, checkpointer=saver)
+        config = {"configurable": {"thread_id": "snoop"}}
+        result = agent.invoke({"messages": [HumanMessage("what do you see?")]}, config)
+        stored = repr(list(saver.list(config))) + repr(result) + repr(toolkit)
+    finally:
+        toolkit.close()
+    assert "x-pair-client" in stored and "[REDACTED]" in stored
+    for name, value in secrets.items():
+        assert value not in stored, f"the {name} reached a checkpoint"
+
+
+def test_a_url_with_access_token_and_file_is_taken_apart(
+    shared_server: MarimoServer,
+    new_notebook: Any,
+    start_server: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    served = write_notebook(tmp_path / "tokurl.py", ["t = 1"])
+    server: MarimoServer = start_server(served, token=SECRET)
+    url = f"{server.url}/?access_token={SECRET}"
+    with MarimoClient(base_url=url) as client:
+        assert client.has_token and client.base_url == server.url
+        assert SECRET not in repr(client)
+        client.attach()
+        assert client.execute("print('in')").stdout == "in\n"
+    with MarimoClient(base_url=url, token=SECRET) as same:  # the same token twice is fine
+        assert same.has_token
+    with pytest.raises(ConfigurationError, match="different one") as conflict:
+        MarimoClient(base_url=url, token="another-token")
+    with pytest.raises(ConfigurationError, match="different one"):
+        AsyncMarimoClient(base_url=url, token="another-token")
+    with pytest.raises(ConfigurationError) as bad_scheme:
+        MarimoClient(base_url=f"ftp://127.0.0.1/?access_token={SECRET}")
+    for text in (str(conflict.value), str(bad_scheme.value), caplog.text):
+        assert SECRET not in text and "another-token" not in text
+
+    # ?file= names the notebook on a directory server: calls that name none use it.
+    notebook = new_notebook(["from_url = 1"])
+    with MarimoClient(base_url=f"{shared_server.url}/?file={notebook}") as client:
+        assert client.default_notebook == str(notebook)
+        assert client.attach().path == str(notebook)
+        assert client.execute("print(from_url if 'from_url' in globals() else 'ok')").success
+        assert client.resolve_session().path == str(notebook)
+
+
+def test_a_token_that_cannot_be_a_header_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigurationError, match="HTTP header") as info:
+        MarimoClient(base_url="http://127.0.0.1:2718", token="line\nbreak-secret")
+    assert "break-secret" not in str(info.value)
