@@ -895,3 +895,25 @@ def test_waits_scale_for_a_large_markdown_notebook_too(tmp_path: Path) -> None:
         md_wait = client._attach_wait(str(as_md))
     assert py_wait > 40, py_wait  # the Python file does scale
     assert md_wait >= py_wait * 0.8, (md_wait, py_wait)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK (data loss): a file replaced by rename whose change removes a cell is "
+    "overwritten; the document change is noticed only in the result, after the save",
+)
+def test_a_file_replaced_by_rename_that_deletes_a_cell_is_not_overwritten(tools_for: Any) -> None:
+    """The same deletion saved by rename (``git checkout``, an editor's atomic save: a new
+    inode, so a new document id). Expected: refused, file kept. Observed: applied, the
+    deleted cell written back, and "read again" in the same result. attack-11's break 3 was
+    fixed by a check for cells the file has and the session lacks, not by the document id."""
+    tools, path, [cell, _other, _third] = tools_for(["x = 1", "y = 2", "z = 3"])
+    ok(call(tools["read_cell"], cell=cell))
+    replacement = path.with_suffix(".tmp")
+    replacement.write_text(_drop_cell(path.read_text(), "z = 3"), encoding="utf-8")
+    os.replace(replacement, path)
+    before = path.read_bytes()
+    message = call(tools["edit_cell"], cell=cell, code="x = 2")
+    assert "z = 3" not in path.read_text(), f"the deleted cell came back: {message.content[:300]}"
+    assert message.status == "error", message.content
+    assert path.read_bytes() == before
