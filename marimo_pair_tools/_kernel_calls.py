@@ -74,6 +74,7 @@ KERNEL_MODULES = (
     "fence",
     "interrupts",
     "state",
+    "saved",
     "views",
     "reads",
     "changes",
@@ -223,17 +224,27 @@ def errors() -> KernelCall:
     return KernelCall("errors")
 
 
-def apply(changes: Sequence[Mapping[str, Any]], *, check_effects: bool = False) -> KernelCall:
+def apply(
+    changes: Sequence[Mapping[str, Any]],
+    *,
+    check_effects: bool = False,
+    document: str | None = None,
+) -> KernelCall:
     """Apply a batch of changes (JSON dicts of the `models.Change` union) atomically.
 
     Args:
         changes: the batch.
         check_effects: refuse a batch that changes which cell defines a name other cells
             read, unless the changes acknowledge those cells (``acknowledge_descendants``).
+        document: refuse unless the kernel's document id is this one (None: any).
     """
     return KernelCall(
         "apply",
-        {"changes": [dict(c) for c in changes], "check_effects": check_effects},
+        {
+            "changes": [dict(c) for c in changes],
+            "check_effects": check_effects,
+            "document": document,
+        },
         changes=True,
     )
 
@@ -348,6 +359,9 @@ _NEXT_STEP = {
     "diverged": "Nothing was applied. Tell the person: they choose whether to reload the file "
     "in marimo (keeping the file's version) or to keep the running notebook. Do not retry "
     "before they have.",
+    "document_changed": "Nothing was applied. Everything you read before is forgotten: call "
+    "read_notebook, read the cells you change with read_cell (and inspect_graph before a "
+    "delete), then make the change again.",
     "unread": "Nothing was applied. Call read_cell on the deleted cell, then send the batch "
     "again (or edit the cell instead of deleting and re-creating it).",
     "ambiguous": "Refer to the named cell by its id instead. Two cells answer to this "
@@ -367,6 +381,7 @@ _ERROR_CLASSES: dict[str, type[NotebookOperationError]] = {
     "effects": ValidationFailedError,
     "unread": StaleCellError,
     "diverged": StaleCellError,
+    "document_changed": StaleCellError,
     "validation": ValidationFailedError,
     "stale": StaleCellError,
     "match": EditMatchError,

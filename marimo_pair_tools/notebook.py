@@ -309,13 +309,16 @@ def _apply_call(
     changes: Sequence[Change | Mapping[str, Any]],
     timeout: float | None,
     check_effects: bool = False,
+    document: str | None = None,
 ) -> _Call[ApplyResult]:
     payload = _to_changes(changes)
 
     def shape(result: Any, console: str) -> ApplyResult:
         return ApplyResult.model_validate({**result, "console": console})
 
-    return _Call(kernel.apply(payload, check_effects=check_effects), shape, timeout)
+    return _Call(
+        kernel.apply(payload, check_effects=check_effects, document=document), shape, timeout
+    )
 
 
 def _saved(result: ApplyResult) -> ApplyResult:
@@ -528,6 +531,7 @@ class Notebook(_NotebookBase):
         verify: bool | None = None,
         timeout: float | None = None,
         check_effects: bool = False,
+        document: str | None = None,
     ) -> ApplyResult:
         """Apply changes atomically: all of them, or none and a clear error.
 
@@ -538,13 +542,16 @@ class Notebook(_NotebookBase):
             check_effects: refuse a batch that changes which cell defines a name other
                 cells read (a delete, an emptied or renamed definition, a new definition of
                 a name others read) unless the changes acknowledge those cells.
+            document: the document id (``document`` of an earlier result) the changes
+                were planned on; another one (a restart, a new server, the file replaced
+                on disk) refuses the batch, since cell ids are positional and reused.
 
         Raises:
             ValidationFailedError, StaleCellError, EditMatchError, CellNotFoundError:
                 nothing was applied.
             NotSavedError: applied in the session, but the notebook file does not hold it.
         """
-        result = self._run(_apply_call(changes, timeout, check_effects))
+        result = self._run(_apply_call(changes, timeout, check_effects, document))
         if self.verify if verify is None else verify:
             result = self._run(_verify_call(result))
         return _saved(result)
@@ -753,9 +760,10 @@ class AsyncNotebook(_NotebookBase):
         verify: bool | None = None,
         timeout: float | None = None,
         check_effects: bool = False,
+        document: str | None = None,
     ) -> ApplyResult:
         """See `Notebook.apply`."""
-        result = await self._run(_apply_call(changes, timeout, check_effects))
+        result = await self._run(_apply_call(changes, timeout, check_effects, document))
         if self.verify if verify is None else verify:
             result = await self._run(_verify_call(result))
         return _saved(result)

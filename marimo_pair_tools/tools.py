@@ -691,8 +691,10 @@ class _ChangeTool(NotebookTool):
         raise NotImplementedError
 
     def _operation(self, args: dict[str, Any]) -> _Op:
-        # Tools always judge a change by its effect on cells it does not touch.
-        return _Op("apply", (self._changes(args),), {"check_effects": True})
+        # Tools always judge a change by its effect on cells it does not touch, and only
+        # in the document the agent's reads came from.
+        kwargs = {"check_effects": True, "document": self.session.ledger.document}
+        return _Op("apply", (self._changes(args),), kwargs)
 
     def _content(self, args: dict[str, Any], result: ApplyResult) -> str:
         return result.render(max_chars=self.session.limits.max_chars)

@@ -287,3 +287,30 @@ def test_news_a_failed_call_could_not_carry_is_told_by_the_next(
     assert "Since your last call" not in timed_out  # an ExecuteTimeoutError carries none
     told, _ = call(tools["read_notebook"], {})
     assert f"edited cell {a}" in told
+
+
+def test_the_persons_unsaved_edits_are_not_taken_for_outside_changes(
+    pairing: tuple[dict[str, Any], Page, list[str]],
+) -> None:
+    """The file check before a change (kernel/saved.py) must tell a person's unsaved work in
+    the page (the file still as it was) and their later save (the file equal to the running
+    notebook) from an edit made outside marimo: neither refuses the agent's change."""
+    tools, page, (a, b, c, d) = pairing
+    notebook = tools["read_notebook"].session.sync()
+    path = Path(notebook.notebook)
+    call(tools["read_notebook"], {})
+    call(tools["read_cell"], {"cell": a})
+    call(tools["read_cell"], {"cell": b})
+    page.type_code(c, "c = 33  # the person's unsaved typing")
+    page.change({"type": "delete-cell", "cellId": d})
+    assert "c = 33" not in path.read_text()  # unsaved: the file is as it was
+    edited, message = call(tools["edit_cell"], {"cell": a, "code": "a = 10"})
+    assert message.status != "error", edited
+    text = path.read_text()
+    # marimo's save wrote the running notebook: the agent's edit and the person's work.
+    assert "a = 10" in text and "c = 33" in text and "d = c * 2" not in text
+    page.type_code(c, "c = 34")
+    page.save(notebook, path)
+    assert "c = 34" in path.read_text()
+    again, message = call(tools["edit_cell"], {"cell": b, "code": "b = a + 2"})
+    assert message.status != "error", again

@@ -17,7 +17,7 @@ from typing import Any
 
 from marimo._session.notebook.serializer import get_notebook_serializer
 
-from . import views
+from . import saved, views
 from .analysis import Graph
 from .state import NotebookState, Refused, classify, jsonable
 
@@ -472,32 +472,6 @@ def _missing_on_disk(codes: list[str], batch: Batch, results: list[dict[str, Any
     return problems
 
 
-def diverged(state: NotebookState) -> tuple[bytes | None, list[int]]:
-    """The file's bytes, and the cells it holds that the running notebook does not.
-
-    marimo saves the whole notebook over the file: if the file was changed outside
-    marimo (``git checkout``, an editor) and not reloaded, any change would erase that
-    work. An unreadable or unparsable file is not judged (a save can only mend it).
-    """
-    path = state.kernel.app_metadata.filename
-    if not path:
-        return None, []
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-        codes = _file_codes(path)
-    except (OSError, ValueError, SyntaxError):
-        return None, []
-    known = [c.code for c in state.doc.cells]
-    normalized = {_norm(c) for c in known}
-    outside = [
-        i
-        for i, code in enumerate(codes)
-        if _norm(code) not in normalized and not any(_same_code(code, k) for k in known)
-    ]
-    return data, outside
-
-
 def _why_unsaved(path: str) -> str:
     """Likely causes a kernel can see; marimo's own error stays in the server's log."""
     hints = []
@@ -538,6 +512,7 @@ def on_disk(
             break
         time.sleep(0.01)
     if not problems:
+        saved.record_saved(state)
         return True, None
     restored = _restore_if_cut(path, before)
     return False, f"{path}: {'; '.join(problems)}. Likely cause: {_why_unsaved(path)}.{restored}"
@@ -570,18 +545,37 @@ def _restore_if_cut(path: str, before: bytes | None) -> str:
     return " The cut write was undone: the file holds its previous version again."
 
 
+def _check_document(state: NotebookState, expected: str | None) -> None:
+    """Refuse a change planned on another document (restart, new server, file replaced).
+
+    Cell ids are positional and reused, so what the agent read in the old document
+    says nothing about the cells that carry those ids now.
+    """
+    if expected is None:
+        return
+    current = state.document_id()
+    if current != expected:
+        raise Refused(
+            "document_changed",
+            "the notebook behind these tools changed since your reads (the kernel restarted, "
+            "a new server took the port, or the notebook file was replaced on disk); cell ids "
+            "may now name other cells.",
+        )
+
+
 async def apply(state: NotebookState, args: Args) -> dict[str, Any]:
     """Apply a batch of changes atomically: all of them, or none and a refusal."""
     results: list[dict[str, Any]] = []
     started = time.perf_counter()
-    before, outside = diverged(state)
+    if any(c.get("op") != "run" for c in args["changes"]):
+        _check_document(state, args.get("document"))
+    before, outside = saved.outside_changes(state)
     if outside and any(c.get("op") != "run" for c in args["changes"]):
         raise Refused(
             "diverged",
-            f"the notebook file holds {len(outside)} cell(s) the running notebook does not "
-            f"(cell {', '.join(str(i + 1) for i in outside[:10])} in file order): it was "
-            "changed outside marimo (git checkout, an editor) and not reloaded. Any change "
-            "now would save the running notebook over that work.",
+            f"the notebook file was changed outside marimo (an editor, git checkout) and not "
+            f"reloaded: {outside}. Any change now would save the running notebook over that "
+            "work.",
         )
     async with state.ctx as ctx:
         batch = Batch(state, ctx)
@@ -611,7 +605,7 @@ async def apply(state: NotebookState, args: Args) -> dict[str, Any]:
     # Leaving the context applied the batch (or raised: then nothing was applied).
     applied = time.perf_counter()
     order_ok = _verify(state, batch, results, after)
-    saved, save_problem = on_disk(state, batch, results, before)
+    held, save_problem = on_disk(state, batch, results, before)
     saved_at = time.perf_counter()
     explicit, reactive = set(batch.to_run), set()
     if explicit and state.kernel.reactive_execution_mode == "autorun":
@@ -630,7 +624,7 @@ async def apply(state: NotebookState, args: Args) -> dict[str, Any]:
         "report_ms": (time.perf_counter() - saved_at) * 1000,
     }
     return {
-        "saved": saved,
+        "saved": held,
         "save_problem": save_problem,
         "changes": results,
         "ran": ran,

@@ -13,6 +13,7 @@ at once, so a timeout can always stop a read (even one stuck in a user's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import traceback
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,7 @@ from typing import Any
 
 from marimo._runtime.context.types import safe_get_context
 
-from . import changes, fence, interrupts, reads
+from . import changes, fence, interrupts, reads, saved
 from .state import NotebookState, Refused, classify, write_stdout
 from .text import cut
 
@@ -140,9 +141,17 @@ def call(op: str, args_json: str) -> None:
             raise _unknown(op)
         state = NotebookState()
         payload = _success(function(state, json.loads(args_json)), state)
+        _observe_file(state)
     except Exception as exc:  # noqa: BLE001 - every failure becomes the caller's error
         payload = _failure(exc, state)
     _emit(payload)
+
+
+def _observe_file(state: NotebookState) -> None:
+    """Note the file as it matches the running notebook, to tell outside edits later."""
+    # A courtesy for later checks: whatever goes wrong here, the read's answer stands.
+    with contextlib.suppress(Exception):
+        saved.observe(state)
 
 
 async def acall(op: str, args_json: str) -> None:
