@@ -69,6 +69,7 @@ RESULT_TAG = "<<marimo-pair:result>>"
 KERNEL_MODULES = (
     "hashing",
     "text",
+    "unwind",
     "analysis",
     "budget",
     "fence",

@@ -32,7 +32,15 @@ import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["FenceError", "active", "arun", "check_stream_write", "install", "run"]
+__all__ = [
+    "FenceError",
+    "active",
+    "arun",
+    "async_run",
+    "check_stream_write",
+    "install",
+    "run",
+]
 
 
 class FenceError(PermissionError):
@@ -246,6 +254,16 @@ def run(
         return eval(value, namespace) if value is not None else None  # noqa: S307
 
 
+_async_run: dict[str, Any] = {}
+"""While our async scratchpad run awaits: its ``coroutine`` and ``code``, and the ``stop``
+of whatever `interrupts` set up to end it (called when the run ends)."""
+
+
+def async_run() -> dict[str, Any]:
+    """The async scratchpad run in progress (empty when none), for `interrupts`."""
+    return _async_run
+
+
 async def arun(
     code: str, namespace: dict[str, Any], filename: str | None, port: int | None, package: str
 ) -> Any:
@@ -255,7 +273,14 @@ async def arun(
     with _fenced(filename, port, package):
         result = eval(body, namespace)  # noqa: S307
         if result is not None and hasattr(result, "__await__"):
-            await result
+            _async_run.update(coroutine=result, code=body)
+            try:
+                await result
+            finally:
+                stop = _async_run.get("stop")
+                _async_run.clear()
+                if stop is not None:
+                    stop()
         if value is None:
             return None
         out = eval(value, namespace)  # noqa: S307

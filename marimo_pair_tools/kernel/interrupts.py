@@ -21,6 +21,9 @@ from typing import Any
 
 from marimo._runtime.context.types import safe_get_context
 
+from . import fence
+from .unwind import Unwinder, calls_into, coroutine_frames
+
 __all__ = ["PAIR_CLIENT_HEADER", "RunInterrupted", "install"]
 
 PAIR_CLIENT_HEADER = "x-pair-client"
@@ -44,6 +47,23 @@ def _in_asyncio(frame: FrameType | None) -> bool:
     return frame is not None and f"{os.sep}asyncio{os.sep}" in frame.f_code.co_filename
 
 
+def _unwind_async_run() -> None:
+    """Make our async run raise at every line it runs from now on (see `unwind`)."""
+    run = fence.async_run()
+    coroutine, code = run.get("coroutine"), run.get("code")
+    if coroutine is None or "stop" in run:
+        return
+    unwinder = Unwinder(
+        lambda: RunInterrupted(
+            "interrupted: this code caught every cancel of its async run, so it was "
+            "stopped where it was"
+        ),
+        lambda frame: calls_into(frame, code),
+    )
+    unwinder.start(coroutine_frames(coroutine))
+    run["stop"] = unwinder.stop
+
+
 def install() -> None:
     """Wrap the kernel's SIGINT handler once (idempotent across our versions)."""
     if threading.current_thread() is not threading.main_thread():
@@ -55,16 +75,25 @@ def install() -> None:
     pending = {"escalate": False}
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        if pending["escalate"] and not _in_asyncio(frame):
-            pending["escalate"] = False
-            raise RunInterrupted(
-                "interrupted: this code ignored the cancel of its async run (it never "
-                "awaits), so it was stopped where it was"
-            )
+        if pending["escalate"]:
+            code = fence.async_run().get("code")
+            if code is not None and not calls_into(frame, code):
+                # Waiting in the event loop: the code swallows each cancel at its await.
+                pending["escalate"] = False
+                _unwind_async_run()
+            elif code is not None or not _in_asyncio(frame):
+                pending["escalate"] = False
+                raise RunInterrupted(
+                    "interrupted: this code ignored the cancel of its async run (it never "
+                    "awaits), so it was stopped where it was"
+                )
         original(signum, frame)  # marimo: raises for sync runs, cancels async ones
         ctx = safe_get_context()
         scheduler = getattr(ctx, "active_scheduler", None)
-        if scheduler is None or not scheduler.has_active_tasks() or not _from_pair_client(ctx):
+        # Between two steps of an async run marimo's context holds no request: our fenced
+        # scratchpad run is known by the fence's record of it instead.
+        ours = _from_pair_client(ctx) or bool(fence.async_run())
+        if scheduler is None or not scheduler.has_active_tasks() or not ours:
             return
 
         def follow_up(attempt: int = 1) -> None:
