@@ -142,7 +142,7 @@ class Batch:
         now = self.graph()
         new = now.sort(now.descendants(cid) - set(expected))
         if new:
-            reads = {c: sorted(now.info[c][1] & now.defs(cid)) for c in new}
+            reads = {c: now.edge_names(cid, c) for c in new}
             detail = ", ".join(f"{c} (reads {', '.join(reads[c]) or 'indirectly'})" for c in new)
             raise Refused(
                 "graph_changed",
@@ -309,14 +309,15 @@ class Batch:
         """
         touched = self.changed | set(self.created.values())
         affected: dict[str, set[str]] = {}
-        for name in set(self.before.by_name) | set(after.by_name):
-            was, now = set(self.before.by_name.get(name, ())), set(after.by_name.get(name, ()))
-            if bool(was) == bool(now):
+        for reader in after.order:
+            if reader in touched:
                 continue
-            responsible = was ^ now
-            for reader in after.order:
-                if name not in after.info[reader][1] or reader in touched:
+            was = self.before.sources(reader) if reader in self.before.pos else {}
+            now = after.sources(reader)
+            for name in set(was) | set(now):
+                if bool(was.get(name)) == bool(now.get(name)):
                     continue
+                responsible = was.get(name, set()) ^ now.get(name, set())
                 if any(
                     self.acks.get(c, set()) is None or reader in (self.acks.get(c) or set())
                     for c in responsible
@@ -406,7 +407,12 @@ def _verify(
             elif cid in kernel:
                 problem = "the kernel still has the cell"
             lost = set(result["defined_names"]) - set(after.by_name)
-            result["dependents"] = [c for c in after.order if after.info[c][1] & lost]
+            was_read = batch.before.children.get(cid, set())
+            result["dependents"] = [
+                c
+                for c in after.order
+                if c in was_read and set(batch.before.edge_names(cid, c)) & lost
+            ]
         elif cid not in stored:
             problem = "the cell is not in the notebook"
         elif requested is not None and not _same_code(stored[cid], requested):
