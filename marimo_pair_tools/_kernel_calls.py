@@ -353,7 +353,8 @@ _NEXT_STEP = {
     "ambiguous": "Refer to the named cell by its id instead. Two cells answer to this "
     "reference: do not guess which one the person meant.",
     "effects": "Nothing was applied. If that is intended, call inspect_graph(cell=...) on the "
-    "cell whose names change and retry with acknowledge_descendants listing those cells; "
+    "cell whose names change and retry with acknowledge_descendants listing those cells (or "
+    "true for all of them); "
     "otherwise keep the names they read.",
     "unsettled": "Nothing was applied. If a person just ran this cell, the code the kernel ran "
     "(below) is their newest version and the notebook catches up within a second or two: call "

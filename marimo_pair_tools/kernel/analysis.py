@@ -293,11 +293,12 @@ class Graph:
         """``a -> b via x; b -> a via y`` for an error message."""
         members = set(component)
         edges = [
-            f"{p} -> {c} via {', '.join(self.edge_names(p, c))}"
+            f"{p} -> {c} via {', '.join(self.edge_names(p, c)[:5])}"
             for p in component
             for c in self.sort(self.children[p] & members)
         ]
-        return "; ".join(edges)
+        more = len(edges) - 20
+        return "; ".join(edges[:20]) + (f"; and {more:,} more edges" if more > 0 else "")
 
     def payload(self, names: dict[str, str | None]) -> dict[str, Any]:
         """The whole graph as JSON: cells with defs/refs/edges, cycles, multiply-defined names."""

@@ -20,6 +20,7 @@ from marimo._session.notebook.serializer import get_notebook_serializer
 from . import views
 from .analysis import Graph
 from .state import NotebookState, Refused, classify, jsonable
+from .text import some
 
 __all__ = ["apply", "packages_change", "set_ui_value"]
 
@@ -143,7 +144,7 @@ class Batch:
         new = now.sort(now.descendants(cid) - set(expected))
         if new:
             reads = {c: now.edge_names(cid, c) for c in new}
-            detail = ", ".join(f"{c} (reads {', '.join(reads[c]) or 'indirectly'})" for c in new)
+            detail = some([f"{c} (reads {some(reads[c], 5) or 'indirectly'})" for c in new])
             raise Refused(
                 "graph_changed",
                 f"cell {cid} has descendants that were not checked: {detail}.",
@@ -326,11 +327,12 @@ class Batch:
                 affected.setdefault(reader, set()).add(name)
         missing = after.sort(affected)
         if missing:
-            detail = ", ".join(f"{c} (reads {', '.join(sorted(affected[c]))})" for c in missing)
+            detail = some([f"{c} (reads {some(sorted(affected[c]), 5)})" for c in missing])
             raise Refused(
                 "effects",
                 "The batch removes the last definition of names other cells read, or defines "
-                "names they read that nothing defined, so those cells would break or change: "
+                f"names they read that nothing defined, so {len(missing):,} cell(s) would break "
+                "or change: "
                 f"{detail}. The change that removes or adds the name must acknowledge them.",
                 affected=missing,
             )
@@ -367,7 +369,7 @@ class Batch:
             if not set(ids) <= set(self.before.multiply.get(n, ()))
         }
         if fresh:
-            detail = "; ".join(f"{n!r} in cells {', '.join(ids)}" for n, ids in fresh.items())
+            detail = some([f"{n!r} in cells {some(ids, 5)}" for n, ids in fresh.items()], 10, "; ")
             raise Refused(
                 "validation",
                 f"The batch would define a name in more than one cell: {detail}. Each name "
@@ -377,7 +379,7 @@ class Batch:
         old_cycles = [set(c) for c in self.before.cycles]
         cycles = [c for c in after.cycles if not any(set(c) <= old for old in old_cycles)]
         if cycles:
-            detail = " | ".join(after.describe_cycle(c) for c in cycles)
+            detail = some([after.describe_cycle(c) for c in cycles], 3, " | ")
             raise Refused(
                 "validation", f"The batch would create a dependency cycle: {detail}.", cycles=cycles
             )

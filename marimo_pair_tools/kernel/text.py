@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 
-__all__ = ["cut", "keep_tail", "listing", "plain"]
+__all__ = ["cut", "keep_tail", "listing", "plain", "some"]
 
 _TAG = re.compile(r"<[^>]*>")
 
@@ -46,3 +46,9 @@ def keep_tail(text: str, limit: int) -> str:
     tail = max(0, limit - len(first))
     dropped = len(rest) - tail
     return f"{first}\n… [{dropped:,} characters of earlier frames cut] …\n{rest[-tail:]}"
+
+
+def some(items: list[str], limit: int = 20, sep: str = ", ") -> str:
+    """At most ``limit`` items of a message, then how many more: refusals stay bounded."""
+    more = len(items) - limit
+    return sep.join(items[:limit]) + (f"{sep}and {more:,} more" if more > 0 else "")
