@@ -5,10 +5,11 @@ out as artifacts, the eval harness stores them. Models meant for a language
 model's eyes have a ``render()`` giving short text; the model itself stays the
 complete record.
 
-Cell status values come from marimo: ``idle``, ``stale``, ``running``,
-``queued``, ``exception``, ``cancelled``, ``interrupted``, ``marimo-error``,
-``disabled``, or ``None`` for an empty cell that never ran. They are plain
-strings here so a new marimo state does not break parsing.
+Cell status values say what the person's page shows (``docs/statuses.md``): ``idle``,
+``stale``, ``running``, ``queued``, ``exception``, ``cancelled``, ``stopped``
+(``mo.stop``), ``interrupted``, ``marimo-error``, ``disabled``, or ``None`` for an
+empty cell that never ran. They are plain strings here so a new marimo state does not
+break parsing.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ and ``@app.class_definition``, unparsable cells, and cells that fail when run.
 from __future__ import annotations
 
 import itertools
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,3 +121,102 @@ def test_delete_of_create_table_needs_its_sql_readers_acknowledged(corpus_tools:
     refused = call(tools["delete_cell"], cell=create)
     assert refused.status == "error" and "acknowledge" in refused.content, refused.content
     assert path.read_bytes() == before
+
+
+def _statuses(tools: dict[str, BaseTool]) -> dict[str, str | None]:
+    return {c["id"]: c["status"] for c in call(tools["read_notebook"]).artifact["cells"]}
+
+
+def test_failing_sql_and_a_persons_exception_are_errors_in_plain_text(corpus_tools: Any) -> None:
+    tools, _ = corpus_tools("sql_errors.py")
+    missing = _cell_with(tools, "no_such_table")
+    bad = _cell_with(tools, "SELEC 1")
+    raised = _cell_with(tools, "raise ValueError")
+    reader = _cell_with(tools, "len(missing)")
+    report = call(tools["get_errors"])
+    by_cell = {c["cell_id"]: c for c in report.artifact["cells"]}
+    assert set(by_cell) == {missing, bad, raised}, report.content
+    assert (
+        "Table with name no_such_table does not exist" in by_cell[missing]["errors"][0]["message"]
+    )
+    assert "syntax error" in by_cell[bad]["errors"][0]["message"]
+    [error] = by_cell[raised]["errors"]
+    assert error["message"] == "ValueError: the person's cell failed: budget must be positive"
+    # The page's traceback is highlighted HTML; the model gets its text.
+    assert "<span" not in report.content and "&quot;" not in report.content
+    assert error["traceback"].rstrip().endswith(error["message"])
+    assert "no errors" not in report.content
+    # The cell held back by the failing query says why, and has no error of its own.
+    held = call(tools["read_cell"], cell=reader)
+    assert held.artifact["status"] == "cancelled" and held.artifact["errors"] == []
+    assert "marimo shows: An ancestor raised an exception" in held.content
+    shown = call(tools["read_cell"], cell=missing)
+    assert "error (runtime): MarimoSQLError: Catalog Error" in shown.content
+
+
+def test_a_deep_traceback_keeps_its_exception_line_and_stays_bounded(tools_for: Any) -> None:
+    # Two functions in turn: Python folds identical repeated frames, not these.
+    code = (
+        "def _ping(n):\n    return _pong(n - 1) if n else 1 / 0\n\n"
+        "def _pong(n):\n    return _ping(n - 1)\n\n"
+        "_ping(400)"
+    )
+    tools, _, ids = tools_for([code])
+    shown = call(tools["read_cell"], cell=ids[0])
+    assert shown.artifact["status"] == "exception"
+    [error] = shown.artifact["errors"]
+    assert error["message"] == "ZeroDivisionError: division by zero"
+    assert len(error["traceback"]) <= 8_200
+    assert error["traceback"].rstrip().endswith("ZeroDivisionError: division by zero")
+    assert "characters of earlier frames cut" in error["traceback"]
+    # The text the model reads starts the error with its exception line.
+    assert "error (runtime): ZeroDivisionError: division by zero\n" in shown.content
+    listed = call(tools["get_errors"]).content
+    assert "ZeroDivisionError: division by zero" in listed.split("\n")[2]
+    assert len(listed) < 8_500
+
+
+def test_mo_stop_is_stopped_not_an_exception(corpus_tools: Any) -> None:
+    tools, _ = corpus_tools("stop_cells.py")
+    statuses = _statuses(tools)
+    stopper = _cell_with(tools, "mo.stop(not run_button.value")
+    held = _cell_with(tools, 'sum(model["weights"])')
+    assert statuses[stopper] == "stopped" and statuses[held] == "stopped", statuses
+    assert "exception" not in statuses.values() and "cancelled" not in statuses.values()
+    assert call(tools["get_errors"]).content.startswith("no errors")
+    shown = call(tools["read_cell"], cell=held)
+    assert "an ancestor was stopped with `mo.stop`" in shown.content
+
+
+def test_a_notebook_named_markdown_opens_and_its_markdown_is_not_stale(
+    start_server: Any, tmp_path: Path
+) -> None:
+    # Named like the module marimo imports to render markdown: it used to shadow it.
+    path = tmp_path / "markdown.py"
+    shutil.copyfile(Path(__file__).parent / "notebooks" / "markdown.py", path)
+    server = start_server(path)
+    # As a person's tab opens it: marimo renders markdown cells, runs nothing else.
+    toolkit = MarimoPairToolkit.from_server(server, notebook=str(path), run=False)
+    try:
+        tools = {t.name: t for t in toolkit.get_tools()}
+        statuses = _statuses(tools)
+        heading = _cell_with(tools, "# A tutorial")
+        section = _cell_with(tools, "## A second section")
+        count = _cell_with(tools, "count = 3")
+        templated = _cell_with(tools, "The count is")
+        assert statuses[heading] == statuses[section] == "idle", statuses
+        # Code and markdown that reads a variable wait for a run: the page shows them stale.
+        assert statuses[count] == statuses[templated] == "stale", statuses
+        assert "A tutorial" in call(tools["read_cell"], cell=heading).content
+    finally:
+        toolkit.close()
+
+
+def test_every_status_the_tools_can_report_is_defined_in_the_docs() -> None:
+    from marimo._code_mode._context import CellStatusType
+
+    docs = (Path(__file__).parent.parent / "docs" / "statuses.md").read_text(encoding="utf-8")
+    defined = set(re.findall(r"^\| `([a-z-]+)`", docs, flags=re.MULTILINE))
+    # marimo's statuses pass through unchanged, plus the one the tools add.
+    reported = {s.value for s in CellStatusType} | {"stopped", "empty"}
+    assert defined == reported
