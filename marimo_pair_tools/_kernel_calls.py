@@ -76,6 +76,7 @@ KERNEL_MODULES = (
     "state",
     "views",
     "reads",
+    "fidelity",
     "changes",
     "entry",
 )
@@ -356,6 +357,8 @@ _NEXT_STEP = {
     "cell whose names change and retry with acknowledge_descendants listing those cells (or "
     "true for all of them); "
     "otherwise keep the names they read.",
+    "format": "Send the code the file would hold (above) if it says what you meant, or keep "
+    "the text in a code cell (assign it: `_text = mo.md(...)`, then `_text` on the last line).",
     "unsettled": "Nothing was applied. If a person just ran this cell, the code the kernel ran "
     "(below) is their newest version and the notebook catches up within a second or two: call "
     "read_cell again, then redo your change on their version. Never drop their work.",
@@ -373,6 +376,7 @@ _ERROR_CLASSES: dict[str, type[NotebookOperationError]] = {
     "match": EditMatchError,
     "graph_changed": StaleCellError,
     "unsettled": StaleCellError,
+    "format": ValidationFailedError,
 }
 
 

@@ -220,3 +220,48 @@ def test_every_status_the_tools_can_report_is_defined_in_the_docs() -> None:
     # marimo's statuses pass through unchanged, plus the one the tools add.
     reported = {s.value for s in CellStatusType} | {"stopped", "empty"}
     assert defined == reported
+
+
+def test_md_notebook_refuses_an_edit_its_format_would_change_and_takes_what_it_holds(
+    corpus_tools: Any,
+) -> None:
+    tools, path = corpus_tools("notes.md")
+    prose = _cell_with(tools, "The readings, summed:")
+    before = path.read_bytes()
+    # Two trailing spaces are a Markdown line break; marimo's prose drops them.
+    wanted = 'mo.md(r"""\nThe readings,  \nsummed:\n""")'
+    refused = call(tools["edit_cell"], cell=prose, code=wanted)
+    assert refused.status == "error", refused.content
+    assert "cannot hold cell" in refused.content and "Nothing was applied" in refused.content
+    assert path.read_bytes() == before
+    # The refusal shows what the file would hold; that is accepted and on disk.
+    kept = 'mo.md(r"""\nThe readings,\nsummed:\n""")'
+    assert kept in refused.content
+    call(tools["read_cell"], cell=prose)
+    done = call(tools["edit_cell"], cell=prose, code=kept)
+    assert done.status != "error", done.content
+    assert "The readings,\nsummed:" in path.read_text(encoding="utf-8")
+    # Code cells hold any text (here a fence inside a string) and are saved as written.
+    fenced = 'fence = """\n```python\nprint(1)\n```\n"""'
+    created = call(tools["create_cell"], code=fenced, run=False)
+    assert created.status != "error", created.content
+    assert fenced in [code for _, code in notebook_cells(path)]
+
+
+def test_md_notebook_a_persons_markdown_edit_does_not_block_the_agent(
+    corpus_tools: Any, client: Any
+) -> None:
+    tools, path = corpus_tools("notes.md")
+    prose = _cell_with(tools, "The readings, summed:")
+    # The person's page writes a non-raw mo.md; marimo saves it as prose, which reads
+    # back as other code than the running cell holds.
+    person = (
+        "import marimo._code_mode as cm\n"
+        "async with cm.get_context(skip_staleness_check=True) as ctx:\n"
+        f"    ctx.edit_cell({prose!r}, code='mo.md(\"Sum of the readings\")')\n"
+    )
+    assert client.execute(person, notebook=str(path)).success
+    assert "Sum of the readings" in path.read_text(encoding="utf-8")
+    created = call(tools["create_cell"], code="count = len(readings)", run=False)
+    assert created.status != "error", created.content
+    assert "count = len(readings)" in path.read_text(encoding="utf-8")

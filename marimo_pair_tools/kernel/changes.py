@@ -19,8 +19,9 @@ from marimo._session.notebook.serializer import get_notebook_serializer
 
 from . import views
 from .analysis import Graph
+from .fidelity import held, stored_forms
 from .state import NotebookState, Refused, classify, jsonable
-from .text import some
+from .text import cut, some
 
 __all__ = ["apply", "packages_change", "set_ui_value"]
 
@@ -435,6 +436,32 @@ def _verify(
     return order_ok
 
 
+def _check_format(state: NotebookState, batch: Batch, results: list[dict[str, Any]]) -> None:
+    """Refuse code the notebook's file format would save as other text (a ``.md`` file)."""
+    touched = [
+        r["cell_id"]
+        for r in results
+        if r["op"] in ("create", "edit", "replace") and r["cell_id"] in batch.code
+    ]
+    touched = list(dict.fromkeys(touched))
+    codes = [batch.code[cid] for cid in touched]
+    stored = stored_forms(state.kernel.app_metadata.filename, codes)
+    if stored is None:
+        return
+    for cid, code, kept in zip(touched, codes, stored, strict=True):
+        if not held(kept, code):
+            raise Refused(
+                "format",
+                f"marimo's Markdown notebook format cannot hold cell {cid} as written: it "
+                "saves a markdown cell as prose (and a SQL cell as a sql block) and would "
+                "read this one back as other code, so the file would not hold your text. "
+                "Nothing was applied. The file would hold:\n```python\n"
+                f"{cut(kept, 2000)}\n```",
+                cell_id=cid,
+                stored_code=cut(kept, 2000),
+            )
+
+
 SAVE_WAIT = 3.0
 """Seconds to wait for marimo's save of a change (measured: ~10 ms on a local disk)."""
 
@@ -503,6 +530,11 @@ def diverged(state: NotebookState) -> tuple[bytes | None, list[int]]:
         for i, code in enumerate(codes)
         if _norm(code) not in normalized and not any(_same_code(code, k) for k in known)
     ]
+    if outside:
+        # A markdown notebook holds a person's `mo.md("…")` as the prose it saved: that
+        # text is the running cell, not work done outside marimo.
+        saved_as = {_norm(c) for c in stored_forms(path, known) or []}
+        outside = [i for i in outside if _norm(codes[i]) not in saved_as]
     return data, outside
 
 
@@ -615,6 +647,7 @@ async def apply(state: NotebookState, args: Args) -> dict[str, Any]:
         if args.get("check_effects"):
             batch.check_effects(after)
             batch.check_replacements(args["changes"], results)
+        _check_format(state, batch, results)
         checked = time.perf_counter()
     # Leaving the context applied the batch (or raised: then nothing was applied).
     applied = time.perf_counter()
