@@ -265,3 +265,21 @@ def test_md_notebook_a_persons_markdown_edit_does_not_block_the_agent(
     created = call(tools["create_cell"], code="count = len(readings)", run=False)
     assert created.status != "error", created.content
     assert "count = len(readings)" in path.read_text(encoding="utf-8")
+
+
+def test_a_persons_failing_query_reaches_the_next_result_as_a_new_error(
+    corpus_tools: Any, client: Any
+) -> None:
+    tools, path = corpus_tools("sql_errors.py")
+    missing = _cell_with(tools, "no_such_table")
+    person = (
+        "import marimo._code_mode as cm\n"
+        "async with cm.get_context(skip_staleness_check=True) as ctx:\n"
+        f"    ctx.edit_cell({missing!r}, code='missing = mo.sql(\"SELECT * FROM gone_table\")')\n"
+        f"    ctx.run_cell({missing!r})\n"
+    )
+    # The execute reports the failure of the cell it ran; the edit and the run happened.
+    assert "edited code of cell" in client.execute(person, notebook=str(path)).stdout
+    news = call(tools["get_errors"]).content
+    assert f"new error in cell {missing}: MarimoSQLError: Catalog Error" in news, news
+    assert "gone_table" in news
