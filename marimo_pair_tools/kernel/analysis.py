@@ -24,6 +24,8 @@ from marimo._runtime.dataflow.definitions import DefinitionRegistry
 __all__ = ["BUILTINS", "Analysis", "Graph", "static"]
 
 BUILTINS = frozenset(dir(builtins))
+_SQL_KINDS = frozenset({"table", "view", "schema", "catalog"})
+_CONFLICTS = DefinitionRegistry()  # only its (stateless) rule for what counts as one object
 
 
 class Analysis(NamedTuple):
@@ -110,14 +112,15 @@ class Graph:
         self.order = [cid for cid, _ in pairs]
         self.pos = {cid: i for i, cid in enumerate(self.order)}
         self.info: dict[str, Analysis] = {cid: analyse(cid, code) for cid, code in pairs}
-        self.registry = DefinitionRegistry()
         self.by_name: dict[str, list[str]] = {}
         for cid in self.order:
-            facts = self.info[cid]
-            for name in facts.defs:
+            for name in self.info[cid].defs:
                 self.by_name.setdefault(name, []).append(cid)
-                data = facts.variable_data.get(name)
-                if data:
+        # marimo's index of definitions, for resolving SQL references (only they need it).
+        self.registry = DefinitionRegistry()
+        if any(facts.sql_refs for facts in self.info.values()):
+            for cid in self.order:
+                for name, data in self.info[cid].variable_data.items():
                     self.registry.register_definition(cid, name, data)  # type: ignore[arg-type]
         self.parents: dict[str, set[str]] = {cid: set() for cid in self.order}
         self.children: dict[str, set[str]] = {cid: set() for cid in self.order}
@@ -156,19 +159,39 @@ class Graph:
                 for child in found:
                     self._edge(cid, child, name)
             # Its references -> the cells that define them (marimo's parents rule).
-            resolved = marimo_edges.resolve_cell_references(
-                cid,  # type: ignore[arg-type]
-                facts,  # type: ignore[arg-type]
-                topology,
-                self.registry,
-            )
-            for ref, parents in resolved.items():
-                for parent in parents:
-                    self._edge(parent, cid, self._defined_as(parent, ref, facts))
+            if facts.sql_refs:
+                resolved = marimo_edges.resolve_cell_references(
+                    cid,  # type: ignore[arg-type]
+                    facts,  # type: ignore[arg-type]
+                    topology,
+                    self.registry,
+                )
+                for ref, parents in resolved.items():
+                    for parent in parents:
+                        self._edge(parent, cid, self._defined_as(parent, ref, facts))
+            else:
+                self._link_plain(cid, facts)
             # A cell that deletes a name runs after every cell that reads it.
             for name in facts.deleted_refs:
                 for reader in readers.get(name, ()):
                     self._edge(reader, cid, name)
+
+    def _link_plain(self, cid: str, facts: Analysis) -> None:
+        """marimo's ``resolve_cell_references`` for a cell without SQL references.
+
+        Without them it reduces to this; spelled out because it runs for every cell of
+        10,000-cell notebooks, on every change. ``tests/test_corpus.py`` compares the
+        result with marimo's own graph.
+        """
+        python = facts.language == "python"
+        for name in facts.refs:
+            for parent in self.by_name.get(name, ()):
+                data = self.info[parent].variable_data.get(name)
+                if parent == cid or not data:
+                    continue
+                if python and data[-1].kind in _SQL_KINDS:
+                    continue  # a SQL table or schema is no Python variable
+                self._edge(parent, cid, name)
 
     def _defined_as(self, parent: str, ref: str, reader: Analysis) -> str:
         """The name ``parent`` defines that ``ref`` resolved to (``db.main.t`` -> ``t``)."""
@@ -182,28 +205,25 @@ class Graph:
         return ref
 
     def _multiply(self) -> dict[str, list[str]]:
-        """Names defined by more than one cell, as marimo counts them.
+        """Names defined by more than one cell, as marimo's ``DefinitionRegistry`` counts them.
 
         Qualified SQL tables with one leaf name (``a.t`` and ``b.t``) are different
         objects: marimo does not count them as one name defined twice.
         """
         found: dict[str, set[str]] = {}
-        for name, cells in self.registry.get_multiply_defined():
-            found.setdefault(name, set()).update(cells)
-        # A definition marimo has no data for (none today) still counts by name.
         for name, ids in self.by_name.items():
-            if len(ids) > 1 and not any(self.info[c].variable_data.get(name) for c in ids):
-                found.setdefault(name, set()).update(ids)
+            if len(ids) < 2:
+                continue
+            groups: dict[tuple[str, str], set[str]] = {}
+            for cid in ids:
+                data = self.info[cid].variable_data.get(name)
+                # A definition marimo has no data for (none today) still counts by name.
+                key = _CONFLICTS._conflict_key(name, data[-1]) if data else ("global", name)
+                groups.setdefault(key, set()).add(cid)
+            for cells in groups.values():
+                if len(cells) > 1:
+                    found.setdefault(name, set()).update(cells)
         return {name: self.sort(cells) for name, cells in sorted(found.items())}
-
-    def readers(self, name: str) -> set[str]:
-        """The cells with an edge from a definition of ``name`` (the cells that read it)."""
-        return {
-            child
-            for parent in self.by_name.get(name, ())
-            for child in self.children[parent]
-            if name in self.via.get((parent, child), ())
-        }
 
     def sources(self, cid: str) -> dict[str, set[str]]:
         """Each name ``cid`` reads from other cells, and the cells it comes from."""
