@@ -918,7 +918,7 @@ def _check_delete(
                     RULE_ACKNOWLEDGE_DESCENDANTS,
                     f"{where}: deleting cell {cell!r} affects {len(breaking):,} descendant "
                     f"cell(s): {_describe(inspected, breaking)}."
-                    + (f" Not acknowledged: {_some(sorted(missing))}." if partly else "")
+                    + (f" Not acknowledged: [{_some(sorted(missing))}]." if partly else "")
                     + f" If that is intended, retry with acknowledge_descendants={ack}; "
                     "otherwise change those cells first.",
                 )
