@@ -152,7 +152,7 @@ def busy_error(
         f"{head} already running other work (a cell someone started in the browser, or "
         "another agent's code), so nothing was sent. Our code would queue behind that run, "
         "and if it then timed out, the disconnect would interrupt that run too. Wait and "
-        "retry, ask the person, or pass interrupt_others=True to accept that risk.",
+        "retry, or ask the person.",
         cause="busy_unknown",
     )
 
@@ -218,9 +218,9 @@ def timeout_error(
         )
     if busy_before:
         text += (
-            " The kernel was already running other work when this code was sent "
-            "(interrupt_others=True): the interrupt hit that run too, which may have been a "
-            "person's cell. Tell them."
+            " The kernel was already running other work when this code was sent (the "
+            "caller chose to send it anyway): the interrupt hit that run too, which may have "
+            "been a person's cell. Tell them."
         )
     if cause == "kernel_answers":
         text += (

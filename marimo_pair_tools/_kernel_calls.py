@@ -75,6 +75,7 @@ KERNEL_MODULES = (
     "fence",
     "interrupts",
     "state",
+    "fidelity",
     "saved",
     "views",
     "reads",
@@ -368,8 +369,11 @@ _NEXT_STEP = {
     "ambiguous": "Refer to the named cell by its id instead. Two cells answer to this "
     "reference: do not guess which one the person meant.",
     "effects": "Nothing was applied. If that is intended, call inspect_graph(cell=...) on the "
-    "cell whose names change and retry with acknowledge_descendants listing those cells; "
+    "cell whose names change and retry with acknowledge_descendants listing those cells (or "
+    "true for all of them); "
     "otherwise keep the names they read.",
+    "format": "Send the code the file would hold (above) if it says what you meant, or keep "
+    "the text in a code cell (assign it: `_text = mo.md(...)`, then `_text` on the last line).",
     "unsettled": "Nothing was applied. If a person just ran this cell, the code the kernel ran "
     "(below) is their newest version and the notebook catches up within a second or two: call "
     "read_cell again, then redo your change on their version. Never drop their work.",
@@ -388,6 +392,7 @@ _ERROR_CLASSES: dict[str, type[NotebookOperationError]] = {
     "match": EditMatchError,
     "graph_changed": StaleCellError,
     "unsettled": StaleCellError,
+    "format": ValidationFailedError,
 }
 
 

@@ -143,6 +143,8 @@ _NOTEBOOK_WRITERS = re.compile(
 
 _EDIT_OPS = frozenset({OP_EDIT, OP_REPLACE})
 SHOWN_CODE_LIMIT = 4000
+LISTED_CELLS = 20
+"""At most this many cells are named in a refusal; the rest are counted."""
 """Characters of a cell's code an error message shows (`_kernel_calls` cuts there)."""
 
 DOCUMENT_CHANGED = (
@@ -905,14 +907,20 @@ def _check_delete(
         missing = _unacknowledged(ledger, args.get("acknowledge_descendants"), breaking)
         if missing:
             partly = len(missing) < len(breaking)
+            # Bounded: a cell read by thousands of others must not make a 100 KB refusal.
+            ack = (
+                repr(breaking)
+                if len(breaking) <= LISTED_CELLS
+                else f"true (all {len(breaking):,}; inspect_graph lists them)"
+            )
             return [
                 _Finding(
                     RULE_ACKNOWLEDGE_DESCENDANTS,
-                    f"{where}: deleting cell {cell!r} affects {len(breaking)} descendant "
+                    f"{where}: deleting cell {cell!r} affects {len(breaking):,} descendant "
                     f"cell(s): {_describe(inspected, breaking)}."
-                    + (f" Not acknowledged: {sorted(missing)!r}." if partly else "")
-                    + f" If that is intended, retry with acknowledge_descendants="
-                    f"{breaking!r}; otherwise change those cells first.",
+                    + (f" Not acknowledged: [{_some(sorted(missing))}]." if partly else "")
+                    + f" If that is intended, retry with acknowledge_descendants={ack}; "
+                    "otherwise change those cells first.",
                 )
             ]
     return _approval(policy, cell, breaking)
@@ -924,7 +932,7 @@ def _approval(policy: Policy, cell: str, breaking: list[str]) -> list[_Finding]:
     )
     if not wanted:
         return []
-    also = f" and affects {', '.join(map(repr, breaking))}" if breaking else ""
+    also = f" and affects {_some(breaking)}" if breaking else ""
     return [
         _Finding(
             RULE_APPROVE_DELETE,
@@ -956,10 +964,19 @@ def _ack_list(ack: object) -> list[str]:
 
 def _describe(inspected: DescendantCheck, cells: list[str]) -> str:
     parts = []
-    for cell in cells:
-        lost = inspected.names_lost.get(cell)
-        parts.append(f"{cell!r} (loses {', '.join(lost)})" if lost else repr(cell))
-    return ", ".join(parts)
+    for cell in cells[:LISTED_CELLS]:
+        lost = inspected.names_lost.get(cell) or []
+        names = ", ".join(lost[:5]) + (f", … {len(lost) - 5} more" if len(lost) > 5 else "")
+        parts.append(f"{cell!r} (loses {names})" if lost else repr(cell))
+    more = len(cells) - LISTED_CELLS
+    return ", ".join(parts) + (f", and {more:,} more" if more > 0 else "")
+
+
+def _some(cells: Sequence[str]) -> str:
+    """``'a', 'b', … and N more``: at most `LISTED_CELLS` cells in a message."""
+    shown = ", ".join(map(repr, cells[:LISTED_CELLS]))
+    more = len(cells) - LISTED_CELLS
+    return shown + (f", and {more:,} more" if more > 0 else "")
 
 
 def _check_changes(policy: Policy, ledger: Ledger, args: Mapping[str, Any]) -> list[_Finding]:

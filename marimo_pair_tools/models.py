@@ -5,10 +5,11 @@ out as artifacts, the eval harness stores them. Models meant for a language
 model's eyes have a ``render()`` giving short text; the model itself stays the
 complete record.
 
-Cell status values come from marimo: ``idle``, ``stale``, ``running``,
-``queued``, ``exception``, ``cancelled``, ``interrupted``, ``marimo-error``,
-``disabled``, or ``None`` for an empty cell that never ran. They are plain
-strings here so a new marimo state does not break parsing.
+Cell status values say what the person's page shows (``docs/statuses.md``): ``idle``,
+``stale``, ``running``, ``queued``, ``exception``, ``cancelled``, ``stopped``
+(``mo.stop``), ``interrupted``, ``marimo-error``, ``disabled``, or ``None`` for an
+empty cell that never ran. They are plain strings here so a new marimo state does not
+break parsing.
 """
 
 from __future__ import annotations
@@ -161,11 +162,22 @@ class ErrorInfo(_Model):
     """One error of a cell."""
 
     kind: str = Field(
-        description="'runtime' (raised), 'graph' (multiply-defined, cycle, …) or 'syntax'."
+        description="'runtime' (raised, a failing mo.sql included), 'graph' (multiply-defined, "
+        "cycle, …) or 'syntax'; in an output's errors, 'marimo' (its own error) or 'note' (why "
+        "the cell did not run: an ancestor raised or was stopped, an interrupt)."
     )
     message: str
     exception_type: str | None = None
     traceback: str | None = None
+
+    def text(self, traceback_chars: int = 2000) -> str:
+        """The exception line first, then the end of the traceback (plain text)."""
+        if not self.traceback:
+            return self.message
+        tb = self.traceback.rstrip("\n")
+        if len(tb) > traceback_chars:
+            tb = f"… [{len(tb) - traceback_chars:,} characters cut] …\n" + tb[-traceback_chars:]
+        return f"{self.message}\n{tb}"
 
 
 class ConsoleOutput(_Model):
@@ -259,6 +271,15 @@ class CellDetail(_Model):
             )
         if self.syntax_error:
             parts.append(f"SyntaxError: {self.syntax_error}")
+        # Errors before output and console: a long output must not push them out of the cut.
+        parts += [f"error ({error.kind}): {error.text()}" for error in self.errors]
+        if self.output is not None:
+            # Why a cell did not run (an ancestor failed or stopped, an interrupt).
+            parts += [
+                f"marimo shows: {note.message.split(': ', 1)[-1]}"
+                for note in self.output.errors
+                if note.kind == "note"
+            ]
         if self.output is not None:
             out = self.output
             if out.image_base64:
@@ -270,8 +291,6 @@ class CellDetail(_Model):
         for console in self.console:
             if console.mimetype != "application/vnd.marimo+traceback":
                 parts.append(f"{console.channel}:\n{console.text}")
-        for error in self.errors:
-            parts.append(f"error ({error.kind}): {error.traceback or error.message}")
         rest = "\n".join(parts)
         room = max(0, max_chars - len(head) - 1 - len(DATA_OPEN) - len(DATA_CLOSE) - 2)
         if len(rest) > room:
@@ -609,9 +628,7 @@ class ApplyResult(_Model):
             how = "ran" if report.explicit else "re-ran"
             lines.append(f"{how} {_label(report.cell_id, report.name)}: {report.status}")
             for error in report.errors:
-                lines.append(
-                    f"  {error.kind} error:\n" + untrusted(error.traceback or error.message)
-                )
+                lines.append(f"  {error.kind} error:\n" + untrusted(error.text()))
         if self.console.strip():
             lines.append("console:\n" + untrusted(self.console.rstrip()))
         if self.saved:
@@ -661,7 +678,7 @@ class ErrorsReport(_Model):
             for error in cell.errors:
                 lines.append(
                     f"{_label(cell.cell_id, cell.name)} [{cell.status}] {error.kind}:\n"
-                    + untrusted(error.traceback or error.message)
+                    + untrusted(error.text())
                 )
         lines += [
             f"multiply defined: {n!r} in {', '.join(ids)}"

@@ -227,7 +227,7 @@ def output_view(raw: Mapping[str, Any] | None) -> OutputView | None:
     data = raw.get("data")
     errors = [
         ErrorInfo(
-            kind="marimo",
+            kind="note" if e.get("note") else "marimo",
             message=f"{e.get('type')}: {e.get('message')}",
             exception_type=e.get("type"),
         )

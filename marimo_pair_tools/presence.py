@@ -94,16 +94,38 @@ def _hash(cid, code):
     return _hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+_NOTES = ("MarimoAncestorStoppedError", "MarimoAncestorPreventedError", "MarimoInterruptionError")
+
+
+def _first_error(view):
+    # As `kernel.views.errors`: a failing mo.sql and marimo's annotated errors are only
+    # in the output; an ancestor's error or a stop shown there is not this cell's.
+    if view.errors:
+        return view.errors[0].msg
+    out = view.output
+    if out is None or out.mimetype != "application/vnd.marimo+error":
+        return None
+    for err in out.data if isinstance(out.data, (list, tuple)) else ():
+        kind = type(err).__name__
+        if kind in _NOTES or getattr(err, "raising_cell", None) is not None:
+            continue
+        try:
+            return f"{getattr(err, 'exception_type', None) or kind}: {err.describe()}"
+        except Exception:
+            return kind
+    return None
+
+
 _cells = []
 for _view, _cell in zip(_CTX.cells, _DOC.cells):
-    _errors = _view.errors
+    _error = _first_error(_view)
     _first = next((line.strip() for line in _cell.code.splitlines() if line.strip()), "")
     _cells.append({
         "id": _cell.id,
         "name": None if not _cell.name or _is_internal_name(_cell.name) else _cell.name,
         "hash": _hash(_cell.id, _cell.code),
         "preview": _first[:60],
-        "error": _errors[0].msg[:200] if _errors else None,
+        "error": _error[:200] if _error else None,
         "runs": _STATE.person_runs.get(_cell.id, 0),
     })
 

@@ -49,12 +49,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+# `python -m marimo` puts the working directory (the notebook's) first on sys.path, so a
+# notebook named like a module marimo imports (`markdown.py`, `json.py`) is imported in
+# its place and marimo dies while starting. The `marimo` script has no such entry; this
+# runs the same module without it, on every Python we support (`-P` needs 3.11).
+_RUN_MARIMO = "import runpy, sys; sys.path.pop(0); runpy.run_module('marimo', run_name='__main__', alter_sys=True)"
+
+
 def _marimo_command() -> list[str]:
     """How to run marimo: this interpreter's module if importable, else the script."""
     import importlib.util
 
     if importlib.util.find_spec("marimo") is not None:
-        return [sys.executable, "-m", "marimo"]
+        return [sys.executable, "-c", _RUN_MARIMO]
     exe = shutil.which("marimo")
     if exe:
         return [exe]

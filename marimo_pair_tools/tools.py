@@ -151,6 +151,26 @@ class _Op:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
+ERROR_LIMIT = 16_000
+"""Characters of an error message a tool returns at most (a shown code is 4,000)."""
+
+
+def _bounded(exc: NotebookOperationError) -> NotebookOperationError:
+    """The same error, its message cut to `ERROR_LIMIT` keeping its start and end."""
+    text = str(exc)
+    if len(text) > ERROR_LIMIT:
+        exc.args = (
+            truncate(
+                text,
+                ERROR_LIMIT,
+                what="this error",
+                hint="inspect_graph and get_errors show every cell",
+            ),
+            *exc.args[1:],
+        )
+    return exc
+
+
 class NotebookTool(BaseTool):
     """Base of every tool: policy check → one notebook call → ledger → bounded text."""
 
@@ -192,7 +212,7 @@ class NotebookTool(BaseTool):
                     reason = (
                         f"{self.name} was not approved by a person; nothing was changed. {reason}"
                     )
-                raise GuardRefusedError(reason, rule=decision.rule)
+                raise _bounded(GuardRefusedError(reason, rule=decision.rule))
         return self._fill_hashes(args)
 
     def _approved(self, args: dict[str, Any], decision: guards.Decision) -> bool:
@@ -238,9 +258,14 @@ class NotebookTool(BaseTool):
         return content, artifact
 
     def _failed(self, args: dict[str, Any], exc: NotebookOperationError) -> NotebookOperationError:
-        """Learn from a refusal (its shown current code is a read); the message has the code."""
+        """Learn from a refusal (its shown current code is a read); the message has the code.
+
+        The message is bounded last: its sources bound what they list, and this catches
+        what they miss (the ledger learned from the whole error first, but a shown code
+        is at most `guards.SHOWN_CODE_LIMIT`, well inside the bound).
+        """
         self.session.update_ledger(lambda ledger: learn_from_error(ledger, self.name, args, exc))
-        return exc
+        return _bounded(exc)
 
     # -- presence: what the person did since the agent's last call -----------------
 

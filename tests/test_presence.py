@@ -200,9 +200,10 @@ def test_a_person_running_a_long_cell_is_told_as_busy_not_crashed(
     page.run(c, "import time\ntime.sleep(3)\nc = 3")
     time.sleep(0.3)
     busy, message = call(tools["read_notebook"], {})
-    # The cause is named (the person's run of their cells), and the way out is to wait.
-    assert message.status == "error" and "is running cells" in busy, busy
-    assert "Do not interrupt or restart their run" in busy
+    # Busy, not crashed: named as the person's run when marimo's replay shows it in time.
+    assert message.status == "error" and (
+        "already running other work" in busy or "that someone else started" in busy
+    ), busy
     wait_idle_notebook(tools["read_notebook"].session.sync())
     after, _ = call(tools["read_notebook"], {})
     # What they ran is not yet their cell's text (a page syncs it a moment later): a change.

@@ -19,7 +19,9 @@ from marimo._session.notebook.serializer import get_notebook_serializer
 
 from . import saved, views
 from .analysis import Graph
+from .fidelity import held, stored_forms
 from .state import NotebookState, Refused, classify, jsonable
+from .text import cut, some
 
 __all__ = ["apply", "packages_change", "set_ui_value"]
 
@@ -142,8 +144,8 @@ class Batch:
         now = self.graph()
         new = now.sort(now.descendants(cid) - set(expected))
         if new:
-            reads = {c: sorted(now.info[c][1] & now.defs(cid)) for c in new}
-            detail = ", ".join(f"{c} (reads {', '.join(reads[c]) or 'indirectly'})" for c in new)
+            reads = {c: now.edge_names(cid, c) for c in new}
+            detail = some([f"{c} (reads {some(reads[c], 5) or 'indirectly'})" for c in new])
             raise Refused(
                 "graph_changed",
                 f"cell {cid} has descendants that were not checked: {detail}.",
@@ -309,14 +311,15 @@ class Batch:
         """
         touched = self.changed | set(self.created.values())
         affected: dict[str, set[str]] = {}
-        for name in set(self.before.by_name) | set(after.by_name):
-            was, now = set(self.before.by_name.get(name, ())), set(after.by_name.get(name, ()))
-            if bool(was) == bool(now):
+        for reader in after.order:
+            if reader in touched:
                 continue
-            responsible = was ^ now
-            for reader in after.order:
-                if name not in after.info[reader][1] or reader in touched:
+            was = self.before.sources(reader) if reader in self.before.pos else {}
+            now = after.sources(reader)
+            for name in set(was) | set(now):
+                if bool(was.get(name)) == bool(now.get(name)):
                     continue
+                responsible = was.get(name, set()) ^ now.get(name, set())
                 if any(
                     self.acks.get(c, set()) is None or reader in (self.acks.get(c) or set())
                     for c in responsible
@@ -325,11 +328,12 @@ class Batch:
                 affected.setdefault(reader, set()).add(name)
         missing = after.sort(affected)
         if missing:
-            detail = ", ".join(f"{c} (reads {', '.join(sorted(affected[c]))})" for c in missing)
+            detail = some([f"{c} (reads {some(sorted(affected[c]), 5)})" for c in missing])
             raise Refused(
                 "effects",
                 "The batch removes the last definition of names other cells read, or defines "
-                "names they read that nothing defined, so those cells would break or change: "
+                f"names they read that nothing defined, so {len(missing):,} cell(s) would break "
+                "or change: "
                 f"{detail}. The change that removes or adds the name must acknowledge them.",
                 affected=missing,
             )
@@ -366,7 +370,7 @@ class Batch:
             if not set(ids) <= set(self.before.multiply.get(n, ()))
         }
         if fresh:
-            detail = "; ".join(f"{n!r} in cells {', '.join(ids)}" for n, ids in fresh.items())
+            detail = some([f"{n!r} in cells {some(ids, 5)}" for n, ids in fresh.items()], 10, "; ")
             raise Refused(
                 "validation",
                 f"The batch would define a name in more than one cell: {detail}. Each name "
@@ -376,7 +380,7 @@ class Batch:
         old_cycles = [set(c) for c in self.before.cycles]
         cycles = [c for c in after.cycles if not any(set(c) <= old for old in old_cycles)]
         if cycles:
-            detail = " | ".join(after.describe_cycle(c) for c in cycles)
+            detail = some([after.describe_cycle(c) for c in cycles], 3, " | ")
             raise Refused(
                 "validation", f"The batch would create a dependency cycle: {detail}.", cycles=cycles
             )
@@ -406,7 +410,12 @@ def _verify(
             elif cid in kernel:
                 problem = "the kernel still has the cell"
             lost = set(result["defined_names"]) - set(after.by_name)
-            result["dependents"] = [c for c in after.order if after.info[c][1] & lost]
+            was_read = batch.before.children.get(cid, set())
+            result["dependents"] = [
+                c
+                for c in after.order
+                if c in was_read and set(batch.before.edge_names(cid, c)) & lost
+            ]
         elif cid not in stored:
             problem = "the cell is not in the notebook"
         elif requested is not None and not _same_code(stored[cid], requested):
@@ -425,6 +434,32 @@ def _verify(
         result["verified"] = problem is None
         result["problem"] = problem
     return order_ok
+
+
+def _check_format(state: NotebookState, batch: Batch, results: list[dict[str, Any]]) -> None:
+    """Refuse code the notebook's file format would save as other text (a ``.md`` file)."""
+    touched = [
+        r["cell_id"]
+        for r in results
+        if r["op"] in ("create", "edit", "replace") and r["cell_id"] in batch.code
+    ]
+    touched = list(dict.fromkeys(touched))
+    codes = [batch.code[cid] for cid in touched]
+    stored = stored_forms(state.kernel.app_metadata.filename, codes)
+    if stored is None:
+        return
+    for cid, code, kept in zip(touched, codes, stored, strict=True):
+        if not held(kept, code):
+            raise Refused(
+                "format",
+                f"marimo's Markdown notebook format cannot hold cell {cid} as written: it "
+                "saves a markdown cell as prose (and a SQL cell as a sql block) and would "
+                "read this one back as other code, so the file would not hold your text. "
+                "Nothing was applied. The file would hold:\n```python\n"
+                f"{cut(kept, 2000)}\n```",
+                cell_id=cid,
+                stored_code=cut(kept, 2000),
+            )
 
 
 SAVE_WAIT = 3.0
@@ -601,6 +636,7 @@ async def apply(state: NotebookState, args: Args) -> dict[str, Any]:
         if args.get("check_effects"):
             batch.check_effects(after)
             batch.check_replacements(args["changes"], results)
+        _check_format(state, batch, results)
         checked = time.perf_counter()
     # Leaving the context applied the batch (or raised: then nothing was applied).
     applied = time.perf_counter()

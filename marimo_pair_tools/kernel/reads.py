@@ -46,7 +46,7 @@ def cells(state: NotebookState, args: Args) -> dict[str, Any]:
             break
         cell = doc_cells[i]
         code = cell.code
-        defs, refs, syntax = state.analyse(cell.id, code)
+        defs, refs, syntax = state.analyse(cell.id, code)[:3]
         first = next((line.strip() for line in code.splitlines() if line.strip()), "")
         page.append(
             {
@@ -55,7 +55,7 @@ def cells(state: NotebookState, args: Args) -> dict[str, Any]:
                 "preview": first if len(first) <= 80 else first[:79] + "…",
                 "status": views.status(view),
                 "has_output": views.has_output(view),
-                "has_errors": bool(view.errors) or syntax is not None,
+                "has_errors": bool(view.errors or views.own_errors(view)) or syntax is not None,
                 "defs": sorted(defs),
                 "refs": sorted(r for r in refs if r not in BUILTINS),
                 "code_hash": state.hash(code, cell.id),
@@ -75,7 +75,7 @@ def read(state: NotebookState, args: Args) -> dict[str, Any]:
     cid = state.resolve(args["cell"])
     cell = state.doc.get_cell(cid)
     view = state.ctx.cells[cid]
-    defs, refs, syntax = state.analyse(cid, cell.code)
+    defs, refs, syntax = state.analyse(cid, cell.code)[:3]
     return {
         "id": cid,
         "name": cell_name(cell),

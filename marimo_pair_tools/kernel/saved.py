@@ -22,6 +22,7 @@ from pathlib import Path
 
 from marimo._session.notebook.serializer import get_notebook_serializer
 
+from .fidelity import stored_forms
 from .state import NotebookState, cell_name
 
 __all__ = ["FileCell", "file_cells", "observe", "outside_changes", "record_saved"]
@@ -62,7 +63,12 @@ def file_cells(path: str) -> tuple[FileCell, ...]:
 
 
 def _document_cells(state: NotebookState) -> tuple[FileCell, ...]:
-    return tuple(FileCell(_norm(c.code), cell_name(c)) for c in state.doc.cells)
+    """The running notebook's cells as its file would hold them (a ``.md`` notebook keeps
+    a markdown cell as prose, read back as another string: compare that form)."""
+    cells = list(state.doc.cells)
+    codes = [c.code for c in cells]
+    forms = stored_forms(_path(state), codes) or codes
+    return tuple(FileCell(_norm(code), cell_name(c)) for code, c in zip(forms, cells, strict=True))
 
 
 def _stat_key(path: str) -> tuple[int, int, int, int] | None:

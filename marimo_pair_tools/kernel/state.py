@@ -15,7 +15,7 @@ from typing import Any, cast
 import marimo._code_mode as cm
 from marimo._ast.names import is_internal_cell_name
 
-from .analysis import Analysis, Graph, static
+from .analysis import Analysis, Graph, from_cell, static
 from .hashing import code_hash, notebook_version
 from .text import listing
 
@@ -94,10 +94,10 @@ class NotebookState:
         return code_hash(code if ran is None else code + "\0ran\0" + ran)
 
     def analyse(self, cid: str, code: str) -> Analysis:
-        """(defs, refs, syntax_error): the kernel's own when it ran this code, else static."""
+        """(defs, refs, syntax_error, ...): the kernel's own when it ran this code, else static."""
         impl = self.ctx.graph.cells.get(cid)
         if impl is not None and impl.code == code:
-            return frozenset(impl.defs), frozenset(impl.refs), None
+            return from_cell(impl)
         return static(code)
 
     def graph(self, pairs: list[tuple[str, str]] | None = None) -> Graph:
