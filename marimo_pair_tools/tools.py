@@ -41,6 +41,7 @@ from .errors import (
 from .models import (
     ApplyResult,
     CellDetail,
+    CellsRead,
     Change,
     CreateCell,
     DeleteCell,
@@ -97,6 +98,8 @@ class OutputLimits:
     """Images larger than this are announced, not attached."""
     cells_page: int = 60
     """Cells per `read_notebook` page: 60 lines of at most 120 characters fit ``max_chars``."""
+    batch_chars: int = 24_000
+    """Characters of one `read_cell(cells=[...])` result: short cells whole, long ones in part."""
 
 
 class PairSession:
@@ -228,6 +231,10 @@ class NotebookTool(BaseTool):
             {"type": "image", "base64": image, "mime_type": mimetype or "image/png"},
         ]
 
+    def _budget(self, args: dict[str, Any]) -> int:
+        """Characters of text this call's result may have."""
+        return self.session.limits.max_chars
+
     def _fill_hashes(self, args: dict[str, Any]) -> dict[str, Any]:
         """Edits carry the hash the agent read, so the kernel's compare-and-swap can check it."""
         return guards.with_read_hashes(self.session.ledger, self.name, args)
@@ -246,7 +253,7 @@ class NotebookTool(BaseTool):
         if isinstance(content, str):
             content = truncate(
                 content,
-                self.session.limits.max_chars,
+                self._budget(args),
                 what="this result",
                 hint="the artifact has all of it; page or narrow the request",
             )
@@ -764,20 +771,42 @@ class ReadCellTool(NotebookTool):
     args_schema: type[BaseModel] = ReadCellInput
 
     def _operation(self, args: dict[str, Any]) -> _Op:
+        if args.get("cells") is not None:
+            return _Op("read_cells", (list(args["cells"]),))
         return _Op("read_cell", (args["cell"],))
+
+    def _budget(self, args: dict[str, Any]) -> int:
+        limits = self.session.limits
+        return limits.batch_chars if args.get("cells") is not None else limits.max_chars
 
     def _finish(self, args: dict[str, Any], result: Any) -> tuple[str | list[Any], Any]:
         # The window of code the model will see is what the ledger counts as read; the
         # rendering keeps it whole, so the window must fit the text budget with its header.
+        if isinstance(result, CellsRead):
+            return super()._finish(args, _fitted(result, self._budget(args)))
         limit = max(200, self.session.limits.max_chars * 3 // 4)
         return super()._finish(args, result.shown(args.get("offset") or 0, limit))
 
-    def _content(self, args: dict[str, Any], result: CellDetail) -> str | list[Any]:
+    def _content(self, args: dict[str, Any], result: CellDetail | CellsRead) -> str | list[Any]:
+        if isinstance(result, CellsRead):
+            return result.render(self._budget(args))
         text = result.render(max_chars=self.session.limits.max_chars)
         output = result.output
         if output is None:
             return text
         return self._with_image(text, output.image_base64, output.image_mimetype)
+
+
+def _fitted(read: CellsRead, budget: int) -> CellsRead:
+    """The batch with code windows whose rendering fits ``budget`` (never cut afterwards)."""
+    target = budget
+    for _ in range(8):
+        shown = read.shown(target)
+        over = len(shown.render(budget)) - budget
+        if over <= 0:
+            return shown
+        target -= over + 100
+    return read.shown(0)
 
 
 class InspectGraphTool(NotebookTool):
