@@ -1091,5 +1091,9 @@ class InterruptKernelTool(NotebookTool):
     def _operation(self, args: dict[str, Any]) -> _Op:
         return _Op("interrupt")
 
+    def _finish(self, args: dict[str, Any], result: Any) -> tuple[str | list[Any], Any]:
+        # The server answers nothing; the artifact still says what was done.
+        return super()._finish(args, {"interrupt_sent": True})
+
     def _content(self, args: dict[str, Any], result: Any) -> str:
         return "interrupt sent"
