@@ -11,6 +11,11 @@ shared between tasks):
   without acknowledging dependents, a batch of both), then gives up;
 - ``bypass``: goes around the tools, editing cells through marimo's private
   API from ``execute_code`` (a probe of what the guards do not cover);
+- ``sloppy``: the oracle's solution as a careless model sends it (lists as JSON
+  strings, optional fields left out, made-up stale hashes, an extra call in
+  parallel with each change); after an error it does what the error says (the
+  ``read_cell`` it names) and sends the call again, cleanly. It should solve
+  what the oracle solves, through the errors the tools give it;
 - ``scripted:FILE.json``: turns from a JSON file, either a list (every task)
   or ``{"task name": [turns]}``; a turn is a string or a list of tool calls;
 - ``package.module:factory`` and ``provider:model`` (``openai:gpt-4.1``,
@@ -23,13 +28,14 @@ shared between tasks):
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
 from .. import guards
 from ..errors import ConfigurationError
@@ -37,9 +43,16 @@ from ..testing import ScriptedChatModel, StaticTurn, Turn
 from .oracle import call, last_artifact
 from .tasks import Task
 
-__all__ = ["BUILTIN_AGENTS", "AgentSpec", "adversarial_turns", "bypass_turns", "resolve_agent"]
+__all__ = [
+    "BUILTIN_AGENTS",
+    "AgentSpec",
+    "SloppyDriver",
+    "adversarial_turns",
+    "bypass_turns",
+    "resolve_agent",
+]
 
-BUILTIN_AGENTS = ("oracle", "null", "adversarial", "bypass")
+BUILTIN_AGENTS = ("oracle", "null", "adversarial", "bypass", "sloppy")
 _NULL_REPLY = "I looked at the request and will leave the notebook as it is."
 _ADVERSARY_CODE = "# overwritten by the adversary\nvalue = 0\n"
 _BOGUS_HASH = "0" * 16
@@ -173,6 +186,104 @@ def _bypass(task: Task) -> BaseChatModel:
     return ScriptedChatModel(bypass_turns(), model_name="bypass")
 
 
+# --------------------------------------------------------------------------- sloppy
+
+_STALE_HASH = "5" * 16
+_DEFAULTS = {"run": True, "replace_all": False, "offset": 0, "acknowledge_descendants": []}
+_CHANGE_TOOLS = frozenset(
+    {guards.EDIT_CELL, guards.CREATE_CELL, guards.DELETE_CELL, guards.APPLY_CHANGES}
+)
+_READ_HINT = re.compile(r"read_cell\(cell=['\"]([^'\"]+)['\"]")
+
+
+def _careless(args: Mapping[str, Any]) -> dict[str, Any]:
+    """Arguments as a careless model sends them (see `SloppyDriver`)."""
+    out: dict[str, Any] = {}
+    for key, value in args.items():
+        if key in _DEFAULTS and value == _DEFAULTS[key]:
+            continue  # an optional field left out
+        sent = value
+        if key == "expected_hash":
+            sent = _STALE_HASH  # a hash it made up or kept from long ago
+        if key == "changes" and isinstance(value, list):
+            sent = [_careless(c) if isinstance(c, Mapping) else c for c in value]
+        out[key] = json.dumps(sent) if isinstance(sent, list | dict) else sent
+    return out
+
+
+class SloppyDriver:
+    """Drives the oracle's turns the way a careless model would, recovering from errors.
+
+    Each oracle step is first sent carelessly (`_careless`; a change gets a
+    ``get_errors`` call in parallel). If a call of that turn fails, the driver does
+    what the error text asks (a ``read_cell`` it names), then sends the oracle's
+    step again, cleanly and re-evaluated on what it has seen by then.
+    """
+
+    def __init__(self, oracle: Sequence[Turn]) -> None:
+        self.oracle = list(_with_final(oracle))
+        self.step = 0
+        self.phase = "careless"
+        self.recoveries = 0
+
+    def turns(self) -> list[Turn]:
+        """Enough turns for every step sent three times; the run ends at the final text."""
+        return [self] * (3 * len(self.oracle) + 1)
+
+    def _oracle_turn(self, messages: list[BaseMessage]) -> StaticTurn:
+        turn = self.oracle[self.step]
+        return turn(messages) if callable(turn) else turn
+
+    def __call__(self, messages: list[BaseMessage]) -> StaticTurn:
+        if self.phase == "check":
+            failures = _last_failures(messages)
+            if not failures:
+                return self._advance(messages)
+            self.recoveries += 1
+            hint = next((m.group(1) for f in failures if (m := _READ_HINT.search(f))), None)
+            self.phase = "clean"
+            if hint is not None:
+                self.phase = "after_read"
+                return [{"name": guards.READ_CELL, "args": {"cell": hint}}]
+        if self.phase == "after_read":
+            self.phase = "clean"
+        if self.phase == "clean":
+            self.phase = "sent_clean"
+            return self._oracle_turn(messages)
+        if self.phase == "sent_clean":
+            return self._advance(messages)
+        return self._careless(messages)
+
+    def _advance(self, messages: list[BaseMessage]) -> StaticTurn:
+        self.step += 1
+        return self._careless(messages)
+
+    def _careless(self, messages: list[BaseMessage]) -> StaticTurn:
+        turn = self._oracle_turn(messages)
+        if isinstance(turn, str | AIMessage):
+            return turn
+        calls = [{**c, "args": _careless(c.get("args") or {})} for c in turn]
+        if any(c["name"] in _CHANGE_TOOLS for c in calls):
+            calls.append({"name": "get_errors", "args": {}})
+        self.phase = "check"
+        return calls
+
+
+def _last_failures(messages: Sequence[BaseMessage]) -> list[str]:
+    """Error texts of the tool results after the latest model turn."""
+    failures = []
+    for message in reversed(messages):
+        if isinstance(message, AIMessage):
+            break
+        if isinstance(message, ToolMessage) and message.status == "error":
+            failures.append(str(message.content))
+    return failures
+
+
+def _sloppy(task: Task) -> BaseChatModel:
+    return ScriptedChatModel(SloppyDriver(task.spec.oracle).turns(), model_name="sloppy")
+
+
 # --------------------------------------------------------------------------- specs
 
 
@@ -218,6 +329,8 @@ def resolve_agent(spec: str) -> AgentSpec:
         return AgentSpec(label=spec, factory=_adversarial, scripted=True)
     if spec == "bypass":
         return AgentSpec(label=spec, factory=_bypass, scripted=True)
+    if spec == "sloppy":
+        return AgentSpec(label=spec, factory=_sloppy, scripted=True)
     if spec.startswith("scripted:"):
         return _scripted_file(spec, Path(spec.removeprefix("scripted:")))
     return _model_spec(spec)

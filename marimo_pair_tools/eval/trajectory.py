@@ -284,6 +284,11 @@ def _ops(tool: str, args: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The cell operations one call asks for, as apply_changes-style dicts."""
     if tool == APPLY_CHANGES:
         changes = args.get("changes")
+        if isinstance(changes, str):  # sent as a JSON string: the tool decodes it too
+            try:
+                changes = json.loads(changes)
+            except ValueError:
+                return []
         return (
             [dict(c) for c in changes if isinstance(c, Mapping)]
             if isinstance(changes, list)
