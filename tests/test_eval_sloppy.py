@@ -57,6 +57,9 @@ def test_sloppy_passes_what_the_oracle_passes(tmp_path: Path) -> None:
     calls = [c for e in events if e["kind"] == "model" for c in e.get("tool_calls") or []]
     assert any(isinstance(c["args"].get("changes"), str) for c in calls)
     assert any(len(e.get("tool_calls") or []) > 1 for e in events if e["kind"] == "model")
+    # It named cells by their variables; the error told it which cell that is.
+    texts = [e.get("text") or "" for e in events if e["kind"] == "tool"]
+    assert any("is a variable, defined by cell" in t for t in texts)
 
 
 def test_driver_turn_count_covers_a_retry_of_every_step() -> None:

@@ -12,8 +12,8 @@ shared between tasks):
 - ``bypass``: goes around the tools, editing cells through marimo's private
   API from ``execute_code`` (a probe of what the guards do not cover);
 - ``sloppy``: the oracle's solution as a careless model sends it (lists as JSON
-  strings, optional fields left out, made-up stale hashes, an extra call in
-  parallel with each change); after an error it does what the error says (the
+  strings, optional fields left out, made-up stale hashes, a variable's name
+  where it means the cell defining it, an extra call in parallel with each change); after an error it does what the error says (the
   ``read_cell`` it names) and sends the call again, cleanly. It should solve
   what the oracle solves, through the errors the tools give it;
 - ``scripted:FILE.json``: turns from a JSON file, either a list (every task)
@@ -39,7 +39,7 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
 from .. import guards
 from ..errors import ConfigurationError
-from ..testing import ScriptedChatModel, StaticTurn, Turn
+from ..testing import ScriptedChatModel, ScriptError, StaticTurn, Turn
 from .oracle import call, last_artifact
 from .tasks import Task
 
@@ -196,8 +196,12 @@ _CHANGE_TOOLS = frozenset(
 _READ_HINT = re.compile(r"read_cell\(cell=['\"]([^'\"]+)['\"]")
 
 
-def _careless(args: Mapping[str, Any]) -> dict[str, Any]:
-    """Arguments as a careless model sends them (see `SloppyDriver`)."""
+def _careless(args: Mapping[str, Any], aliases: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Arguments as a careless model sends them (see `SloppyDriver`).
+
+    ``aliases`` maps a cell reference to the variable the cell defines: the model
+    names the variable where it means the cell.
+    """
     out: dict[str, Any] = {}
     for key, value in args.items():
         if key in _DEFAULTS and value == _DEFAULTS[key]:
@@ -205,6 +209,8 @@ def _careless(args: Mapping[str, Any]) -> dict[str, Any]:
         sent = value
         if key == "expected_hash":
             sent = _STALE_HASH  # a hash it made up or kept from long ago
+        if key == "cell" and isinstance(value, str) and aliases:
+            sent = aliases.get(value, value)
         if key == "changes" and isinstance(value, list):
             sent = [_careless(c) if isinstance(c, Mapping) else c for c in value]
         out[key] = json.dumps(sent) if isinstance(sent, list | dict) else sent
@@ -214,7 +220,8 @@ def _careless(args: Mapping[str, Any]) -> dict[str, Any]:
 class SloppyDriver:
     """Drives the oracle's turns the way a careless model would, recovering from errors.
 
-    Each oracle step is first sent carelessly (`_careless`; a change gets a
+    Each oracle step is first sent carelessly (`_careless`, cells named by their
+    variable; a change gets a
     ``get_errors`` call in parallel). If a call of that turn fails, the driver does
     what the error text asks (a ``read_cell`` it names), then sends the oracle's
     step again, cleanly and re-evaluated on what it has seen by then.
@@ -262,11 +269,29 @@ class SloppyDriver:
         turn = self._oracle_turn(messages)
         if isinstance(turn, str | AIMessage):
             return turn
-        calls = [{**c, "args": _careless(c.get("args") or {})} for c in turn]
+        aliases = _variables_for_cells(messages)
+        calls = [{**c, "args": _careless(c.get("args") or {}, aliases)} for c in turn]
         if any(c["name"] in _CHANGE_TOOLS for c in calls):
             calls.append({"name": "get_errors", "args": {}})
         self.phase = "check"
         return calls
+
+
+def _variables_for_cells(messages: Sequence[BaseMessage]) -> dict[str, str]:
+    """Cell reference -> the one variable the cell defines, from the latest cell map."""
+    try:
+        cells = _cells(messages)
+    except ScriptError:
+        return {}
+    taken = {str(c.get("name")) for c in cells} | {str(c.get("id")) for c in cells}
+    aliases = {}
+    for cell in cells:
+        defs = list(cell.get("defs") or [])
+        if len(defs) == 1 and defs[0] not in taken:
+            for ref in (cell.get("id"), cell.get("name")):
+                if isinstance(ref, str):
+                    aliases[ref] = defs[0]
+    return aliases
 
 
 def _last_failures(messages: Sequence[BaseMessage]) -> list[str]:
