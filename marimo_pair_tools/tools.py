@@ -717,7 +717,7 @@ class SetUIValueInput(ToolArguments):
     """Arguments of `set_ui_value`."""
 
     name: str = Field(description="Global variable holding the mo.ui element.")
-    value: UIValue = Field(description="New value, of the element's type.")
+    value: UIValue = Field(description="New value, of the element's type (a list: an array).")
 
 
 class GetVariablesInput(ToolArguments):

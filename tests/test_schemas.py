@@ -65,7 +65,12 @@ def test_null_means_left_out_and_json_strings_are_decoded(tools: dict[str, BaseT
     assert args["run"] is True and args["replace_all"] is False
     # A sloppy model sends a list as a JSON string; a string field keeps its text.
     assert _parse(tools["read_cell"], {"cells": '["a", "b"]'})["cells"] == ["a", "b"]
-    assert _parse(tools["set_ui_value"], {"name": "t", "value": "[1]"})["value"] == "[1]"
+    assert _parse(tools["edit_cell"], {"cell": "a", "code": "[1]"})["code"] == "[1]"
+    # A widget value that may be a list: a JSON array string is the list it spells.
+    ui = tools["set_ui_value"]
+    assert _parse(ui, {"name": "d", "value": '["APAC"]'})["value"] == ["APAC"]
+    assert _parse(ui, {"name": "t", "value": "APAC"})["value"] == "APAC"
+    assert _parse(ui, {"name": "t", "value": '{"a": 1}'})["value"] == '{"a": 1}'
     assert _parse(tools["get_variables"], {"limit": "5"})["limit"] == 5
     batch = _parse(tools["apply_changes"], {"changes": '[{"op": "create", "code": "z = 1"}]'})
     assert batch["changes"][0].given() == {"op": "create", "code": "z = 1"}

@@ -13,9 +13,9 @@ shared between tasks):
   API from ``execute_code`` (a probe of what the guards do not cover);
 - ``sloppy``: the oracle's solution as a careless model sends it (lists as JSON
   strings, optional fields left out, made-up stale hashes, a variable's name
-  where it means the cell defining it, an extra call in parallel with each change); after an error it does what the error says (the
-  ``read_cell`` it names) and sends the call again, cleanly. It should solve
-  what the oracle solves, through the errors the tools give it;
+  where it means the cell defining it, an extra call in parallel with each
+  change); after an error it sends the call again as the error directs. It
+  should solve what the oracle solves, through the errors the tools give it;
 - ``scripted:FILE.json``: turns from a JSON file, either a list (every task)
   or ``{"task name": [turns]}``; a turn is a string or a list of tool calls;
 - ``package.module:factory`` and ``provider:model`` (``openai:gpt-4.1``,
@@ -28,7 +28,6 @@ shared between tasks):
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,7 +192,6 @@ _DEFAULTS = {"run": True, "replace_all": False, "offset": 0, "acknowledge_descen
 _CHANGE_TOOLS = frozenset(
     {guards.EDIT_CELL, guards.CREATE_CELL, guards.DELETE_CELL, guards.APPLY_CHANGES}
 )
-_READ_HINT = re.compile(r"read_cell\(cell=['\"]([^'\"]+)['\"]")
 
 
 def _careless(args: Mapping[str, Any], aliases: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -222,9 +220,10 @@ class SloppyDriver:
 
     Each oracle step is first sent carelessly (`_careless`, cells named by their
     variable; a change gets a
-    ``get_errors`` call in parallel). If a call of that turn fails, the driver does
-    what the error text asks (a ``read_cell`` it names), then sends the oracle's
-    step again, cleanly and re-evaluated on what it has seen by then.
+    ``get_errors`` call in parallel). If a call of that turn fails, it sends the
+    oracle's step again as the error directs (the hash it quotes, the cell id it
+    names, the fields it lists), then goes on with the next step whatever came of it,
+    as the oracle does.
     """
 
     def __init__(self, oracle: Sequence[Turn]) -> None:
@@ -234,8 +233,8 @@ class SloppyDriver:
         self.recoveries = 0
 
     def turns(self) -> list[Turn]:
-        """Enough turns for every step sent three times; the run ends at the final text."""
-        return [self] * (3 * len(self.oracle) + 1)
+        """Enough turns for every step sent twice; the run ends at the final text."""
+        return [self] * (2 * len(self.oracle) + 1)
 
     def _oracle_turn(self, messages: list[BaseMessage]) -> StaticTurn:
         turn = self.oracle[self.step]
@@ -243,18 +242,11 @@ class SloppyDriver:
 
     def __call__(self, messages: list[BaseMessage]) -> StaticTurn:
         if self.phase == "check":
-            failures = _last_failures(messages)
-            if not failures:
+            if not _last_failures(messages):
                 return self._advance(messages)
+            # Send the step again as the error directs: the hash it quotes, the cell it
+            # names, the fields it lists are the ones the oracle's own step has.
             self.recoveries += 1
-            hint = next((m.group(1) for f in failures if (m := _READ_HINT.search(f))), None)
-            self.phase = "clean"
-            if hint is not None:
-                self.phase = "after_read"
-                return [{"name": guards.READ_CELL, "args": {"cell": hint}}]
-        if self.phase == "after_read":
-            self.phase = "clean"
-        if self.phase == "clean":
             self.phase = "sent_clean"
             return self._oracle_turn(messages)
         if self.phase == "sent_clean":
