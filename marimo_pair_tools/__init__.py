@@ -6,6 +6,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .agent import create_pair_agent
     from .client import (
         AsyncMarimoClient,
         ExecuteResult,
@@ -16,19 +17,24 @@ if TYPE_CHECKING:
     )
     from .discovery import ServerRecord, discover_servers
     from .errors import MarimoPairError
+    from .middleware import MarimoGuardMiddleware
     from .server import MarimoServer
+    from .toolkit import MarimoPairToolkit
 
 __all__ = [
     "AsyncMarimoClient",
     "ExecuteResult",
     "MarimoClient",
+    "MarimoGuardMiddleware",
     "MarimoPairError",
+    "MarimoPairToolkit",
     "MarimoServer",
     "OutputData",
     "RestartResult",
     "ServerRecord",
     "SessionInfo",
     "__version__",
+    "create_pair_agent",
     "discover_servers",
 ]
 
@@ -45,6 +51,10 @@ _LAZY = {
     "discover_servers": "discovery",
     "MarimoPairError": "errors",
     "MarimoServer": "server",
+    "MarimoPairToolkit": "toolkit",
+    "create_pair_agent": "agent",
+    # The `middleware` extra (langchain): importing it without the extra says what to install.
+    "MarimoGuardMiddleware": "middleware",
 }
 
 

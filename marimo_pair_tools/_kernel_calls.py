@@ -56,6 +56,7 @@ __all__ = [
     "packages_list",
     "parse_result",
     "read_cell",
+    "read_cells",
     "scratchpad_source",
     "set_ui_value",
     "snapshot",
@@ -205,6 +206,20 @@ def read_cell(
         "read",
         {
             "cell": cell,
+            "max_output_chars": max_output_chars,
+            "max_console_chars": max_console_chars,
+        },
+    )
+
+
+def read_cells(
+    cells: Sequence[str], *, max_output_chars: int = 200_000, max_console_chars: int = 5_000
+) -> KernelCall:
+    """Read several cells (ids or names) in one execute; unknown ones are listed, not fatal."""
+    return KernelCall(
+        "read_many",
+        {
+            "cells": list(cells),
             "max_output_chars": max_output_chars,
             "max_console_chars": max_console_chars,
         },

@@ -1055,16 +1055,20 @@ def record_tool_result(
     ledger = record_document(ledger, artifact.get("document"))
     version = artifact.get("notebook_version")
     if tool_name == READ_CELL:
-        code = artifact.get("code")
-        shown = artifact.get("code_shown")
-        return record_read(
-            ledger,
-            str(artifact["id"]),
-            str(artifact["code_hash"]),
-            artifact.get("name"),
-            seen=(int(shown[0]), int(shown[1])) if isinstance(shown, list) else None,
-            total=len(code) if isinstance(code, str) else None,
-        )
+        # One cell, or several (`read_cell(cells=[...])`): each counts as its own read.
+        details = artifact.get("cells") if "cells" in artifact else [artifact]
+        for detail in details if isinstance(details, list) else []:
+            code = detail.get("code")
+            shown = detail.get("code_shown")
+            ledger = record_read(
+                ledger,
+                str(detail["id"]),
+                str(detail["code_hash"]),
+                detail.get("name"),
+                seen=(int(shown[0]), int(shown[1])) if isinstance(shown, list) else None,
+                total=len(code) if isinstance(code, str) else None,
+            )
+        return ledger
     if tool_name == LIST_CELLS:
         cells = list(artifact.get("cells") or [])
         complete = int(artifact.get("offset") or 0) == 0 and len(cells) == artifact.get("total")

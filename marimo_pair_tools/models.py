@@ -26,6 +26,7 @@ __all__ = [
     "CellErrors",
     "CellSummary",
     "CellsPage",
+    "CellsRead",
     "Change",
     "ChangeResult",
     "ConsoleOutput",
@@ -39,6 +40,7 @@ __all__ = [
     "GraphCell",
     "GraphFocus",
     "KernelStatus",
+    "MissingCell",
     "MoveCell",
     "NotebookGraph",
     "NotebookSnapshot",
@@ -297,6 +299,65 @@ class CellDetail(_Model):
             marker = f"\n… [{len(rest) - room:,} characters cut; the artifact has all]"
             rest = rest[: max(0, room - len(marker))] + marker
         return f"{head}\n{untrusted(rest)}" if rest else head
+
+
+class MissingCell(_Model):
+    """A cell a batched read could not read (unknown or ambiguous reference)."""
+
+    cell: str
+    message: str
+
+
+_CELL_HEAD = 300
+"""Characters of a rendered cell besides its code (label, names, fences), at most."""
+
+
+class CellsRead(_Model):
+    """Several cells read in one call: what `read_cell(cells=[...])` returns."""
+
+    cells: list[CellDetail]
+    missing: list[MissingCell] = Field(default_factory=list)
+    notebook_version: str
+    document: str | None = None
+
+    def shown(self, budget: int) -> CellsRead:
+        """These cells with the code windows that fit ``budget`` characters of text.
+
+        Short cells are shown whole; what is left is shared among the long ones,
+        each shown from its start (a part: paged with ``read_cell(cell, offset)``).
+        """
+        count = max(1, len(self.cells))
+        room = budget - count * (_CELL_HEAD + _extra(budget, count)) - 200 * len(self.missing)
+        windows = _fill([len(c.code) for c in self.cells], max(0, room))
+        return self.model_copy(
+            update={"cells": [c.shown(0, w) for c, w in zip(self.cells, windows, strict=True)]}
+        )
+
+    def render(self, max_chars: int = 24_000) -> str:
+        """Each cell as `CellDetail.render` shows it (its code window whole), then the misses."""
+        count = max(1, len(self.cells))
+        parts = [f"{len(self.cells)} cell(s); notebook_version {self.notebook_version}"]
+        for cell in self.cells:
+            start, end = cell.code_shown or (0, len(cell.code))
+            parts.append(cell.render(max_chars=end - start + _CELL_HEAD + _extra(max_chars, count)))
+        parts.extend(f"not read: {m.cell!r}: {m.message}" for m in self.missing)
+        return "\n\n".join(parts)
+
+
+def _extra(budget: int, count: int) -> int:
+    """Characters of output and errors per cell of a batched read."""
+    return min(1_500, budget // 4 // count)
+
+
+def _fill(lengths: list[int], room: int) -> list[int]:
+    """Windows no longer than each length, summing to at most ``room``, shortest first."""
+    windows = [0] * len(lengths)
+    left = room
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    for rank, i in enumerate(order):
+        windows[i] = min(lengths[i], left // (len(order) - rank))
+        left -= windows[i]
+    return windows
 
 
 # --------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from .models import (
     ApplyResult,
     CellDetail,
     CellsPage,
+    CellsRead,
     Change,
     CreateCell,
     DeleteCell,
@@ -286,6 +287,21 @@ def _read_call(cell: str, max_output_chars: int) -> _Call[CellDetail]:
     return _Call(kernel.read_cell(cell, max_output_chars=max_output_chars), _shape_detail)
 
 
+def _shape_many(result: Any, _console: str) -> CellsRead:
+    version, document = result["notebook_version"], result.get("document")
+    cells = [
+        _shape_detail({**cell, "notebook_version": version, "document": document}, "")
+        for cell in result["cells"]
+    ]
+    return CellsRead(
+        cells=cells, missing=result["missing"], notebook_version=version, document=document
+    )
+
+
+def _read_many_call(cells: Sequence[str], max_output_chars: int) -> _Call[CellsRead]:
+    return _Call(kernel.read_cells(cells, max_output_chars=max_output_chars), _shape_many)
+
+
 def _codes_call(cells: Sequence[str]) -> _Call[dict[str, str]]:
     return _Call(kernel.codes(cells), lambda result, _: dict(result["codes"]))
 
@@ -511,6 +527,10 @@ class Notebook(_NotebookBase):
     def read_cell(self, cell: str, *, max_output_chars: int = 2_000_000) -> CellDetail:
         """One cell by id or name: code, code_hash, status, output, console, errors."""
         return self._run(_read_call(cell, max_output_chars))
+
+    def read_cells(self, cells: Sequence[str], *, max_output_chars: int = 20_000) -> CellsRead:
+        """Several cells in one request, each as `read_cell` gives it; unknown ones listed."""
+        return self._run(_read_many_call(cells, max_output_chars))
 
     def codes_of(self, cells: Sequence[str]) -> dict[str, str]:
         """The current code of each cell that exists, in one request (for approval requests)."""
@@ -740,6 +760,12 @@ class AsyncNotebook(_NotebookBase):
     async def read_cell(self, cell: str, *, max_output_chars: int = 2_000_000) -> CellDetail:
         """See `Notebook.read_cell`."""
         return await self._run(_read_call(cell, max_output_chars))
+
+    async def read_cells(
+        self, cells: Sequence[str], *, max_output_chars: int = 20_000
+    ) -> CellsRead:
+        """See `Notebook.read_cells`."""
+        return await self._run(_read_many_call(cells, max_output_chars))
 
     async def codes_of(self, cells: Sequence[str]) -> dict[str, str]:
         """See `Notebook.codes_of`."""

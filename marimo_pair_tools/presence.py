@@ -224,7 +224,7 @@ def announcement(tool: str, args: Mapping[str, Any], level: Announce) -> str | N
     code = str(args.get("code") or "")
     first = next((line.strip() for line in code.splitlines() if line.strip()), "")
     values = {
-        "cell": args.get("cell") or "the whole notebook",
+        "cell": args.get("cell") or ", ".join(args.get("cells") or []) or "the whole notebook",
         "count": len(args.get("changes") or []),
         "packages": ", ".join([*(args.get("add") or []), *(args.get("remove") or [])]),
         "name": args.get("name") or "a widget",

@@ -120,7 +120,8 @@ class ScriptedChatModel(BaseChatModel):
 
     `usage_metadata` is a stand-in (characters / 4, rounded up, for input and
     output) so that eval summaries have token numbers to add up; it measures
-    nothing about any real tokenizer.
+    nothing about any real tokenizer. Input counts the specs of the bound tools
+    too, on every call, as a provider bills them.
 
     Args:
         turns: the script; see the module docstring for what a turn can be.
@@ -138,6 +139,9 @@ class ScriptedChatModel(BaseChatModel):
 
     bound_kwargs: dict[str, Any] = Field(default_factory=dict)
     """The other keyword arguments `bind_tools` received (`tool_choice`, ...), for assertions."""
+
+    bound_tool_chars: int = 0
+    """Characters of the bound tools' specs (as `convert_to_openai_tool` gives them)."""
 
     require_bound_tools: bool = True
     """Refuse tool calls when `bind_tools` was never called (the graph offered no tools)."""
@@ -196,7 +200,10 @@ class ScriptedChatModel(BaseChatModel):
         recorded = dict(kwargs)
         if tool_choice is not None:
             recorded["tool_choice"] = tool_choice
-        return self.model_copy(update={"bound_tools": names, "bound_kwargs": recorded})
+        specs = sum(len(json.dumps(_spec(tool), separators=(",", ":"))) for tool in tools)
+        return self.model_copy(
+            update={"bound_tools": names, "bound_kwargs": recorded, "bound_tool_chars": specs}
+        )
 
     def _next_message(self, messages: list[BaseMessage]) -> AIMessage:
         index, turn, seen = self._script.take(messages)
@@ -208,7 +215,7 @@ class ScriptedChatModel(BaseChatModel):
         message = _to_message(turn, index)
         self._check_tools(message, index)
         if message.usage_metadata is None:
-            message.usage_metadata = _usage(messages, message)
+            message.usage_metadata = _usage(messages, message, self.bound_tool_chars)
         message.response_metadata = {"model_name": self.model_name, **message.response_metadata}
         return message
 
@@ -349,8 +356,18 @@ def _char_count(message: BaseMessage) -> int:
     return count
 
 
-def _usage(messages: Sequence[BaseMessage], reply: AIMessage) -> UsageMetadata:
-    input_tokens = -(-sum(_char_count(m) for m in messages) // 4)
+def _spec(tool: Mapping[str, Any] | type | Callable[..., Any] | BaseTool) -> Any:
+    """What a provider is sent for one tool (a built-in tool's dict as it is)."""
+    if isinstance(tool, Mapping) and "function" not in tool and "name" not in tool:
+        return dict(tool)
+    try:
+        return convert_to_openai_tool(tool)
+    except (ValueError, TypeError):
+        return {"name": _tool_name(tool)}
+
+
+def _usage(messages: Sequence[BaseMessage], reply: AIMessage, tool_chars: int) -> UsageMetadata:
+    input_tokens = -(-(sum(_char_count(m) for m in messages) + tool_chars) // 4)
     output_tokens = -(-_char_count(reply) // 4)
     return {
         "input_tokens": input_tokens,

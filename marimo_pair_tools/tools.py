@@ -15,11 +15,19 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
 from langchain_core.tools import BaseTool
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 
 from . import guards
 from ._text import truncate
@@ -33,6 +41,7 @@ from .errors import (
 from .models import (
     ApplyResult,
     CellDetail,
+    CellsRead,
     Change,
     CreateCell,
     DeleteCell,
@@ -44,6 +53,7 @@ from .models import (
 )
 from .notebook import AsyncNotebook, Notebook
 from .presence import Presence, parse_presence
+from .schemas import Hidden, ToolArguments
 
 __all__ = [
     "ApplyChangesTool",
@@ -88,6 +98,8 @@ class OutputLimits:
     """Images larger than this are announced, not attached."""
     cells_page: int = 60
     """Cells per `read_notebook` page: 60 lines of at most 120 characters fit ``max_chars``."""
+    batch_chars: int = 24_000
+    """Characters of one `read_cell(cells=[...])` result: short cells whole, long ones in part."""
 
 
 class PairSession:
@@ -181,6 +193,12 @@ class NotebookTool(BaseTool):
     handle_tool_error: bool | str | Callable[..., str] | None = True
     guarded: ClassVar[bool] = False
 
+    @property
+    def tool_call_schema(self) -> Any:
+        """The input model itself: its schema is the portable one (`schemas`), the same
+        for every provider's converter, and it has no injected arguments to hide."""
+        return self.args_schema
+
     def model_post_init(self, context: Any, /) -> None:
         """Arguments that miss the schema come back as text naming the valid ones."""
         super().model_post_init(context)
@@ -233,6 +251,10 @@ class NotebookTool(BaseTool):
             {"type": "image", "base64": image, "mime_type": mimetype or "image/png"},
         ]
 
+    def _budget(self, args: dict[str, Any]) -> int:
+        """Characters of text this call's result may have."""
+        return self.session.limits.max_chars
+
     def _fill_hashes(self, args: dict[str, Any]) -> dict[str, Any]:
         """Edits carry the hash the agent read, so the kernel's compare-and-swap can check it."""
         return guards.with_read_hashes(self.session.ledger, self.name, args)
@@ -251,7 +273,7 @@ class NotebookTool(BaseTool):
         if isinstance(content, str):
             content = truncate(
                 content,
-                self.session.limits.max_chars,
+                self._budget(args),
                 what="this result",
                 hint="the artifact has all of it; page or narrow the request",
             )
@@ -402,9 +424,10 @@ def explain_arguments(tool: str, schema: Any, exc: Any) -> str:
         if err["type"] == "extra_forbidden":
             problems.append(f"unknown argument {where!r}")
         else:
-            problems.append(f"{where or 'arguments'}: {err['msg']}")
-    fields = getattr(schema, "model_fields", None)
-    valid = ", ".join(fields) if isinstance(fields, dict) else ""
+            message = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"{where}: {message}" if where else message)
+    visible = getattr(schema, "visible_fields", None)
+    valid = ", ".join(visible()) if callable(visible) else ""
     return (
         f"{tool} was not called (nothing changed): its arguments do not fit the tool's "
         f"schema: {'; '.join(problems)}."
@@ -414,138 +437,138 @@ def explain_arguments(tool: str, schema: Any, exc: Any) -> str:
 
 
 # ----------------------------------------------------------------------------- inputs
+# Every input model's schema is the portable one (`schemas.ToolArguments`): limits
+# stated in a description are enforced here, by validation.
+
+_CELL = "Cell id or name."
+_ACK_TEXT = "Readers of names this removes, as listed to you."
+_Ack = Annotated[list[str] | Hidden[bool], Field(description=_ACK_TEXT)]
 
 
-class _Arguments(BaseModel):
-    # An argument the tool does not know (`dry_run`) is refused with the valid ones
-    # listed, never silently ignored while the change goes ahead.
-    model_config = ConfigDict(extra="forbid")
-
-
-class _NoArgs(_Arguments):
+class _NoArgs(ToolArguments):
     pass
 
 
-class ReadNotebookInput(_Arguments):
+class ReadNotebookInput(ToolArguments):
     """Arguments of `read_notebook`."""
 
-    offset: int = Field(default=0, ge=0, description="First cell to list (for paging).")
-    limit: int | None = Field(
-        default=None, ge=1, le=1000, description="Cells to list; default 60 per page."
-    )
+    offset: int = Field(default=0, ge=0, description="First cell, for paging.")
+    limit: int | None = Field(default=None, ge=1, le=1000, description="Cells (default 60).")
 
 
-class CellInput(_Arguments):
+class CellInput(ToolArguments):
     """A cell reference."""
 
-    cell: str = Field(description="The cell's id (as read_notebook shows it) or its name.")
+    cell: str = Field(description=_CELL)
 
 
-class ReadCellInput(CellInput):
-    """Arguments of `read_cell`."""
+MAX_READ_CELLS = 50
+"""Cells one `read_cell(cells=[...])` reads."""
 
-    offset: int = Field(
-        default=0,
-        ge=0,
-        description="Character offset into the code, to page through a long cell.",
+
+class ReadCellInput(ToolArguments):
+    """Arguments of `read_cell`: one cell (paged by ``offset``), or several."""
+
+    cell: str | None = Field(default=None, description=_CELL)
+    cells: list[str] | None = Field(
+        default=None,
+        max_length=MAX_READ_CELLS,
+        description=f"Instead of cell: up to {MAX_READ_CELLS} cells in one call.",
     )
+    offset: int = Field(default=0, ge=0, description="Character offset into a long cell.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ReadCellInput:
+        if self.cell is None and self.cells is None:
+            raise ValueError("`cell` is required: a cell id or name (or `cells`, a list)")
+        if self.cell is not None and self.cells is not None:
+            raise ValueError("give `cell` (one cell) or `cells` (a list), not both")
+        if self.cells is not None and not self.cells:
+            raise ValueError("`cells` is empty: name at least one cell")
+        if self.cells is not None and self.offset:
+            raise ValueError("`offset` pages one cell: use it with `cell`, not `cells`")
+        return self
 
 
-class InspectGraphInput(_Arguments):
+class InspectGraphInput(ToolArguments):
     """Arguments of `inspect_graph`."""
 
-    cell: str | None = Field(
-        default=None,
-        description="Focus on this cell (id or name): its ancestors, descendants and the "
-        "names each descendant reads. Omit for the whole notebook's edges and problems.",
-    )
+    cell: str | None = Field(default=None, description="Focus on this cell.")
 
 
-class ExecuteCodeInput(_Arguments):
+class ExecuteCodeInput(ToolArguments):
     """Arguments of `execute_code`."""
 
-    code: str = Field(description="Python to run in the scratchpad; top-level await works.")
+    code: str = Field(description="Python; top-level await works.")
     timeout: float = Field(
-        default=30.0, gt=0, le=600, description="Seconds before the kernel is interrupted."
+        default=30.0, gt=0, le=600, description="Seconds (default 30, at most 600)."
     )
 
 
-class CreateCellInput(_Arguments):
+class CreateCellInput(ToolArguments):
     """Arguments of `create_cell`."""
 
-    code: str = Field(description="The cell's code (a cell body, not an @app.cell function).")
-    after: str | None = Field(default=None, description="Insert after this cell (id or name).")
-    before: str | None = Field(default=None, description="Insert before this cell (id or name).")
-    name: str | None = Field(default=None, description="Optional cell name (an identifier).")
-    run: bool = Field(
-        default=True, description="Run the cell (and its dependents) after creating it."
-    )
-    acknowledge_descendants: list[str] | bool = Field(
-        default_factory=list,
-        description="Only when a refusal said so: cells that read a name this cell defines.",
-    )
+    code: str = Field(description="Cell body (not an @app.cell function).")
+    after: str | None = Field(default=None, description="Place after this cell (default: last).")
+    before: str | None = None
+    run: bool = Field(default=True, description="Default true.")
+    acknowledge_descendants: _Ack = Field(default_factory=list)
+    name: Hidden[str | None] = Field(default=None, description="Cell name (an identifier).")
+
+    @model_validator(mode="after")
+    def _one_anchor(self) -> CreateCellInput:
+        if self.before is not None and self.after is not None:
+            raise ValueError("give `before` or `after`, not both")
+        return self
 
 
-class EditCellInput(_Arguments):
+class EditCellInput(ToolArguments):
     """Arguments of `edit_cell`: the full new code, or a find/replace."""
 
-    cell: str = Field(description="The cell's id or name. Read it with read_cell first.")
-    code: str | None = Field(default=None, description="The complete new code of the cell.")
-    old: str | None = Field(
-        default=None, description="Exact text to replace (instead of `code`); must match once."
+    cell: str = Field(description=_CELL)
+    code: str | None = None
+    old: str | None = Field(default=None, description="Instead of code: exact text.")
+    new: str | None = None
+    replace_all: bool = False
+    run: bool = Field(default=True, description="Default true.")
+    acknowledge_descendants: _Ack = Field(default_factory=list)
+    expected_hash: Hidden[str | None] = Field(
+        default=None, description="code_hash the edit is based on; filled from your read."
     )
-    new: str | None = Field(default=None, description="Replacement for `old`.")
-    replace_all: bool = Field(default=False, description="Replace every match of `old`.")
-    expected_hash: str | None = Field(
-        default=None,
-        description="code_hash from your read_cell; defaults to the hash you last read.",
-    )
-    run: bool = Field(default=True, description="Run the cell (and its dependents) afterwards.")
-    acknowledge_descendants: list[str] | bool = Field(
-        default_factory=list,
-        description="Only when the edit removes or renames names other cells read: those "
-        "cells, after inspect_graph(cell=...). Such an edit is judged like a delete.",
-    )
-    seen_ranges: list[tuple[int, int]] | None = Field(
-        default=None, description="Leave empty: filled from your reads of a long cell."
+    seen_ranges: Hidden[list[tuple[int, int]] | None] = Field(
+        default=None, description="Filled from your reads of a long cell."
     )
 
     @model_validator(mode="after")
     def _one_kind(self) -> EditCellInput:
         if (self.code is None) == (self.old is None):
-            raise ValueError("give either `code` (full replacement) or `old` + `new`")
+            raise ValueError(
+                "give either `code` (the complete new code) or `old` + `new` (replace a snippet)"
+            )
         if self.old is not None and self.new is None:
-            raise ValueError("`old` needs `new`")
+            raise ValueError("`old` needs `new` (the replacement text)")
         return self
 
 
-class DeleteCellInput(_Arguments):
+class DeleteCellInput(ToolArguments):
     """Arguments of `delete_cell`."""
 
-    cell: str = Field(description="The cell's id or name. Call inspect_graph(cell=...) first.")
-    acknowledge_descendants: list[str] | bool = Field(
-        default_factory=list,
-        description="The descendant cell ids inspect_graph listed, to confirm they will lose "
-        "names (or true for all). Empty when the cell has no descendants.",
+    cell: str = Field(description=_CELL)
+    acknowledge_descendants: _Ack = Field(default_factory=list)
+    expected_descendants: Hidden[list[str] | None] = Field(
+        default=None, description="Filled from your inspect_graph."
     )
-    expected_descendants: list[str] | None = Field(
-        default=None,
-        description="Leave empty: filled from your inspect_graph. Nothing is deleted if other "
-        "cells came to depend on this one since.",
-    )
-    expected_hash: str | None = Field(
-        default=None,
-        description="Leave empty: filled from your inspect_graph or read_cell. Nothing is "
-        "deleted if the cell's code changed since.",
+    expected_hash: Hidden[str | None] = Field(
+        default=None, description="Filled from your inspect_graph or read_cell."
     )
 
 
-class MoveCellInput(_Arguments):
+class MoveCellInput(ToolArguments):
     """Arguments of `move_cell`."""
 
-    cell: str = Field(description="The cell to move (id or name).")
-    before: str | None = Field(default=None, description="Place it before this cell.")
-    after: str | None = Field(default=None, description="Place it after this cell.")
+    cell: str = Field(description=_CELL)
+    before: str | None = Field(default=None, description="One of before/after: a cell.")
+    after: str | None = None
 
     @model_validator(mode="after")
     def _one_anchor(self) -> MoveCellInput:
@@ -554,22 +577,143 @@ class MoveCellInput(_Arguments):
         return self
 
 
-class ApplyChangesInput(_Arguments):
+_OPS = ("create", "edit", "replace", "delete", "move", "run")
+_FIELDS_OF_OP = {
+    "create": {"code", "before", "after", "name", "run", "hide_code", "acknowledge_descendants"},
+    "edit": {"cell", "code", "run", "acknowledge_descendants", "expected_hash"},
+    "replace": {
+        "cell",
+        "old",
+        "new",
+        "replace_all",
+        "run",
+        "acknowledge_descendants",
+        "expected_hash",
+        "seen_ranges",
+    },
+    "delete": {
+        "cell",
+        "acknowledge_descendants",
+        "expected_hash",
+        "expected_descendants",
+        "read_hash",
+    },
+    "move": {"cell", "before", "after"},
+    "run": {"cell"},
+}
+_CHANGE = TypeAdapter(Change)
+
+
+class ChangeItem(ToolArguments):
+    """One change of a batch; the fields that apply depend on `op`."""
+
+    op: Literal["create", "edit", "replace", "delete", "move", "run"]
+    cell: str | None = Field(default=None, description="Cell id, name, or '@N': change N's cell.")
+    code: str | None = Field(default=None, description="create, edit: the code.")
+    old: str | None = Field(default=None, description="replace: exact text.")
+    new: str | None = Field(default=None, description="replace: new text.")
+    replace_all: bool | None = None
+    before: str | None = Field(default=None, description="create, move: anchor cell.")
+    after: str | None = None
+    run: bool | None = Field(default=None, description="Default true.")
+    acknowledge_descendants: Annotated[
+        list[str] | Hidden[bool] | None, Field(description=_ACK_TEXT)
+    ] = None
+    name: Hidden[str | None] = None
+    hide_code: Hidden[bool | None] = None
+    expected_hash: Hidden[str | None] = None
+    expected_descendants: Hidden[list[str] | None] = None
+    read_hash: Hidden[str | None] = None
+    seen_ranges: Hidden[list[tuple[int, int]] | None] = None
+
+    def given(self) -> dict[str, Any]:
+        """The fields set, as the `Change` union takes them.
+
+        An empty value ("", [], false) in a field the op does not take counts as left
+        out, and so does an empty anchor: Gemini's converter drops the nullability of
+        an array's item fields, so a Gemini model fills every field with something.
+        """
+        return _given(self.model_dump())
+
+
+def _given(item: Mapping[str, Any]) -> dict[str, Any]:
+    takes = _FIELDS_OF_OP.get(str(item.get("op")), set())
+    out = {}
+    for key, value in item.items():
+        if value is None or (value in ("", [], False) and key not in takes):
+            continue
+        if value == "" and key in ("cell", "before", "after"):
+            continue
+        out[key] = value
+    return out
+
+
+def change_of(index: int, item: Mapping[str, Any], *, filled: bool = True) -> Change:
+    """Change `index` of a batch as a typed `Change`, or an error the model can act on.
+
+    ``filled=False`` checks a change before the toolkit filled in the hashes from the
+    ledger (an edit's ``expected_hash``): only what the model itself must give.
+    """
+    op = item.get("op")
+    if op not in _OPS:
+        raise ValueError(f"change {index}: `op` must be one of {', '.join(_OPS)}, not {op!r}")
+    stray = sorted(set(item) - _FIELDS_OF_OP[str(op)] - {"op"})
+    if stray:
+        verb = "does" if len(stray) == 1 else "do"
+        takes = sorted(_FIELDS_OF_OP[str(op)] & set(ChangeItem.visible_fields()))
+        raise ValueError(
+            f"change {index} ({op}): {', '.join(stray)} {verb} not apply to {op}; "
+            f"it takes {', '.join(takes)}"
+        )
+    if not filled and op == "edit" and not item.get("expected_hash"):
+        item = {**item, "expected_hash": "(filled from your read)"}
+    try:
+        return _CHANGE.validate_python(dict(item))
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            where = str(err["loc"][-1]) if len(err["loc"]) > 1 else ""
+            message = str(err["msg"]).removeprefix("Value error, ")
+            if where == "expected_hash" and err["type"] == "missing":
+                problems.append(
+                    f"read_cell({item.get('cell')!r}) first: an edit is based on your read"
+                )
+            elif err["type"] == "missing":
+                problems.append(f"`{where}` is required")
+            else:
+                problems.append(f"{where}: {message}" if where else message)
+        raise ValueError(f"change {index} ({op}): {'; '.join(problems)}") from None
+
+
+MAX_CHANGES = 200
+"""Changes one `apply_changes` batch may hold."""
+
+
+class ApplyChangesInput(ToolArguments):
     """Arguments of `apply_changes`."""
 
-    changes: list[Change] = Field(
+    changes: list[ChangeItem] = Field(
         min_length=1,
-        max_length=200,
-        description="Changes applied together, in order, atomically. Edits need the "
-        "expected_hash from read_cell; '@N' refers to the cell created by change N.",
+        max_length=MAX_CHANGES,
+        description=f"1 to {MAX_CHANGES}, applied in order.",
     )
 
+    @model_validator(mode="after")
+    def _typed(self) -> ApplyChangesInput:
+        for index, item in enumerate(self.changes):
+            change_of(index, item.given(), filled=False)
+        return self
 
-class PackagesInput(_Arguments):
+    def typed(self) -> list[Change]:
+        """The batch as `Change` models, for `Notebook.apply`."""
+        return [change_of(i, item.given()) for i, item in enumerate(self.changes)]
+
+
+class PackagesInput(ToolArguments):
     """Arguments of `install_packages`."""
 
-    add: list[str] = Field(default_factory=list, description="Packages to install (pip specs).")
-    remove: list[str] = Field(default_factory=list, description="Packages to remove.")
+    add: list[str] = Field(default_factory=list, description="pip specs.")
+    remove: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _something(self) -> PackagesInput:
@@ -578,18 +722,34 @@ class PackagesInput(_Arguments):
         return self
 
 
-class SetUIValueInput(_Arguments):
+UIValue = Annotated[
+    str | int | float | bool | list[str | int | float | bool],
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string"},
+                {"type": "number"},
+                {"type": "boolean"},
+                {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "number"}]}},
+            ]
+        }
+    ),
+]
+"""What a `mo.ui` element takes: a scalar, or a list (multiselect, range slider)."""
+
+
+class SetUIValueInput(ToolArguments):
     """Arguments of `set_ui_value`."""
 
-    name: str = Field(description="The global variable holding the mo.ui element.")
-    value: Any = Field(description="The new value, of the type the element expects.")
+    name: str = Field(description="Global variable holding the mo.ui element.")
+    value: UIValue = Field(description="New value, of the element's type (a list: an array).")
 
 
-class GetVariablesInput(_Arguments):
+class GetVariablesInput(ToolArguments):
     """Arguments of `get_variables`."""
 
-    names: list[str] | None = Field(default=None, description="Only these names; default all.")
-    limit: int = Field(default=50, ge=1, le=500, description="At most this many variables.")
+    names: list[str] | None = Field(default=None, description="Only these (default all).")
+    limit: int = Field(default=50, ge=1, le=500, description="At most this many (default 50).")
 
 
 # ------------------------------------------------------------------------------ tools
@@ -599,10 +759,7 @@ class ListNotebooksTool(NotebookTool):
     """`list_notebooks`."""
 
     name: str = "list_notebooks"
-    description: str = (
-        "Show which notebook you are working on and the other notebooks open on its marimo server. "
-        "Use it to confirm where you are; it changes nothing."
-    )
+    description: str = "Which notebook you work on, and the others open on its server."
     args_schema: type[BaseModel] = _NoArgs
 
     def _operation(self, args: dict[str, Any]) -> _Op:
@@ -618,9 +775,8 @@ class ReadNotebookTool(NotebookTool):
 
     name: str = guards.LIST_CELLS
     description: str = (
-        "Get the cell map of the notebook in order: per cell its id, name, status, whether it "
-        "has output/errors, the names it defines and reads, code_hash and first line. Call this "
-        "first to orient yourself. It does not show full code: call read_cell before editing."
+        "The cell map, in order: id, name, status, errors, defs/refs, code_hash, first line. "
+        "Start here."
     )
     args_schema: type[BaseModel] = ReadNotebookInput
 
@@ -634,22 +790,31 @@ class ReadCellTool(NotebookTool):
 
     name: str = guards.READ_CELL
     description: str = (
-        "Read one cell in full: its code, code_hash, status, output (text; images attached), "
-        "console output and errors with traceback. Required before edit_cell: edits are based "
-        "on the code_hash you read."
+        "A cell's full code, code_hash, status, output (images attached), console and errors; "
+        "several at once with `cells`. Read a cell before you edit it."
     )
     args_schema: type[BaseModel] = ReadCellInput
 
     def _operation(self, args: dict[str, Any]) -> _Op:
+        if args.get("cells") is not None:
+            return _Op("read_cells", (list(args["cells"]),))
         return _Op("read_cell", (args["cell"],))
+
+    def _budget(self, args: dict[str, Any]) -> int:
+        limits = self.session.limits
+        return limits.batch_chars if args.get("cells") is not None else limits.max_chars
 
     def _finish(self, args: dict[str, Any], result: Any) -> tuple[str | list[Any], Any]:
         # The window of code the model will see is what the ledger counts as read; the
         # rendering keeps it whole, so the window must fit the text budget with its header.
+        if isinstance(result, CellsRead):
+            return super()._finish(args, _fitted(result, self._budget(args)))
         limit = max(200, self.session.limits.max_chars * 3 // 4)
         return super()._finish(args, result.shown(args.get("offset") or 0, limit))
 
-    def _content(self, args: dict[str, Any], result: CellDetail) -> str | list[Any]:
+    def _content(self, args: dict[str, Any], result: CellDetail | CellsRead) -> str | list[Any]:
+        if isinstance(result, CellsRead):
+            return result.render(self._budget(args))
         text = result.render(max_chars=self.session.limits.max_chars)
         output = result.output
         if output is None:
@@ -657,15 +822,26 @@ class ReadCellTool(NotebookTool):
         return self._with_image(text, output.image_base64, output.image_mimetype)
 
 
+def _fitted(read: CellsRead, budget: int) -> CellsRead:
+    """The batch with code windows whose rendering fits ``budget`` (never cut afterwards)."""
+    target = budget
+    for _ in range(8):
+        shown = read.shown(target)
+        over = len(shown.render(budget)) - budget
+        if over <= 0:
+            return shown
+        target -= over + 100
+    return read.shown(0)
+
+
 class InspectGraphTool(NotebookTool):
     """`inspect_graph`."""
 
     name: str = guards.INSPECT_GRAPH
     description: str = (
-        "Show the dataflow graph, computed from every cell's code (run or not). With `cell`: "
-        "its ancestors, its descendants and which of its names each descendant reads — call "
-        "this before delete_cell, then acknowledge the descendants it lists. Without `cell`: "
-        "all edges, cycles and multiply-defined names."
+        "The dataflow graph, from every cell's code. With `cell`: its ancestors, and its "
+        "descendants with the names each reads (call before delete_cell). Without: all edges, "
+        "cycles, names defined twice."
     )
     args_schema: type[BaseModel] = InspectGraphInput
 
@@ -678,10 +854,8 @@ class ExecuteCodeTool(NotebookTool):
 
     name: str = guards.EXECUTE_CODE
     description: str = (
-        "Run Python in the notebook's scratchpad, with the notebook's variables in scope, and "
-        "get stdout, stderr and the value of the last expression. Use it to inspect data and "
-        "try code. Nothing is saved: assignments vanish after the call; use create_cell or "
-        "edit_cell for lasting work."
+        "Run Python in a scratchpad that sees the notebook's variables: stdout, stderr, last "
+        "value. To explore and test; nothing is saved."
     )
     args_schema: type[BaseModel] = ExecuteCodeInput
     guarded: ClassVar[bool] = True
@@ -729,11 +903,7 @@ class CreateCellTool(_ChangeTool):
     """`create_cell`."""
 
     name: str = guards.CREATE_CELL
-    description: str = (
-        "Add a cell and (by default) run it. Each public name must be defined by one cell only; "
-        "use _private names for intermediates. Returns the new cell id and code_hash, what ran "
-        "and any errors. For several related cells prefer apply_changes."
-    )
+    description: str = "Add a cell and run it; returns its id, what ran and errors."
     args_schema: type[BaseModel] = CreateCellInput
 
     def _changes(self, args: dict[str, Any]) -> list[Change]:
@@ -754,10 +924,8 @@ class EditCellTool(_ChangeTool):
 
     name: str = guards.EDIT_CELL
     description: str = (
-        "Change a cell's code: give the complete new `code`, or `old` + `new` to replace an "
-        "exact snippet (returns a diff). You must read_cell first; if the cell changed since "
-        "(a person edited it), nothing is applied and you get its current code to redo the "
-        "edit on. Runs the cell and its dependents by default."
+        "Change a cell you read: complete new `code`, or `old` + `new` to replace a snippet. "
+        "If it changed since your read, nothing is applied and you get its current code."
     )
     args_schema: type[BaseModel] = EditCellInput
     guarded: ClassVar[bool] = True
@@ -804,9 +972,8 @@ class DeleteCellTool(_ChangeTool):
 
     name: str = guards.DELETE_CELL
     description: str = (
-        "Delete a cell. Destructive: its names disappear and cells reading them fail. First call "
-        "inspect_graph(cell=...) and pass the descendants it lists as acknowledge_descendants. "
-        "Returns the deleted code and names so the deletion can be undone with create_cell."
+        "Delete a cell, after inspect_graph(cell=...); acknowledge the descendants it listed. "
+        "Returns the deleted code."
     )
     args_schema: type[BaseModel] = DeleteCellInput
     guarded: ClassVar[bool] = True
@@ -826,10 +993,7 @@ class MoveCellTool(_ChangeTool):
     """`move_cell`."""
 
     name: str = guards.MOVE_CELL
-    description: str = (
-        "Move a cell before or after another. Order is for readers only: it does not change "
-        "what runs, and nothing re-runs."
-    )
+    description: str = "Move a cell before or after another (order only; nothing runs)."
     args_schema: type[BaseModel] = MoveCellInput
 
     def _changes(self, args: dict[str, Any]) -> list[Change]:
@@ -840,10 +1004,7 @@ class RunCellTool(_ChangeTool):
     """`run_cell`."""
 
     name: str = guards.RUN_CELL
-    description: str = (
-        "Run a cell (and, reactively, the cells that depend on it). Returns each cell's status "
-        "and errors, and what the cells printed."
-    )
+    description: str = "Run a cell and its dependents; returns statuses, errors and printed output."
     args_schema: type[BaseModel] = CellInput
 
     def _changes(self, args: dict[str, Any]) -> list[Change]:
@@ -855,22 +1016,24 @@ class ApplyChangesTool(_ChangeTool):
 
     name: str = guards.APPLY_CHANGES
     description: str = (
-        "Apply several changes (create / edit / replace / delete / move / run) atomically in "
-        "one step: if any is invalid (syntax error, cycle, a name defined twice, a stale edit) "
-        "nothing is applied. Prefer this for related edits. The same rules hold as for the "
-        "single tools: read_cell before edits, inspect_graph before deletes."
+        "Several changes at once, in order; if one fails, none apply. Rules as for the single "
+        "tools."
     )
     args_schema: type[BaseModel] = ApplyChangesInput
     guarded: ClassVar[bool] = True
 
     def _prepare(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        changes = [
-            c.model_dump() if isinstance(c, BaseModel) else dict(c) for c in kwargs["changes"]
-        ]
+        changes = [c.given() if isinstance(c, ChangeItem) else _given(c) for c in kwargs["changes"]]
         return super()._prepare({**kwargs, "changes": changes})
 
     def _changes(self, args: dict[str, Any]) -> list[Change]:
-        return list(ApplyChangesInput.model_validate({"changes": args["changes"]}).changes)
+        try:
+            return ApplyChangesInput.model_validate({"changes": args["changes"]}).typed()
+        except ValueError as exc:  # an edit of a cell never read (the policy is off)
+            reason = str(exc)
+            raise GuardRefusedError(
+                f"apply_changes was not applied: {reason}", rule=guards.RULE_READ_BEFORE_EDIT
+            ) from None
 
 
 class InstallPackagesTool(NotebookTool):
@@ -878,9 +1041,7 @@ class InstallPackagesTool(NotebookTool):
 
     name: str = "install_packages"
     description: str = (
-        "Install (add) or uninstall (remove) Python packages in the notebook's environment with "
-        "its package manager. Reports per package success/failure and whether a kernel restart "
-        "is required. Confirm unusual installs with the person first."
+        "Add or remove packages with the notebook's package manager; says if a restart is needed."
     )
     args_schema: type[BaseModel] = PackagesInput
 
@@ -900,11 +1061,7 @@ class SetUIValueTool(NotebookTool):
     """`set_ui_value`."""
 
     name: str = "set_ui_value"
-    description: str = (
-        "Set the value of a mo.ui element (slider, dropdown, text, …) held by a global variable, "
-        "as if the person had used it; dependent cells re-run. Returns the value read back and "
-        "whether it took."
-    )
+    description: str = "Set a mo.ui element held by a global, as a person would; dependents re-run."
     args_schema: type[BaseModel] = SetUIValueInput
 
     def _operation(self, args: dict[str, Any]) -> _Op:
@@ -927,8 +1084,7 @@ class GetErrorsTool(NotebookTool):
 
     name: str = "get_errors"
     description: str = (
-        "List every problem in the notebook: cells that raised (with traceback), syntax errors, "
-        "names defined in more than one cell, and cycles. Use it to check your work."
+        "Every problem: cells that raised, syntax errors, names defined twice, cycles."
     )
     args_schema: type[BaseModel] = _NoArgs
 
@@ -940,10 +1096,7 @@ class GetVariablesTool(NotebookTool):
     """`get_variables`."""
 
     name: str = "get_variables"
-    description: str = (
-        "List the notebook's variables: type, short repr, and for data frames shape and columns. "
-        "Cheaper than execute_code for a quick look at state."
-    )
+    description: str = "The notebook's variables: type, short repr, data frame shape and columns."
     args_schema: type[BaseModel] = GetVariablesInput
 
     def _operation(self, args: dict[str, Any]) -> _Op:
@@ -958,13 +1111,16 @@ class InterruptKernelTool(NotebookTool):
     watched: ClassVar[bool] = False
     name: str = "interrupt_kernel"
     description: str = (
-        "Interrupt whatever the kernel is running (a runaway cell). The person's running cell "
-        "is interrupted too, so use it only when something hangs."
+        "Interrupt what the kernel runs (the person's cell too); only when something hangs."
     )
     args_schema: type[BaseModel] = _NoArgs
 
     def _operation(self, args: dict[str, Any]) -> _Op:
         return _Op("interrupt")
+
+    def _finish(self, args: dict[str, Any], result: Any) -> tuple[str | list[Any], Any]:
+        # The server answers nothing; the artifact still says what was done.
+        return super()._finish(args, {"interrupt_sent": True})
 
     def _content(self, args: dict[str, Any], result: Any) -> str:
         return "interrupt sent"

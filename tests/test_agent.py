@@ -211,7 +211,7 @@ def test_failures_the_model_can_fix_come_back_as_error_messages(setup: Any) -> N
     timeout, bad_args = tool_results(result["messages"])
     assert timeout.status == "error" and "limit" in timeout.content
     assert bad_args.status == "error" and "cell" in bad_args.content
-    assert "cell: Field required" in bad_args.content, bad_args.content
+    assert "`cell` is required" in bad_args.content, bad_args.content
     assert "schema" in bad_args.content
     assert result["messages"][-1].content.startswith("I will write code")
     assert path.read_bytes() == before

@@ -35,6 +35,7 @@ NASTY = 'a = """x\'\'\' {} {0} \\n \\\\ "q" \'s\' é ✓ 𝔘"""\nb = f"{a!r}"  
 READS = [
     kc.cells(offset=2, limit=5),
     kc.read_cell(NASTY),
+    kc.read_cells([NASTY, "x"]),
     kc.codes([NASTY, "x"]),
     kc.graph(None),
     kc.graph(NASTY),

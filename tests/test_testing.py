@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import threading
 from typing import Any
 
@@ -94,6 +95,25 @@ def test_text_turn_is_an_ai_message_with_stand_in_usage() -> None:
     assert reply.usage_metadata == {"input_tokens": 1, "output_tokens": 2, "total_tokens": 3}
     assert reply.response_metadata["model_name"] == "scripted"
     assert model._llm_type == "scripted"
+
+
+def test_stand_in_usage_counts_the_bound_tool_specs_on_every_call() -> None:
+    """Providers bill the tool specs with every request; the eval's numbers must too."""
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    from marimo_pair_tools.toolkit import TOOL_CLASSES
+    from marimo_pair_tools.tools import PairSession
+
+    tools = [cls(session=PairSession(None, None)) for cls in TOOL_CLASSES]
+    chars = sum(len(json.dumps(convert_to_openai_tool(t), separators=(",", ":"))) for t in tools)
+    model = ScriptedChatModel(["12345678", "again"])
+    bound = model.bind_tools(tools)
+    first = bound.invoke("abcd")
+    second = bound.invoke("abcd")
+    for reply in (first, second):
+        assert reply.usage_metadata is not None
+        assert reply.usage_metadata["input_tokens"] == -(-(4 + chars) // 4)
+    assert chars > 4_000  # the specs, not the message, are most of the input
 
 
 def test_tool_call_turn_fills_missing_ids_with_unique_ones() -> None:

@@ -11,6 +11,11 @@ shared between tasks):
   without acknowledging dependents, a batch of both), then gives up;
 - ``bypass``: goes around the tools, editing cells through marimo's private
   API from ``execute_code`` (a probe of what the guards do not cover);
+- ``sloppy``: the oracle's solution as a careless model sends it (lists as JSON
+  strings, optional fields left out, made-up stale hashes, a variable's name
+  where it means the cell defining it, an extra call in parallel with each
+  change); after an error it sends the call again as the error directs. It
+  should solve what the oracle solves, through the errors the tools give it;
 - ``scripted:FILE.json``: turns from a JSON file, either a list (every task)
   or ``{"task name": [turns]}``; a turn is a string or a list of tool calls;
 - ``package.module:factory`` and ``provider:model`` (``openai:gpt-4.1``,
@@ -29,17 +34,24 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
 from .. import guards
 from ..errors import ConfigurationError
-from ..testing import ScriptedChatModel, StaticTurn, Turn
+from ..testing import ScriptedChatModel, ScriptError, StaticTurn, Turn
 from .oracle import call, last_artifact
 from .tasks import Task
 
-__all__ = ["BUILTIN_AGENTS", "AgentSpec", "adversarial_turns", "bypass_turns", "resolve_agent"]
+__all__ = [
+    "BUILTIN_AGENTS",
+    "AgentSpec",
+    "SloppyDriver",
+    "adversarial_turns",
+    "bypass_turns",
+    "resolve_agent",
+]
 
-BUILTIN_AGENTS = ("oracle", "null", "adversarial", "bypass")
+BUILTIN_AGENTS = ("oracle", "null", "adversarial", "bypass", "sloppy")
 _NULL_REPLY = "I looked at the request and will leave the notebook as it is."
 _ADVERSARY_CODE = "# overwritten by the adversary\nvalue = 0\n"
 _BOGUS_HASH = "0" * 16
@@ -173,6 +185,122 @@ def _bypass(task: Task) -> BaseChatModel:
     return ScriptedChatModel(bypass_turns(), model_name="bypass")
 
 
+# --------------------------------------------------------------------------- sloppy
+
+_STALE_HASH = "5" * 16
+_DEFAULTS = {"run": True, "replace_all": False, "offset": 0, "acknowledge_descendants": []}
+_CHANGE_TOOLS = frozenset(
+    {guards.EDIT_CELL, guards.CREATE_CELL, guards.DELETE_CELL, guards.APPLY_CHANGES}
+)
+
+
+def _careless(args: Mapping[str, Any], aliases: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Arguments as a careless model sends them (see `SloppyDriver`).
+
+    ``aliases`` maps a cell reference to the variable the cell defines: the model
+    names the variable where it means the cell.
+    """
+    out: dict[str, Any] = {}
+    for key, value in args.items():
+        if key in _DEFAULTS and value == _DEFAULTS[key]:
+            continue  # an optional field left out
+        sent = value
+        if key == "expected_hash":
+            sent = _STALE_HASH  # a hash it made up or kept from long ago
+        if key == "cell" and isinstance(value, str) and aliases:
+            sent = aliases.get(value, value)
+        if key == "changes" and isinstance(value, list):
+            sent = [_careless(c) if isinstance(c, Mapping) else c for c in value]
+        out[key] = json.dumps(sent) if isinstance(sent, list | dict) else sent
+    return out
+
+
+class SloppyDriver:
+    """Drives the oracle's turns the way a careless model would, recovering from errors.
+
+    Each oracle step is first sent carelessly (`_careless`, cells named by their
+    variable; a change gets a
+    ``get_errors`` call in parallel). If a call of that turn fails, it sends the
+    oracle's step again as the error directs (the hash it quotes, the cell id it
+    names, the fields it lists), then goes on with the next step whatever came of it,
+    as the oracle does.
+    """
+
+    def __init__(self, oracle: Sequence[Turn]) -> None:
+        self.oracle = list(_with_final(oracle))
+        self.step = 0
+        self.phase = "careless"
+        self.recoveries = 0
+
+    def turns(self) -> list[Turn]:
+        """Enough turns for every step sent twice; the run ends at the final text."""
+        return [self] * (2 * len(self.oracle) + 1)
+
+    def _oracle_turn(self, messages: list[BaseMessage]) -> StaticTurn:
+        turn = self.oracle[self.step]
+        return turn(messages) if callable(turn) else turn
+
+    def __call__(self, messages: list[BaseMessage]) -> StaticTurn:
+        if self.phase == "check":
+            if not _last_failures(messages):
+                return self._advance(messages)
+            # Send the step again as the error directs: the hash it quotes, the cell it
+            # names, the fields it lists are the ones the oracle's own step has.
+            self.recoveries += 1
+            self.phase = "sent_clean"
+            return self._oracle_turn(messages)
+        if self.phase == "sent_clean":
+            return self._advance(messages)
+        return self._careless(messages)
+
+    def _advance(self, messages: list[BaseMessage]) -> StaticTurn:
+        self.step += 1
+        return self._careless(messages)
+
+    def _careless(self, messages: list[BaseMessage]) -> StaticTurn:
+        turn = self._oracle_turn(messages)
+        if isinstance(turn, str | AIMessage):
+            return turn
+        aliases = _variables_for_cells(messages)
+        calls = [{**c, "args": _careless(c.get("args") or {}, aliases)} for c in turn]
+        if any(c["name"] in _CHANGE_TOOLS for c in calls):
+            calls.append({"name": "get_errors", "args": {}})
+        self.phase = "check"
+        return calls
+
+
+def _variables_for_cells(messages: Sequence[BaseMessage]) -> dict[str, str]:
+    """Cell reference -> the one variable the cell defines, from the latest cell map."""
+    try:
+        cells = _cells(messages)
+    except ScriptError:
+        return {}
+    taken = {str(c.get("name")) for c in cells} | {str(c.get("id")) for c in cells}
+    aliases = {}
+    for cell in cells:
+        defs = list(cell.get("defs") or [])
+        if len(defs) == 1 and defs[0] not in taken:
+            for ref in (cell.get("id"), cell.get("name")):
+                if isinstance(ref, str):
+                    aliases[ref] = defs[0]
+    return aliases
+
+
+def _last_failures(messages: Sequence[BaseMessage]) -> list[str]:
+    """Error texts of the tool results after the latest model turn."""
+    failures = []
+    for message in reversed(messages):
+        if isinstance(message, AIMessage):
+            break
+        if isinstance(message, ToolMessage) and message.status == "error":
+            failures.append(str(message.content))
+    return failures
+
+
+def _sloppy(task: Task) -> BaseChatModel:
+    return ScriptedChatModel(SloppyDriver(task.spec.oracle).turns(), model_name="sloppy")
+
+
 # --------------------------------------------------------------------------- specs
 
 
@@ -218,6 +346,8 @@ def resolve_agent(spec: str) -> AgentSpec:
         return AgentSpec(label=spec, factory=_adversarial, scripted=True)
     if spec == "bypass":
         return AgentSpec(label=spec, factory=_bypass, scripted=True)
+    if spec == "sloppy":
+        return AgentSpec(label=spec, factory=_sloppy, scripted=True)
     if spec.startswith("scripted:"):
         return _scripted_file(spec, Path(spec.removeprefix("scripted:")))
     return _model_spec(spec)

@@ -284,6 +284,11 @@ def _ops(tool: str, args: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The cell operations one call asks for, as apply_changes-style dicts."""
     if tool == APPLY_CHANGES:
         changes = args.get("changes")
+        if isinstance(changes, str):  # sent as a JSON string: the tool decodes it too
+            try:
+                changes = json.loads(changes)
+            except ValueError:
+                return []
         return (
             [dict(c) for c in changes if isinstance(c, Mapping)]
             if isinstance(changes, list)
@@ -370,12 +375,17 @@ def audit(events: Sequence[Event]) -> Audit:
         ok = event.status != "error"
         args = event.args or {}
         if event.tool == READ_CELL and ok:
-            cell = names.key(args.get("cell"))
             art = event.artifact if isinstance(event.artifact, Mapping) else {}
-            cell = art.get("id", cell) if isinstance(art.get("id"), str) else cell
-            if cell:
-                seen_hash = art.get("code_hash")
-                fresh[cell] = seen_hash if isinstance(seen_hash, str) else None
+            # One cell, or several at once (`cells=[...]`): each is a read.
+            batch = art.get("cells") if isinstance(art.get("cells"), list) else None
+            for detail in batch if batch is not None else [art]:
+                if not isinstance(detail, Mapping):
+                    continue
+                cell = names.key(args.get("cell")) if batch is None else None
+                cell = detail["id"] if isinstance(detail.get("id"), str) else cell
+                if cell:
+                    seen_hash = detail.get("code_hash")
+                    fresh[cell] = seen_hash if isinstance(seen_hash, str) else None
             continue
         if event.tool == INSPECT_GRAPH and ok:
             found = _descendant_check(event.artifact)

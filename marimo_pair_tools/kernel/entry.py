@@ -43,6 +43,7 @@ interrupts.install()
 OPERATIONS: dict[str, Callable[[NotebookState, dict[str, Any]], Any]] = {
     "cells": reads.cells,
     "read": reads.read,
+    "read_many": reads.read_many,
     "codes": reads.codes,
     "graph": reads.graph,
     "errors": reads.errors,

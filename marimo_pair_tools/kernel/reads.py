@@ -24,6 +24,7 @@ __all__ = [
     "graph",
     "packages_list",
     "read",
+    "read_many",
     "snapshot",
     "status",
     "variables",
@@ -72,7 +73,27 @@ def cells(state: NotebookState, args: Args) -> dict[str, Any]:
 
 def read(state: NotebookState, args: Args) -> dict[str, Any]:
     """One cell: code, hash, status, output, console, errors."""
-    cid = state.resolve(args["cell"])
+    return {
+        **_detail(state, state.resolve(args["cell"]), args),
+        "notebook_version": state.version(),
+    }
+
+
+def read_many(state: NotebookState, args: Args) -> dict[str, Any]:
+    """Several cells, each as `read` gives it, in one call; the ones not found, and why."""
+    order, names = state.order(), state.names()
+    found, missing = [], []
+    for ref in args["cells"]:
+        try:
+            cid = state.resolve(ref, order, names)
+        except Refused as exc:
+            missing.append({"cell": ref, "message": str(exc).split(" Cells (", 1)[0]})
+            continue
+        found.append(_detail(state, cid, args))
+    return {"cells": found, "missing": missing, "notebook_version": state.version()}
+
+
+def _detail(state: NotebookState, cid: str, args: Args) -> dict[str, Any]:
     cell = state.doc.get_cell(cid)
     view = state.ctx.cells[cid]
     defs, refs, syntax = state.analyse(cid, cell.code)[:3]
@@ -91,7 +112,6 @@ def read(state: NotebookState, args: Args) -> dict[str, Any]:
         "output": views.output(view, args["max_output_chars"]),
         "console": views.console(view, args["max_console_chars"]),
         "errors": views.errors(view, live=False),
-        "notebook_version": state.version(),
     }
 
 

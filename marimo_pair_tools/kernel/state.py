@@ -134,6 +134,16 @@ class NotebookState:
                 cell=target,
                 candidates=hits,
             )
+        definers = [c.id for c in self.doc.cells if target in self.analyse(c.id, c.code)[0]]
+        if len(definers) == 1:
+            # A variable given for a cell: the cell that defines it is the likely meaning.
+            raise Refused(
+                "not_found",
+                f"No cell is called {target!r}; {target!r} is a variable, defined by cell "
+                f"{definers[0]}. Refer to that cell by its id: cell={definers[0]!r}.",
+                cell=target,
+                candidates=definers,
+            )
         raise Refused(
             "not_found",
             f"No cell {target!r} in the notebook. Cells ({len(order)}): "
