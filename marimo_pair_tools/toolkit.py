@@ -325,6 +325,7 @@ class MarimoPairToolkit(BaseToolkit):
                 limits=session.limits,
                 approve=session.approve,
                 presence=session.presence,
+                recheck_scratchpad=session.recheck_scratchpad,
             )
         # Each subclass defines its name and description; only the base lacks them.
         tools: list[BaseTool] = [
