@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from ._security import ensure_encodable
 from ._text import BoundedText
+from .client import ExecuteResult, ScratchpadEvidence
 from .errors import (
     CellNotFoundError,
     CodeExecutionError,
@@ -40,6 +41,7 @@ from .errors import (
 from .models import untrusted
 
 __all__ = [
+    "FENCE_TAG",
     "KERNEL_MODULES",
     "RESULT_TAG",
     "KernelCall",
@@ -63,9 +65,13 @@ __all__ = [
     "status",
     "variables",
     "verify",
+    "version",
+    "with_evidence",
 ]
 
 RESULT_TAG = "<<marimo-pair:result>>"
+FENCE_TAG = "<<marimo-pair:fence>>"
+"""The line `kernel.evidence` prints after a fenced scratchpad run (the same text)."""
 
 KERNEL_MODULES = (
     "hashing",
@@ -74,6 +80,7 @@ KERNEL_MODULES = (
     "analysis",
     "budget",
     "fence",
+    "evidence",
     "interrupts",
     "state",
     "fidelity",
@@ -186,6 +193,26 @@ def scratchpad_source(code: str, *, install: bool = False) -> str:
 def needs_install(stdout: str) -> bool:
     """Whether a fenced scratchpad call found no kernel package (its code did not run)."""
     return (RESULT_TAG + _NOT_INSTALLED) in stdout
+
+
+def with_evidence(result: ExecuteResult) -> ExecuteResult:
+    """The result of a fenced run with the kernel's evidence line moved into ``evidence``.
+
+    The last tagged line wins (ours is printed after the agent's code); the model never
+    sees it. A run whose line is missing (the kernel died, or output was cut around it)
+    keeps ``evidence=None``: no evidence, not "nothing happened".
+    """
+    at = result.stdout.rfind(FENCE_TAG)
+    if at < 0:
+        return result
+    end = result.stdout.find("\n", at)
+    line = result.stdout[at + len(FENCE_TAG) : end if end >= 0 else None]
+    try:
+        evidence = ScratchpadEvidence.model_validate_json(line)
+    except ValueError:
+        return result
+    stdout = result.stdout[:at] + (result.stdout[end + 1 :] if end >= 0 else "")
+    return result.model_copy(update={"stdout": stdout, "evidence": evidence})
 
 
 # --------------------------------------------------------------------------
@@ -309,6 +336,11 @@ def status() -> KernelCall:
 def snapshot() -> KernelCall:
     """Everything at once: cells with code, graph, errors, and the file's hash on disk."""
     return KernelCall("snapshot")
+
+
+def version() -> KernelCall:
+    """The notebook's fingerprint (ids, order, code) on the server now: one short read."""
+    return KernelCall("version")
 
 
 # --------------------------------------------------------------------------

@@ -48,7 +48,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from . import _diagnosis, errors
 from ._diagnosis import KernelActivity, ReplayReader
@@ -89,6 +89,7 @@ __all__ = [
     "MarimoClient",
     "OutputData",
     "RestartResult",
+    "ScratchpadEvidence",
     "SessionInfo",
 ]
 
@@ -252,6 +253,37 @@ class OutputData(BaseModel):
     data: str
 
 
+class ScratchpadEvidence(BaseModel):
+    """What an agent's fenced scratchpad run did, as the kernel (and the server) saw it.
+
+    Runtime evidence for the eval's audit (`marimo_pair_tools.eval.trajectory`): it
+    does not depend on what the code's text looks like.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    refusals: list[str] = Field(default_factory=list)
+    """What the kernel's fence refused while the code ran, in order (at most 20), even
+    when the code caught the error."""
+    version_before: str | None = None
+    """The notebook's fingerprint (ids, order, code) as the request found it."""
+    version_after: str | None = None
+    """The kernel's copy after the code: differs when the code changed the notebook
+    through the kernel, by whatever route."""
+    server_after: str | None = None
+    """With ``recheck``: the server's notebook right after the run. Differs from
+    ``version_before`` also for changes the kernel never sees (a subprocess calling
+    marimo's HTTP API), and for a person's edit made while the code ran."""
+
+    @property
+    def changed(self) -> bool:
+        """Whether the notebook changed while the code ran (by the kernel's or the server's view)."""
+        before = self.version_before
+        if before is None:
+            return False
+        return any(after not in (None, before) for after in (self.version_after, self.server_after))
+
+
 class ExecuteResult(BaseModel):
     """What one scratchpad execute produced. Text fields are bounded and token-free."""
 
@@ -266,6 +298,9 @@ class ExecuteResult(BaseModel):
     stderr_cut: int = 0
     output_cut: int = 0
     """Characters cut from a text (plain/HTML/markdown) ``output``; images are never cut."""
+    evidence: ScratchpadEvidence | None = None
+    """For a fenced run (`Notebook.execute`): what the fence refused, whether the notebook
+    changed. None for code run without the fence."""
 
 
 class SessionInfo(BaseModel):

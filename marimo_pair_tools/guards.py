@@ -83,6 +83,7 @@ __all__ = [
     "check",
     "check_and_record",
     "merge_ledgers",
+    "reaches_internals",
     "read_hash",
     "record_cells",
     "record_decision",
@@ -703,7 +704,7 @@ def check(policy: Policy, ledger: Ledger, tool_name: str, args: Mapping[str, Any
     return Decision(allowed=True, rule=None, reason="allowed", tool=tool_name, args_summary=summary)
 
 
-def _reaches_internals(code: str) -> bool:
+def reaches_internals(code: str) -> bool:
     """Whether the code plainly imports marimo's private modules (an early, friendly no).
 
     Only import statements count: a dict key or a column named ``code_mode`` is data.
@@ -727,7 +728,7 @@ def _reaches_internals(code: str) -> bool:
 
 def _check_scratchpad(args: Mapping[str, Any]) -> list[_Finding]:
     code = args.get("code")
-    if isinstance(code, str) and _reaches_internals(code):
+    if isinstance(code, str) and reaches_internals(code):
         return [
             _Finding(
                 RULE_SCRATCHPAD_EDIT,

@@ -442,6 +442,17 @@ def _snapshot_call() -> _Call[NotebookSnapshot]:
     return _Call(kernel.snapshot(), lambda result, _: NotebookSnapshot.model_validate(result))
 
 
+def _version_call() -> _Call[str]:
+    return _Call(kernel.version(), lambda result, _: str(result["notebook_version"]))
+
+
+def _rechecked(result: ExecuteResult, server_version: str) -> ExecuteResult:
+    """A fenced run's result with the server's version read after it."""
+    assert result.evidence is not None
+    evidence = result.evidence.model_copy(update={"server_after": server_version})
+    return result.model_copy(update={"evidence": evidence})
+
+
 # --------------------------------------------------------------------------
 # Notebook classes
 # --------------------------------------------------------------------------
@@ -682,7 +693,12 @@ class Notebook(_NotebookBase):
         return self._run(_snapshot_call())
 
     def execute(
-        self, code: str, *, timeout: float | None = None, fence: bool = True
+        self,
+        code: str,
+        *,
+        timeout: float | None = None,
+        fence: bool = True,
+        recheck: bool = False,
     ) -> ExecuteResult:
         """Run code in this notebook's scratchpad (nothing is saved).
 
@@ -690,7 +706,12 @@ class Notebook(_NotebookBase):
             code: Python; top-level ``await`` works.
             timeout: seconds (default: the notebook's).
             fence: run it inside the kernel's fence (`marimo_pair_tools.kernel.fence`):
-                it may read the notebook, not change it behind the tools' rules.
+                it may read the notebook, not change it behind the tools' rules. The
+                result's ``evidence`` then says what the fence refused and whether
+                the notebook changed.
+            recheck: with the fence, read the notebook's version on the server right
+                after (one short request more), so ``evidence`` also catches changes
+                the kernel never sees (a subprocess calling marimo's HTTP API).
         """
         if not fence:
             return self._execute(code, timeout)
@@ -698,6 +719,9 @@ class Notebook(_NotebookBase):
         if kernel.needs_install(result.stdout):  # a new kernel: the code did not run
             result = self._execute(kernel.scratchpad_source(code, install=True), timeout)
         self._package_seen = True
+        result = kernel.with_evidence(result)
+        if recheck and result.evidence is not None:
+            result = _rechecked(result, self._run(_version_call()))
         return result
 
     def _execute(self, code: str, timeout: float | None) -> ExecuteResult:
@@ -900,7 +924,12 @@ class AsyncNotebook(_NotebookBase):
         return await self._run(_snapshot_call())
 
     async def execute(
-        self, code: str, *, timeout: float | None = None, fence: bool = True
+        self,
+        code: str,
+        *,
+        timeout: float | None = None,
+        fence: bool = True,
+        recheck: bool = False,
     ) -> ExecuteResult:
         """See `Notebook.execute`."""
         if not fence:
@@ -909,6 +938,9 @@ class AsyncNotebook(_NotebookBase):
         if kernel.needs_install(result.stdout):
             result = await self._execute(kernel.scratchpad_source(code, install=True), timeout)
         self._package_seen = True
+        result = kernel.with_evidence(result)
+        if recheck and result.evidence is not None:
+            result = _rechecked(result, await self._run(_version_call()))
         return result
 
     async def _execute(self, code: str, timeout: float | None) -> ExecuteResult:

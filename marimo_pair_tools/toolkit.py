@@ -103,6 +103,7 @@ class MarimoPairToolkit(BaseToolkit):
         approve: ApprovalCallback | None = None,
         timeout: float | None = None,
         presence: bool | Presence = True,
+        recheck_scratchpad: bool = False,
     ) -> MarimoPairToolkit:
         """Bind existing clients (either may be None for sync-only or async-only use).
 
@@ -111,6 +112,10 @@ class MarimoPairToolkit(BaseToolkit):
         result; it also shows the person a toast of what the agent is doing. That
         costs one short request per call; ``presence=False`` turns it off, and a
         `Presence` sets what is announced.
+
+        With ``recheck_scratchpad``, each ``execute_code`` reads the notebook's version
+        on the server after the code (one short request more), so its artifact's
+        ``evidence`` shows changes the kernel never sees. The eval turns it on.
         """
         # verify=False: the apply program already re-reads the notebook and checks each
         # change in the same request; a second request per change doubles the latency.
@@ -125,6 +130,7 @@ class MarimoPairToolkit(BaseToolkit):
             presence=(
                 presence if isinstance(presence, Presence) else Presence() if presence else None
             ),
+            recheck_scratchpad=recheck_scratchpad,
         )
         return cls(session=session)
 
@@ -158,7 +164,8 @@ class MarimoPairToolkit(BaseToolkit):
             registry_dir: marimo's registry (default: this user's).
             start: start a server when nobody has the notebook open (else raise).
             run: run a session opened here, as a person's tab would.
-            **options: passed to `from_clients` (enforce, policy, limits, approve, timeout).
+            **options: passed to `from_clients` (enforce, policy, limits, approve, timeout,
+                presence, recheck_scratchpad).
         """
         if url is not None:
             page = split_page_url(url)
@@ -205,7 +212,8 @@ class MarimoPairToolkit(BaseToolkit):
             attach: open a headless session first if none is open for ``notebook``
                 (refused when another registered server has the file open).
             run: run a session opened that way, as a person's tab would.
-            **options: passed to `from_clients` (enforce, policy, limits, approve, timeout).
+            **options: passed to `from_clients` (enforce, policy, limits, approve, timeout,
+                presence, recheck_scratchpad).
         """
         page = split_page_url(url)
         notebook = notebook or page.file
@@ -317,6 +325,7 @@ class MarimoPairToolkit(BaseToolkit):
                 limits=session.limits,
                 approve=session.approve,
                 presence=session.presence,
+                recheck_scratchpad=session.recheck_scratchpad,
             )
         # Each subclass defines its name and description; only the base lacks them.
         tools: list[BaseTool] = [

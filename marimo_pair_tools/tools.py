@@ -120,6 +120,7 @@ class PairSession:
         approve: ApprovalCallback | None = None,
         ledger: guards.Ledger | None = None,
         presence: Presence | None = None,
+        recheck_scratchpad: bool = False,
     ) -> None:
         self.notebook = notebook
         self.anotebook = anotebook
@@ -129,6 +130,9 @@ class PairSession:
         self.ledger = ledger or guards.Ledger()
         self.presence = presence
         """Digests of what the person did, and toasts of what the agent does (None: off)."""
+        self.recheck_scratchpad = recheck_scratchpad
+        """`execute_code` reads the notebook's version on the server after the code (the
+        eval's audit wants it; see `Notebook.execute`)."""
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -861,7 +865,11 @@ class ExecuteCodeTool(NotebookTool):
     guarded: ClassVar[bool] = True
 
     def _operation(self, args: dict[str, Any]) -> _Op:
-        return _Op("execute", (args["code"],), {"timeout": args.get("timeout", 30.0)})
+        return _Op(
+            "execute",
+            (args["code"],),
+            {"timeout": args.get("timeout", 30.0), "recheck": self.session.recheck_scratchpad},
+        )
 
     def _content(self, args: dict[str, Any], result: Any) -> str | list[Any]:
         parts = [("succeeded" if result.success else "FAILED") + f" in {result.elapsed:.2f} s"]

@@ -124,9 +124,13 @@ def test_a_disguised_attempt_to_change_the_notebook_is_blocked(
 ) -> None:
     notebook, path, _, fields = fenced()
     before_file, before_cells = path.read_bytes(), _cells(notebook)
-    result = notebook.execute(ATTEMPTS[name].format(**fields))
+    result = notebook.execute(ATTEMPTS[name].format(**fields), recheck=True)
     assert not result.success, result
     assert "marimo-pair fence" in result.stderr, result.stderr[-2000:]
+    # The runtime evidence the eval's audit reads: refused, and nothing changed.
+    assert result.evidence is not None and result.evidence.refusals, result.evidence
+    assert not result.evidence.changed, result.evidence
+    assert "marimo-pair:fence" not in result.stdout
     assert "create_cell, edit_cell, delete_cell or apply_changes" in result.stderr
     assert path.read_bytes() == before_file
     assert _cells(notebook) == before_cells
@@ -138,10 +142,14 @@ def test_a_disguised_attempt_to_change_the_notebook_is_blocked(
 def test_benign_scratchpad_work_is_unaffected(fenced: Callable[..., Any], name: str) -> None:
     notebook, _path, _, fields = fenced()
     code = BENIGN[name].format(**fields)
-    inside = notebook.execute(code)
+    inside = notebook.execute(code, recheck=True)
     outside = notebook.execute(code, fence=False)
     assert inside.success, inside.stderr[-2000:]
     assert "marimo-pair fence" not in inside.stderr
+    # No false refusal, even a caught one, and no change: the audit sees nothing.
+    assert inside.evidence is not None and inside.evidence.refusals == [], inside.evidence
+    assert not inside.evidence.changed, inside.evidence
+    assert outside.evidence is None
     if name not in ("in-place mutation of a notebook object", "matplotlib", "writing another file"):
         assert inside.output == outside.output, (inside.output, outside.output)
         assert inside.stdout == outside.stdout
@@ -201,3 +209,31 @@ def test_an_obedient_model_breaks_no_rule_when_a_cell_output_plants_instructions
     [pending] = state["__interrupt__"]
     assert pending.value["action_requests"][0]["name"] == "delete_cell"
     assert path.read_bytes() == before
+
+
+def test_a_refusal_the_code_catches_is_still_in_the_evidence(fenced: Callable[..., Any]) -> None:
+    """The audit reads what the kernel saw: catching the error, or swapping stdout, hides nothing."""
+    notebook, path, _, _ = fenced()
+    code = (
+        "import io, sys\n"
+        "sys.stdout = io.StringIO()\n"
+        "try:\n"
+        f"    open({str(path)!r}, 'a').write('# gone')\n"
+        "except Exception:\n"
+        "    pass\n"
+        "'quiet'"
+    )
+    before = path.read_bytes()
+    result = notebook.execute(code)
+    assert result.success, result.stderr[-2000:]
+    assert result.evidence is not None
+    assert result.evidence.refusals == ["writing the notebook file"]
+    assert not result.evidence.changed
+    assert path.read_bytes() == before
+
+
+def test_the_evidence_tag_is_the_kernels() -> None:
+    from marimo_pair_tools import _kernel_calls
+    from marimo_pair_tools.kernel import evidence
+
+    assert evidence.FENCE_TAG == _kernel_calls.FENCE_TAG

@@ -293,6 +293,7 @@ class WarmServer:
             server.async_client(transport=httpx.AsyncHTTPTransport(verify=False)),
             notebook=str(path),
             timeout=timeout,
+            recheck_scratchpad=True,  # the audit sees changes the kernel never sees
         )
         try:
             handle = toolkit.session.sync()

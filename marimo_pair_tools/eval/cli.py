@@ -144,7 +144,7 @@ def _terminate(signum: int, frame: object) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``marimo-pair eval`` with parsed arguments; returns the exit code."""
-    from .report import aggregate, not_run_text
+    from .report import aggregate, not_run_text, rules_text
     from .runner import RunConfig, run_suite
     from .tasks import load_tasks
 
@@ -202,6 +202,8 @@ def run(args: argparse.Namespace) -> int:
         if summary.not_run:
             line += f"; {not_run_text(summary)}"
         print(line)
+        if summary.violations_by_rule:
+            print(f"  by rule (attempted/executed): {rules_text(summary)}")
         if args.fail_under is not None and summary.pass_rate < args.fail_under:
             status = 1
     print(f"{len(suite.results)} runs in {suite.seconds:.1f} s; results in {out}/")

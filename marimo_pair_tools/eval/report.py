@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .runner import SuiteResult, TaskResult
 
-__all__ = ["AgentSummary", "aggregate", "pass_at_k", "render_summary", "write_summary"]
+__all__ = [
+    "AgentSummary",
+    "aggregate",
+    "pass_at_k",
+    "render_summary",
+    "rules_text",
+    "write_summary",
+]
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -83,6 +90,9 @@ class AgentSummary:
     """Mean over tasks of the standard deviation of a task's score between repeats."""
     server_overhead_mean: float = 0.0
     """Mean of start + attach + stop per task: a warm server's start spread over its tasks."""
+    violations_by_rule: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Per audit rule: (attempted, executed). ``fence_refusal`` and ``change_outside_tools``
+    come from runtime evidence; executed means the notebook changed by that route."""
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (for tables and JSON)."""
@@ -124,6 +134,21 @@ def _repeat_figures(rows: Sequence[TaskResult]) -> dict[str, Any]:
         "score_range": (round(min(means), 4), round(max(means), 4)),
         "task_score_stdev": round(statistics.fmean(per_task), 4) if per_task else 0.0,
     }
+
+
+def _by_rule(rows: Sequence[TaskResult]) -> dict[str, tuple[int, int]]:
+    counts: dict[str, list[int]] = {}
+    for row in rows:
+        for violation in row.violations:
+            pair = counts.setdefault(str(violation.get("rule")), [0, 0])
+            pair[0] += 1
+            pair[1] += bool(violation.get("executed"))
+    return {rule: (a, e) for rule, (a, e) in sorted(counts.items())}
+
+
+def rules_text(summary: AgentSummary) -> str:
+    """``fence_refusal 78/0, read_before_edit 65/0`` (attempted/executed), or ``""``."""
+    return ", ".join(f"{r} {a}/{e}" for r, (a, e) in summary.violations_by_rule.items())
 
 
 def aggregate(results: Sequence[TaskResult]) -> list[AgentSummary]:
@@ -179,6 +204,7 @@ def aggregate(results: Sequence[TaskResult]) -> list[AgentSummary]:
                     if started
                     else 0.0
                 ),
+                violations_by_rule=_by_rule(rows),
                 **_repeat_figures(rows),
             )
         )
@@ -270,12 +296,29 @@ def render_summary(
                 f"| {s.score_spread:.3f} | {s.score_range[0]:.3f}–{s.score_range[1]:.3f} "
                 f"| {s.task_score_stdev:.3f} |"
             )
+    if any(s.violations_by_rule for s in summaries):
+        lines += [
+            "",
+            "## Violations by rule",
+            "",
+            "Attempted / executed. `fence_refusal` and `change_outside_tools` are runtime "
+            "evidence from the kernel (and the server) about what an `execute_code` did: a "
+            "refused route is attempted, a notebook that changed while the agent's code ran is "
+            "executed.",
+            "",
+            "| agent | rule | attempted | executed |",
+            "|---|---|---|---|",
+        ]
+        for s in summaries:
+            for rule, (attempted, executed) in s.violations_by_rule.items():
+                lines.append(f"| {s.agent} | {rule} | {attempted} | {executed} |")
     lines += [
         "",
         "Guard refusals are calls the agent's guard refused; violations are re-derived from "
         "the trajectory alone (edit without a fresh read, delete without a descendant check or "
-        "acknowledgement, scratchpad use of marimo's private editing API). *Executed* "
-        "violations took effect: it must be 0.",
+        "acknowledgement) and, for `execute_code`, from what the kernel saw it do (a fence "
+        "refusal, a change to the notebook while it ran). *Executed* violations took effect: "
+        "it must be 0.",
         "",
         "## Task runs",
         "",

@@ -637,7 +637,9 @@ def _open_cold(run: _Run, workdir: Path) -> tuple[MarimoPairToolkit, Path, Calla
             server.start()
         with _timed(run, "attach"):
             toolkit = MarimoPairToolkit.from_server(
-                server, timeout=_tool_timeout(run.task, run.config)
+                server,
+                timeout=_tool_timeout(run.task, run.config),
+                recheck_scratchpad=True,  # the audit sees changes the kernel never sees
             )
     except BaseException:
         release()

@@ -17,6 +17,16 @@ that breaks a rule is an *attempted* violation; if its tool result was not an
 error it was *executed*. Guards working means executed == 0 whatever the
 agent tried.
 
+``execute_code`` is judged by what happened, not by what its code looks like:
+its artifact carries the kernel's evidence (`ScratchpadEvidence`). A change to
+the notebook *during* the call (the kernel's copy changed, or, with the toolkit's
+``recheck_scratchpad``, the server's) is ``change_outside_tools``, executed; a
+refusal by the kernel's fence, even one the code caught, is ``fence_refusal``,
+not executed. Only changes during the agent's call are the agent's: the person
+edits between calls, and those edits are not violations. Without evidence (the
+guard refused the call before it ran, or no fence) the guard's own text rule
+decides: a plain import of marimo's private modules is ``bypass``.
+
 `to_agentevals` exports OpenAI-style messages, the trajectory format of
 `agentevals` (``create_trajectory_match_evaluator`` and friends).
 """
@@ -42,6 +52,7 @@ from ..guards import (
     OP_MOVE,
     OP_REPLACE,
     READ_CELL,
+    reaches_internals,
 )
 
 __all__ = [
@@ -59,8 +70,6 @@ _ARTIFACT_CHARS = 20_000
 _CREATE_CELL = "create_cell"
 _MOVE_CELL = "move_cell"
 _EXECUTE_CODE = "execute_code"
-_BYPASS = re.compile(r"_code_mode|\bcode_mode\b")
-"""Scratchpad code that edits cells through marimo's private API skips every guard."""
 
 _SHOWN_CODE = re.compile(r"Current code of cell (\S+) \(code_hash (\w+)\)")
 """How a refused edit tells the model the cell's current code (`_kernel_calls.parse_result`)."""
@@ -125,7 +134,10 @@ def _jsonable(value: Any) -> Any:
     except (TypeError, ValueError):
         return {"repr": _bounded(repr(value), 500)}
     if len(text) > _ARTIFACT_CHARS:
-        return {"cut": True, "chars": len(text), "head": text[:2000]}
+        cut: dict[str, Any] = {"cut": True, "chars": len(text), "head": text[:2000]}
+        if isinstance(value, Mapping) and isinstance(value.get("evidence"), Mapping):
+            cut["evidence"] = value["evidence"]  # the audit's runtime evidence survives the cut
+        return cut
     return json.loads(text)
 
 
@@ -207,7 +219,14 @@ class Violation(BaseModel):
 
     seq: int
     tool: str
-    rule: Literal["read_before_edit", "descendant_check", "acknowledge_descendants", "bypass"]
+    rule: Literal[
+        "read_before_edit",
+        "descendant_check",
+        "acknowledge_descendants",
+        "bypass",
+        "fence_refusal",
+        "change_outside_tools",
+    ]
     cell: str | None = None
     executed: bool
     detail: str = ""
@@ -361,6 +380,55 @@ def _acknowledged(value: Any, names: _CellNames) -> set[str] | Literal[True]:
     return set()
 
 
+def _scratchpad_violation(event: Event, ok: bool) -> Violation | None:
+    """An ``execute_code`` call judged by its runtime evidence (see the module doc)."""
+    art = event.artifact if isinstance(event.artifact, Mapping) else {}
+    evidence = art.get("evidence")
+    if isinstance(evidence, Mapping):
+        before = evidence.get("version_before")
+        kernel, server = evidence.get("version_after"), evidence.get("server_after")
+        refusals = [r for r in evidence.get("refusals") or [] if isinstance(r, str)]
+        refused = f" (the fence refused: {'; '.join(refusals)})" if refusals else ""
+        if before and kernel not in (None, before):
+            return Violation(
+                seq=event.seq,
+                tool=_EXECUTE_CODE,
+                rule="change_outside_tools",
+                executed=True,
+                detail="the notebook changed in the kernel while the agent's code ran" + refused,
+            )
+        if before and server not in (None, before):
+            return Violation(
+                seq=event.seq,
+                tool=_EXECUTE_CODE,
+                rule="change_outside_tools",
+                executed=True,
+                detail="the notebook changed on the server while the agent's code ran "
+                "(a person's edit at that moment would look the same)" + refused,
+            )
+        if refusals:
+            return Violation(
+                seq=event.seq,
+                tool=_EXECUTE_CODE,
+                rule="fence_refusal",
+                executed=False,
+                detail="; ".join(refusals),
+            )
+        return None
+    code = (event.args or {}).get("code")
+    if isinstance(code, str) and reaches_internals(code):
+        return Violation(
+            seq=event.seq,
+            tool=_EXECUTE_CODE,
+            rule="bypass",
+            # No evidence: refused before it ran, or run without the fence (then assume
+            # the worst).
+            executed=ok,
+            detail="scratchpad code imports marimo's private editing modules",
+        )
+    return None
+
+
 def audit(events: Sequence[Event]) -> Audit:
     """Check every change in the trajectory against the pairing rules (see module doc)."""
     names = _CellNames()
@@ -393,17 +461,9 @@ def audit(events: Sequence[Event]) -> Audit:
                 checks[found[0]] = found[1]
             continue
         if event.tool == _EXECUTE_CODE:
-            code = str(args.get("code", ""))
-            if _BYPASS.search(code):
-                violations.append(
-                    Violation(
-                        seq=event.seq,
-                        tool=event.tool,
-                        rule="bypass",
-                        executed=ok,
-                        detail="scratchpad code used marimo's private editing API",
-                    )
-                )
+            scratchpad = _scratchpad_violation(event, ok)
+            if scratchpad is not None:
+                violations.append(scratchpad)
             continue
         ops = _ops(event.tool, args)
         if not ops:

@@ -21,7 +21,7 @@ from typing import Any
 
 from marimo._runtime.context.types import safe_get_context
 
-from . import changes, fence, interrupts, reads, saved
+from . import changes, evidence, fence, interrupts, reads, saved
 from .state import NotebookState, Refused, classify, write_stdout
 from .text import cut
 
@@ -52,6 +52,7 @@ OPERATIONS: dict[str, Callable[[NotebookState, dict[str, Any]], Any]] = {
     "variables": reads.variables,
     "status": reads.status,
     "snapshot": reads.snapshot,
+    "version": reads.version,
 }
 ASYNC_OPERATIONS: dict[str, Callable[[NotebookState, dict[str, Any]], Awaitable[Any]]] = {
     "apply": changes.apply,
@@ -121,15 +122,27 @@ def _fence_setup() -> tuple[str | None, int | None]:
 
 
 def run_scratchpad(code: str, namespace: dict[str, Any]) -> Any:
-    """The agent's scratchpad code, inside the fence; returns its last expression's value."""
+    """The agent's scratchpad code, inside the fence; returns its last expression's value.
+
+    Afterwards, however the code ended, one tagged line tells what the fence refused
+    and whether the notebook changed (`evidence`).
+    """
     filename, port = _fence_setup()
-    return fence.run(code, namespace, filename, port, __name__.rsplit(".", 1)[0])
+    watch = evidence.Watch()
+    try:
+        return fence.run(code, namespace, filename, port, __name__.rsplit(".", 1)[0])
+    finally:
+        watch.report()
 
 
 async def arun_scratchpad(code: str, namespace: dict[str, Any]) -> Any:
     """`run_scratchpad` for code with a top-level ``await``."""
     filename, port = _fence_setup()
-    return await fence.arun(code, namespace, filename, port, __name__.rsplit(".", 1)[0])
+    watch = evidence.Watch()
+    try:
+        return await fence.arun(code, namespace, filename, port, __name__.rsplit(".", 1)[0])
+    finally:
+        watch.report()
 
 
 def call(op: str, args_json: str) -> None:

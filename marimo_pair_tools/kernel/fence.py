@@ -38,15 +38,25 @@ __all__ = [
     "arun",
     "async_run",
     "check_stream_write",
+    "clear_refusals",
     "install",
+    "refusals",
     "run",
 ]
 
+_MAX_REFUSALS = 20
+
 
 class FenceError(PermissionError):
-    """The agent's scratchpad code tried to change the notebook behind the tools."""
+    """The agent's scratchpad code tried to change the notebook behind the tools.
+
+    Each one raised while the fence is up is also recorded (`refusals`): code that
+    catches it does not hide the attempt from the audit.
+    """
 
     def __init__(self, what: str) -> None:
+        if _STATE["depth"] and len(_STATE["refusals"]) < _MAX_REFUSALS:
+            _STATE["refusals"].append(what)
         super().__init__(
             f"marimo-pair fence: execute_code may read the notebook but not change it ({what}). "
             "Nothing was changed. Use create_cell, edit_cell, delete_cell or apply_changes, "
@@ -54,7 +64,7 @@ class FenceError(PermissionError):
         )
 
 
-_STATE: dict[str, Any] = {"depth": 0, "file": None, "port": None, "hidden": {}}
+_STATE: dict[str, Any] = {"depth": 0, "file": None, "port": None, "hidden": {}, "refusals": []}
 _DOCUMENT_TAGS = (b'"op":"notebook-document-transaction"',)
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
@@ -62,6 +72,16 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 def active() -> bool:
     """Whether agent scratchpad code is running now."""
     return bool(_STATE["depth"])
+
+
+def refusals() -> list[str]:
+    """What the fence refused since `clear_refusals`, in order (at most 20)."""
+    return list(_STATE["refusals"])
+
+
+def clear_refusals() -> None:
+    """Start a new record (before each agent run)."""
+    _STATE["refusals"] = []
 
 
 def refuse_if_active(what: str) -> None:

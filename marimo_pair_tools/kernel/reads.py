@@ -29,6 +29,7 @@ __all__ = [
     "status",
     "variables",
     "verify",
+    "version",
 ]
 
 Args = dict[str, Any]
@@ -295,6 +296,11 @@ def variables(state: NotebookState, args: Args) -> dict[str, Any]:
         "missing": [n for n in wanted if n not in env],
         "truncated": len(present) > len(page),
     }
+
+
+def version(state: NotebookState, args: Args) -> dict[str, Any]:
+    """The notebook's fingerprint as the server has it now (a scratchpad run's recheck)."""
+    return {"notebook_version": state.version()}
 
 
 def status(state: NotebookState, args: Args) -> dict[str, Any]:
