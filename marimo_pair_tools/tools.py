@@ -382,9 +382,12 @@ class NotebookTool(BaseTool):
 
 
 def _quietly(execute: Callable[..., Any], program: str) -> Any:
-    """Run the presence program; None when the kernel is busy (the call itself says so)."""
+    """Run the presence program; None when the kernel is busy (the call itself says so).
+
+    Our own read-only program, not the agent's code: it runs outside the fence.
+    """
     try:
-        return execute(program, timeout=_PRESENCE_TIMEOUT)
+        return execute(program, timeout=_PRESENCE_TIMEOUT, fence=False)
     except (KernelBusyError, ExecuteTimeoutError) as exc:
         logger.info("presence read skipped: %s", exc)
         return None
@@ -392,7 +395,7 @@ def _quietly(execute: Callable[..., Any], program: str) -> Any:
 
 async def _aquietly(execute: Callable[..., Any], program: str) -> Any:
     try:
-        return await execute(program, timeout=_PRESENCE_TIMEOUT)
+        return await execute(program, timeout=_PRESENCE_TIMEOUT, fence=False)
     except (KernelBusyError, ExecuteTimeoutError) as exc:
         logger.info("presence read skipped: %s", exc)
         return None

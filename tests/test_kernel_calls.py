@@ -45,6 +45,7 @@ READS = [
     kc.variables([NASTY], limit=3, max_repr=10),
     kc.status(),
     kc.snapshot(),
+    kc.version(),
 ]
 CHANGES = [
     kc.apply([{"op": "create", "code": NASTY, "hide_code": False, "run": True}]),
