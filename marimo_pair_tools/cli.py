@@ -279,6 +279,35 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser(
+        "mcp",
+        help="serve the notebook tools, with their rules, to MCP clients (Claude Code, "
+        "Codex, Cursor, Zed), in the session that has the notebook open",
+    )
+    _add_target(p)
+    p.add_argument(
+        "--notebook",
+        help="the notebook file (default: the notebook --url names, or the only one open)",
+    )
+    p.add_argument(
+        "--transport",
+        choices=["stdio", "http"],
+        default="stdio",
+        help="stdio (the client starts this command) or streamable HTTP (default: stdio)",
+    )
+    p.add_argument("--mcp-host", default="127.0.0.1", help="HTTP: loopback address to listen on")
+    p.add_argument(
+        "--mcp-port", type=int, default=0, help="HTTP: port to listen on (default: a free one)"
+    )
+    p.add_argument(
+        "--no-approve-deletes",
+        action="store_true",
+        help="do not ask the person (MCP elicitation) before a delete that breaks other "
+        "cells; acknowledging them is still required",
+    )
+    _add_no_run(p)
+    p.set_defaults(func=_cmd_mcp)
+
+    p = sub.add_parser(
         "dev",
         help="langgraph dev, without reloading the graph when the agent saves its notebook",
     )
@@ -357,6 +386,92 @@ def _cmd_dev(args: argparse.Namespace) -> int:
         langgraph.main(["dev", "--config", args.config, *passed], prog_name="marimo-pair")
     finally:
         api.run_server = original
+    return 0
+
+
+def _mcp_toolkit(args: argparse.Namespace) -> Any:
+    """The toolkit MCP serves: the notebook's session, joined as `run` joins it."""
+    from .toolkit import MarimoPairToolkit
+
+    if args.notebook:
+        url = _server_url(args) if (args.url or args.port) else None
+        pairing = _join(args, args.notebook, url)
+        try:
+            toolkit = MarimoPairToolkit.from_clients(
+                pairing.client, pairing.async_client(), notebook=pairing.notebook
+            )
+        except BaseException:
+            pairing.close()
+            raise
+        toolkit.pairing = pairing
+        print(f"marimo-pair mcp: {pairing.describe()}", file=sys.stderr, flush=True)
+        return toolkit
+    page = _page(args) if args.url else None
+    toolkit = MarimoPairToolkit.from_url(
+        _server_url(args),
+        notebook=page.file if page else None,
+        token=page.token if page else None,
+        allow_remote=args.allow_remote,
+    )
+    try:
+        # Now, not at the first tool call: no notebook open, or several, is a setup error.
+        session = toolkit.session.sync().client.resolve_session(
+            page.file if page else None, refresh=True
+        )
+    except BaseException:
+        toolkit.close()
+        raise
+    where = session.path or session.filename
+    print(f"marimo-pair mcp: serving {where}", file=sys.stderr, flush=True)
+    return toolkit
+
+
+def _cmd_mcp(args: argparse.Namespace) -> int:
+    """Serve the tools over MCP until the client goes (stdio) or a signal (HTTP)."""
+    import logging
+
+    # First of all: over stdio, stdout belongs to the protocol from here on.
+    stdout = None
+    if args.transport == "stdio":
+        from .mcp_server import take_stdout
+
+        stdout = take_stdout()
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.WARNING,
+        format="marimo-pair mcp: %(levelname)s %(name)s: %(message)s",
+    )
+    import anyio
+
+    from .agent import DEFAULT_SYSTEM_PROMPT
+    from .mcp_server import HTTP_PATH, McpPairServer, listen
+
+    listener = listen(args.mcp_host, args.mcp_port) if args.transport == "http" else None
+    try:
+        toolkit = _mcp_toolkit(args)
+        try:
+            server = McpPairServer(
+                toolkit,
+                approve_deletes=False if args.no_approve_deletes else "with_descendants",
+                instructions=DEFAULT_SYSTEM_PROMPT,
+            )
+            if listener is None:
+                assert stdout is not None
+                anyio.run(server.serve_stdio, stdout)
+            else:
+                host, port = listener.getsockname()[:2]
+                shown = f"[{host}]" if ":" in host else host
+                print(
+                    f"marimo-pair mcp: MCP endpoint http://{shown}:{port}{HTTP_PATH}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                anyio.run(server.serve_http, listener)
+        finally:
+            toolkit.close()
+    finally:
+        if listener is not None:
+            listener.close()
     return 0
 
 
