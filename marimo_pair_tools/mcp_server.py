@@ -345,12 +345,8 @@ class McpPairServer:
             allowed_origins=sorted(f"http://{name}:{port}" for name in names),
         )
         manager = StreamableHTTPSessionManager(app=self.server, security_settings=security)
-
-        async def endpoint(scope: Any, receive: Any, send: Any) -> None:
-            await manager.handle_request(scope, receive, send)
-
         return Starlette(
-            routes=[Route(HTTP_PATH, endpoint=endpoint)],
+            routes=[Route(HTTP_PATH, endpoint=_Endpoint(manager))],
             lifespan=lambda app: manager.run(),
         )
 
@@ -366,6 +362,16 @@ class McpPairServer:
             lifespan="on",
         )
         await uvicorn.Server(config).serve(sockets=[listener])
+
+
+class _Endpoint:
+    """The MCP endpoint as a raw ASGI app (Starlette serves a plain function as GET only)."""
+
+    def __init__(self, manager: Any) -> None:
+        self.manager = manager
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.manager.handle_request(scope, receive, send)
 
 
 def take_stdout() -> BinaryIO:

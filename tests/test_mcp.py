@@ -1,0 +1,447 @@
+"""`marimo-pair mcp` with the official MCP client, over stdio and streamable HTTP.
+
+Every server here is the real command in a subprocess, on a real marimo server:
+the client sees what Claude Code or Cursor would see.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from langchain_core.messages import ToolMessage
+from mcp import ClientSession, StdioServerParameters, types
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+
+from marimo_pair_tools import MarimoServer
+from marimo_pair_tools.mcp_server import TOOL_ANNOTATIONS, McpPairServer, input_schema, tool_result
+from marimo_pair_tools.toolkit import MarimoPairToolkit
+
+CLI = str(Path(sys.executable).with_name("marimo-pair"))
+README = Path(__file__).parent.parent / "README.md"
+TWO_CELLS = (["x = 1", "y = x + 1"], ["x", "_"])
+
+
+@pytest.fixture
+def isolated_env(tmp_path: Path) -> dict[str, str]:
+    """The server's environment: its own (empty) marimo registry, no token of ours."""
+    env = {k: v for k, v in os.environ.items() if k != "MARIMO_TOKEN"}
+    env["XDG_STATE_HOME"] = str(tmp_path / "mcp-state")
+    return env
+
+
+@contextlib.asynccontextmanager
+async def stdio_session(
+    argv: list[str], env: dict[str, str], errlog: Path, **client: Any
+) -> AsyncIterator[ClientSession]:
+    """An initialized MCP client session with ``marimo-pair mcp ARGV`` over stdio."""
+    params = StdioServerParameters(command=CLI, args=["mcp", *argv], env=env)
+    with errlog.open("w") as err:
+        async with (
+            stdio_client(params, errlog=err) as (read, write),
+            ClientSession(read, write, **client) as session,
+        ):
+            await session.initialize()
+            yield session
+
+
+@contextlib.contextmanager
+def http_server(argv: list[str], env: dict[str, str]) -> Iterator[tuple[str, list[str]]]:
+    """``marimo-pair mcp --transport http ARGV``: its endpoint URL and its stderr lines."""
+    process = subprocess.Popen(
+        [CLI, "mcp", "--transport", "http", *argv],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert process.stderr is not None
+    lines: list[str] = []
+    found = threading.Event()
+
+    def drain() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+            if "MCP endpoint" in line:
+                found.set()
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 90
+        while not found.wait(0.1):
+            assert process.poll() is None, "".join(lines)
+            assert time.monotonic() < deadline, "".join(lines)
+        [url] = re.findall(r"MCP endpoint (\S+)", "".join(lines))
+        yield url, lines
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        reader.join(10)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@contextlib.asynccontextmanager
+async def http_session(url: str, **client: Any) -> AsyncIterator[ClientSession]:
+    async with (
+        httpx.AsyncClient(timeout=httpx.Timeout(120)) as http,
+        streamable_http_client(url, http_client=http) as (read, write, _),
+        ClientSession(read, write, **client) as session,
+    ):
+        await session.initialize()
+        yield session
+
+
+def text(result: types.CallToolResult) -> str:
+    return "\n".join(c.text for c in result.content if isinstance(c, types.TextContent))
+
+
+async def cell_ids(session: ClientSession) -> list[str]:
+    listing = await session.call_tool("read_notebook", {})
+    assert not listing.isError, text(listing)
+    return re.findall(r"^(\w{4}) ", text(listing), flags=re.MULTILINE)
+
+
+def in_process(server: MarimoServer, path: Path, name: str, **args: Any) -> ToolMessage:
+    """The same call through the LangChain tool, with a fresh ledger."""
+    toolkit = MarimoPairToolkit.from_server(server, notebook=str(path))
+    try:
+        tools = {t.name: t for t in toolkit.get_tools()}
+        message = tools[name].invoke({"type": "tool_call", "name": name, "args": args, "id": "1"})
+        assert isinstance(message, ToolMessage)
+        return message
+    finally:
+        toolkit.close()
+
+
+# ------------------------------------------------------------------------- stdio
+
+
+async def test_stdio_refuses_unread_edit_and_unchecked_delete_and_applies_a_read_edit(
+    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str], tmp_path: Path
+) -> None:
+    path = new_notebook(*TWO_CELLS)
+    argv = ["--url", shared_server.url, "--notebook", str(path)]
+    async with stdio_session(argv, isolated_env, tmp_path / "err.txt") as session:
+        listed = (await session.list_tools()).tools
+        toolkit = MarimoPairToolkit.from_clients(None)
+        expected = {t.name: t for t in toolkit.get_tools()}
+        assert [t.name for t in listed] == list(expected)
+        for tool in listed:
+            assert tool.inputSchema == input_schema(expected[tool.name])
+            assert tool.description == expected[tool.name].description
+            assert tool.annotations == TOOL_ANNOTATIONS[tool.name]
+
+        before = path.read_bytes()
+        edit = {"cell": "x", "code": "x = 100"}
+        refused = await session.call_tool("edit_cell", edit)
+        assert refused.isError
+        assert path.read_bytes() == before
+        # The text the LangChain tool gives, word for word.
+        assert text(refused) == in_process(shared_server, path, "edit_cell", **edit).content
+
+        delete = {"cell": "x", "acknowledge_descendants": True}
+        refused = await session.call_tool("delete_cell", delete)
+        assert refused.isError
+        assert "inspect_graph" in text(refused)
+        assert path.read_bytes() == before
+        assert text(refused) == in_process(shared_server, path, "delete_cell", **delete).content
+
+        unknown = await session.call_tool("edit_cell", {"cell": "x", "code": "x = 2", "dry": 1})
+        assert unknown.isError and "Valid arguments" in text(unknown)
+        assert path.read_bytes() == before
+
+        read = await session.call_tool("read_cell", {"cell": "x"})
+        assert not read.isError and "x = 1" in text(read)
+        applied = await session.call_tool("edit_cell", edit)
+        assert not applied.isError, text(applied)
+        assert "x = 100" in path.read_text(encoding="utf-8")
+        value = await session.call_tool("execute_code", {"code": "print(y)"})
+        assert "101" in text(value)
+    assert (
+        "joined" in (tmp_path / "err.txt").read_text()
+        or "opened" in (tmp_path / "err.txt").read_text()
+    )
+
+
+async def test_stdio_asks_the_person_before_a_delete_that_breaks_cells(
+    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str], tmp_path: Path
+) -> None:
+    path = new_notebook(*TWO_CELLS)
+    answers = [False, True]
+    asked: list[str] = []
+
+    async def person(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params.message)
+        return types.ElicitResult(action="accept", content={"approve": answers.pop(0)})
+
+    argv = ["--url", shared_server.url, "--notebook", str(path)]
+    async with stdio_session(
+        argv, isolated_env, tmp_path / "err.txt", elicitation_callback=person
+    ) as session:
+        await cell_ids(session)
+        inspected = await session.call_tool("inspect_graph", {"cell": "x"})
+        assert not inspected.isError, text(inspected)
+        before = path.read_bytes()
+        delete = {"cell": "x", "acknowledge_descendants": True}
+
+        declined = await session.call_tool("delete_cell", delete)
+        assert declined.isError
+        assert "not approved by a person" in text(declined)
+        assert path.read_bytes() == before
+        assert len(asked) == 1 and "delete_cell" in asked[0] and "'x'" in asked[0]
+
+        approved = await session.call_tool("delete_cell", delete)
+        assert not approved.isError, text(approved)
+        assert len(asked) == 2
+        assert "x = 1" not in path.read_text(encoding="utf-8")
+
+
+async def test_stdio_without_elicitation_needs_acknowledgement_and_sends_images(
+    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str], tmp_path: Path
+) -> None:
+    path = new_notebook(*TWO_CELLS)
+    argv = ["--url", shared_server.url, "--notebook", str(path)]
+    async with stdio_session(argv, isolated_env, tmp_path / "err.txt") as session:
+        await session.call_tool("inspect_graph", {"cell": "x"})
+        before = path.read_bytes()
+        refused = await session.call_tool("delete_cell", {"cell": "x"})
+        assert refused.isError and "acknowledge_descendants" in text(refused)
+        assert path.read_bytes() == before
+        deleted = await session.call_tool(
+            "delete_cell", {"cell": "x", "acknowledge_descendants": True}
+        )
+        assert not deleted.isError, text(deleted)
+        assert "x = 1" not in path.read_text(encoding="utf-8")
+
+        figure = await session.call_tool(
+            "execute_code",
+            {
+                "code": "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot "
+                "as plt\nfig, ax = plt.subplots(figsize=(2, 2))\nax.plot([3, 1, 2])\nfig"
+            },
+        )
+        assert not figure.isError, text(figure)
+        [image] = [c for c in figure.content if isinstance(c, types.ImageContent)]
+        assert image.mimeType == "image/png"
+        assert base64.b64decode(image.data).startswith(b"\x89PNG")
+
+
+async def test_stdio_token_comes_from_the_environment_and_is_never_shown(
+    start_server: Any, tmp_path: Path, isolated_env: dict[str, str]
+) -> None:
+    from .conftest import write_notebook
+
+    secret = "mcp-secret-7f3a9"
+    path = write_notebook(tmp_path / "nb.py", *TWO_CELLS)
+    server = start_server(path, token=secret)
+    env = {**isolated_env, "MARIMO_TOKEN": secret}
+    argv = ["--url", server.url, "--notebook", str(path)]
+    async with stdio_session(argv, env, tmp_path / "err.txt") as session:
+        result = await session.call_tool(
+            "execute_code",
+            {"code": "import os\nprint(os.environ.get('MARIMO_TOKEN'), 'ran')"},
+        )
+        assert not result.isError, text(result)
+        assert "ran" in text(result) and secret not in text(result)
+    assert secret not in (tmp_path / "err.txt").read_text()
+
+
+def test_stdio_stdout_carries_only_protocol_messages(
+    tmp_path: Path, isolated_env: dict[str, str]
+) -> None:
+    """Nobody has the notebook open: the command starts marimo, then stops it at EOF."""
+    from .conftest import write_notebook
+
+    path = write_notebook(tmp_path / "nb.py", *TWO_CELLS)
+    process = subprocess.Popen(
+        [CLI, "mcp", "--notebook", str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=isolated_env,
+    )
+    assert process.stdin is not None and process.stdout is not None
+
+    def send(message: dict[str, Any]) -> None:
+        assert process.stdin is not None
+        process.stdin.write(json.dumps({"jsonrpc": "2.0", **message}).encode() + b"\n")
+        process.stdin.flush()
+
+    def reply() -> dict[str, Any]:
+        assert process.stdout is not None
+        return dict(json.loads(process.stdout.readline()))
+
+    try:
+        send(
+            {
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": types.LATEST_PROTOCOL_VERSION,
+                    "capabilities": {},
+                    "clientInfo": {"name": "test", "version": "1"},
+                },
+            }
+        )
+        assert reply()["result"]["serverInfo"]["name"] == "marimo-pair"
+        send({"method": "notifications/initialized"})
+        send({"id": 2, "method": "tools/call", "params": {"name": "get_errors", "arguments": {}}})
+        assert reply()["id"] == 2
+        process.stdin.close()  # the client goes: the server ends, and stops marimo
+        assert process.stderr is not None
+        rest, errors = process.stdout.read(), process.stderr.read()
+        process.wait(60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+    for line in rest.decode().splitlines():
+        assert json.loads(line)["jsonrpc"] == "2.0", line
+    log = errors.decode()
+    assert process.returncode == 0, log
+    [url] = re.findall(r"started marimo at (\S+)", log)
+    with pytest.raises(httpx.TransportError):  # the server it started is stopped
+        httpx.get(f"{url}/health", timeout=2)
+
+
+def test_take_stdout_sends_everything_else_to_stderr() -> None:
+    """The one thing that keeps stray output off the protocol stream, shown failing over."""
+    code = (
+        "import os, sys\n"
+        "from marimo_pair_tools.mcp_server import take_stdout\n"
+        "protocol = take_stdout()\n"
+        "print('a print')\n"
+        "os.system('echo a child process')\n"
+        "protocol.write(b'PROTOCOL\\n')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert done.stdout == b"PROTOCOL\n"
+    assert b"a print" in done.stderr and b"a child process" in done.stderr
+
+
+# -------------------------------------------------------------------------- HTTP
+
+
+async def test_http_gives_each_client_session_its_own_ledger(
+    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
+) -> None:
+    path = new_notebook(*TWO_CELLS)
+    argv = ["--url", shared_server.url, "--notebook", str(path)]
+    with http_server(argv, isolated_env) as (url, _):
+        assert url.startswith("http://127.0.0.1:")
+        async with http_session(url) as one, http_session(url) as other:
+            assert len((await one.list_tools()).tools) == len(TOOL_ANNOTATIONS)
+            before = path.read_bytes()
+            refused = await one.call_tool("edit_cell", {"cell": "x", "code": "x = 5"})
+            assert refused.isError and "read_cell" in text(refused)
+            refused = await one.call_tool("delete_cell", {"cell": "y"})
+            assert refused.isError and "inspect_graph" in text(refused)
+            assert path.read_bytes() == before
+
+            assert not (await one.call_tool("read_cell", {"cell": "x"})).isError
+            # Another client's read lets nobody else edit.
+            refused = await other.call_tool("edit_cell", {"cell": "x", "code": "x = 6"})
+            assert refused.isError
+            assert path.read_bytes() == before
+            applied = await one.call_tool("edit_cell", {"cell": "x", "code": "x = 5"})
+            assert not applied.isError, text(applied)
+            assert "x = 5" in path.read_text(encoding="utf-8")
+
+
+def test_http_refuses_requests_for_another_host(
+    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
+) -> None:
+    """DNS rebinding: a web page whose name resolves to 127.0.0.1 gets nothing."""
+    path = new_notebook(*TWO_CELLS)
+    argv = ["--url", shared_server.url, "--notebook", str(path)]
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": types.LATEST_PROTOCOL_VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"},
+        },
+    }
+    headers = {"Accept": "application/json, text/event-stream"}
+    with http_server(argv, isolated_env) as (url, _):
+        evil = httpx.post(url, json=initialize, headers={**headers, "Host": "evil.example"})
+        assert evil.status_code in {400, 403, 421}
+        page = httpx.post(
+            url, json=initialize, headers={**headers, "Origin": "http://evil.example"}
+        )
+        assert page.status_code in {400, 403}
+        ours = httpx.post(url, json=initialize, headers=headers)
+        assert ours.status_code == 200
+
+
+def test_http_listens_on_loopback_only(tmp_path: Path, isolated_env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [CLI, "mcp", "--transport", "http", "--mcp-host", "0.0.0.0", "--notebook", "x.py"],
+        capture_output=True,
+        text=True,
+        env=isolated_env,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "not a loopback address" in done.stderr
+
+
+# ------------------------------------------------------------------- no server
+
+
+def test_every_tool_is_annotated_as_the_readme_describes_it() -> None:
+    """README's tools table: side effects "none" is exactly `readOnlyHint`."""
+    server = McpPairServer(MarimoPairToolkit.from_clients(None))
+    rows = re.findall(r"^\| `(\w+)` \| .* \| ([^|]+) \|$", README.read_text(), re.MULTILINE)
+    effects = {name: effect.strip() for name, effect in rows}
+    assert {t.name for t in server.definitions} == set(effects)
+    for tool in server.definitions:
+        assert tool.annotations is not None, tool.name
+        assert tool.annotations.readOnlyHint is (effects[tool.name] == "none"), tool.name
+        if not tool.annotations.readOnlyHint:
+            assert tool.annotations.destructiveHint is not None, tool.name
+            assert tool.annotations.idempotentHint is not None, tool.name
+
+
+def test_tool_messages_become_mcp_results() -> None:
+    png = base64.b64encode(b"\x89PNG fake").decode()
+    ok = tool_result(
+        ToolMessage(
+            content=[
+                {"type": "text", "text": "a figure"},
+                {"type": "image", "base64": png, "mime_type": "image/png"},
+            ],
+            tool_call_id="1",
+        )
+    )
+    assert not ok.isError
+    assert [c.type for c in ok.content] == ["text", "image"]
+    error = tool_result(ToolMessage(content="refused", tool_call_id="1", status="error"))
+    assert error.isError and text(error) == "refused"
