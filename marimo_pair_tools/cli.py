@@ -428,7 +428,13 @@ def _mcp_toolkit(args: argparse.Namespace) -> Any:
 
 def _cmd_mcp(args: argparse.Namespace) -> int:
     """Serve the tools over MCP until the client goes (stdio) or a signal (HTTP)."""
+    import importlib.util
     import logging
+
+    if importlib.util.find_spec("mcp") is None:
+        raise MarimoPairError(
+            "marimo-pair mcp needs the MCP SDK: pip install 'marimo-pair-tools[mcp]'"
+        )
 
     # First of all: over stdio, stdout belongs to the protocol from here on.
     stdout = None
