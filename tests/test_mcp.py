@@ -27,7 +27,9 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from marimo_pair_tools import MarimoServer
+from marimo_pair_tools.cli import _build_parser
 from marimo_pair_tools.mcp_server import TOOL_ANNOTATIONS, McpPairServer, input_schema, tool_result
+from marimo_pair_tools.server import free_port
 from marimo_pair_tools.toolkit import MarimoPairToolkit
 
 CLI = str(Path(sys.executable).with_name("marimo-pair"))
@@ -37,8 +39,12 @@ TWO_CELLS = (["x = 1", "y = x + 1"], ["x", "_"])
 
 @pytest.fixture
 def isolated_env(tmp_path: Path) -> dict[str, str]:
-    """The server's environment: its own (empty) marimo registry, no token of ours."""
-    env = {k: v for k, v in os.environ.items() if k != "MARIMO_TOKEN"}
+    """The server's environment: its own (empty) marimo registry, an empty token.
+
+    Empty, as README's Claude Code config (``${MARIMO_TOKEN:-}``) passes it when unset.
+    """
+    env = dict(os.environ)
+    env["MARIMO_TOKEN"] = ""
     env["XDG_STATE_HOME"] = str(tmp_path / "mcp-state")
     return env
 
@@ -351,9 +357,10 @@ async def test_http_gives_each_client_session_its_own_ledger(
     shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
 ) -> None:
     path = new_notebook(*TWO_CELLS)
-    argv = ["--url", shared_server.url, "--notebook", str(path)]
+    port = free_port()
+    argv = ["--url", shared_server.url, "--notebook", str(path), "--mcp-port", str(port)]
     with http_server(argv, isolated_env) as (url, _):
-        assert url.startswith("http://127.0.0.1:")
+        assert url == f"http://127.0.0.1:{port}/mcp"
         async with http_session(url) as one, http_session(url) as other:
             assert len((await one.list_tools()).tools) == len(TOOL_ANNOTATIONS)
             before = path.read_bytes()
@@ -445,3 +452,49 @@ def test_tool_messages_become_mcp_results() -> None:
     assert [c.type for c in ok.content] == ["text", "image"]
     error = tool_result(ToolMessage(content="refused", tool_call_id="1", status="error"))
     assert error.isError and text(error) == "refused"
+
+
+def test_readme_client_configs_are_commands_we_accept() -> None:
+    """Every `marimo-pair` server in README's MCP section parses, and carries no token."""
+    section = README.read_text().split("## MCP clients", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```json\n(.*?)```", section, re.DOTALL)
+    servers = [
+        server
+        for block in blocks
+        for server in json.loads(block)["mcpServers"].values()
+        if server.get("command") == "marimo-pair"
+    ]
+    assert len(servers) == 2
+    for server in servers:
+        argv = [a.replace("${workspaceFolder}", "/project") for a in server["args"]]
+        args = _build_parser().parse_args(argv)
+        assert args.command == "mcp" and args.notebook.endswith("analysis.py")
+        assert args.transport == "stdio"
+        assert not any("token" in a.lower() for a in argv)
+        assert set(server["env"]) == {"MARIMO_TOKEN"}
+
+
+async def test_no_approve_deletes_skips_the_question_not_the_acknowledgement(
+    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str], tmp_path: Path
+) -> None:
+    path = new_notebook(*TWO_CELLS)
+    asked: list[str] = []
+
+    async def person(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params.message)
+        return types.ElicitResult(action="decline")
+
+    argv = ["--url", shared_server.url, "--notebook", str(path), "--no-approve-deletes"]
+    async with stdio_session(
+        argv, isolated_env, tmp_path / "err.txt", elicitation_callback=person
+    ) as session:
+        await session.call_tool("inspect_graph", {"cell": "x"})
+        before = path.read_bytes()
+        refused = await session.call_tool("delete_cell", {"cell": "x"})
+        assert refused.isError and "acknowledge_descendants" in text(refused)
+        assert path.read_bytes() == before
+        deleted = await session.call_tool(
+            "delete_cell", {"cell": "x", "acknowledge_descendants": True}
+        )
+        assert not deleted.isError, text(deleted)
+    assert asked == []
