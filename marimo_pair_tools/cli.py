@@ -299,6 +299,15 @@ def _build_parser() -> argparse.ArgumentParser:
         "--mcp-port", type=int, default=0, help="HTTP: port to listen on (default: a free one)"
     )
     p.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="HTTP: serve without a token. By default every request must carry "
+        "'Authorization: Bearer $MARIMO_PAIR_MCP_TOKEN' (the token is read from that "
+        "environment variable, never from a flag) and the command refuses to start "
+        "without it. With --no-auth, anyone on this machine who can reach the port (any "
+        "user, any process) can run code in the notebook's kernel and change the notebook",
+    )
+    p.add_argument(
         "--no-approve-deletes",
         action="store_true",
         help="do not ask the person (MCP elicitation) before a delete that breaks other "
@@ -428,6 +437,7 @@ def _mcp_toolkit(args: argparse.Namespace) -> Any:
 
 def _cmd_mcp(args: argparse.Namespace) -> int:
     """Serve the tools over MCP until the client goes (stdio) or a signal (HTTP)."""
+    import functools
     import importlib.util
     import logging
 
@@ -435,6 +445,17 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
         raise MarimoPairError(
             "marimo-pair mcp needs the MCP SDK: pip install 'marimo-pair-tools[mcp]'"
         )
+
+    from ._mcp_auth import TOKEN_ENV, take_token
+
+    # Before anything starts: no token, no HTTP server (and nothing we start inherits it).
+    token = None
+    if args.transport == "http":
+        token = take_token(no_auth=args.no_auth)
+    elif args.no_auth:
+        raise MarimoPairError("--no-auth is for --transport http; stdio has no port to guard.")
+    else:
+        os.environ.pop(TOKEN_ENV, None)
 
     # First of all: over stdio, stdout belongs to the protocol from here on.
     stdout = None
@@ -467,12 +488,18 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
             else:
                 host, port = listener.getsockname()[:2]
                 shown = f"[{host}]" if ":" in host else host
+                guard = (
+                    f"bearer token required (the value of {TOKEN_ENV})"
+                    if token is not None
+                    else "NO AUTHENTICATION (--no-auth): anyone on this machine who can reach "
+                    "the port can run code in the kernel"
+                )
                 print(
-                    f"marimo-pair mcp: MCP endpoint http://{shown}:{port}{HTTP_PATH}",
+                    f"marimo-pair mcp: MCP endpoint http://{shown}:{port}{HTTP_PATH} ({guard})",
                     file=sys.stderr,
                     flush=True,
                 )
-                anyio.run(server.serve_http, listener)
+                anyio.run(functools.partial(server.serve_http, listener, token=token))
         finally:
             toolkit.close()
     finally:

@@ -37,6 +37,7 @@ from mcp.server.lowlevel import Server
 from mcp.server.session import ServerSession
 
 from . import guards
+from ._mcp_auth import BearerGate
 from .errors import ConfigurationError
 from .presence import Presence
 from .toolkit import MarimoPairToolkit
@@ -326,12 +327,14 @@ class McpPairServer:
         async with stdio_server(stdout=anyio.wrap_file(text)) as (read, write):
             await self.server.run(read, write, self.server.create_initialization_options())
 
-    def http_app(self, host: str, port: int) -> Any:
-        """A Starlette app serving MCP's streamable HTTP at ``/mcp`` (one ledger per session).
+    def http_app(self, host: str, port: int, *, token: str | None) -> Any:
+        """An ASGI app serving MCP's streamable HTTP at ``/mcp`` (one ledger per session).
 
-        Only requests whose ``Host`` (and ``Origin``, when sent) name this loopback
-        address are served: a web page the person visits cannot drive the kernel
-        through their browser (DNS rebinding).
+        With a ``token``, every request must carry ``Authorization: Bearer <token>``;
+        any other gets 401 before MCP sees it (`BearerGate`). ``None`` serves anyone
+        who reaches the port (``--no-auth``). Only requests whose ``Host`` (and
+        ``Origin``, when sent) name this loopback address are served: a web page the
+        person visits cannot drive the kernel through their browser (DNS rebinding).
         """
         from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
         from mcp.server.transport_security import TransportSecuritySettings
@@ -345,18 +348,22 @@ class McpPairServer:
             allowed_origins=sorted(f"http://{name}:{port}" for name in names),
         )
         manager = StreamableHTTPSessionManager(app=self.server, security_settings=security)
-        return Starlette(
+        app = Starlette(
             routes=[Route(HTTP_PATH, endpoint=_Endpoint(manager))],
             lifespan=lambda app: manager.run(),
         )
+        return app if token is None else BearerGate(app, token)
 
-    async def serve_http(self, listener: socket.socket) -> None:
-        """Serve streamable HTTP on a bound loopback socket until SIGINT or SIGTERM."""
+    async def serve_http(self, listener: socket.socket, *, token: str | None) -> None:
+        """Serve streamable HTTP on a bound loopback socket until SIGINT or SIGTERM.
+
+        ``token``: the bearer token every request must carry (None: ``--no-auth``).
+        """
         import uvicorn
 
         host, port = listener.getsockname()[:2]
         config = uvicorn.Config(
-            self.http_app(host, port),
+            self.http_app(host, port, token=token),
             log_level="warning",
             access_log=False,
             lifespan="on",
@@ -392,16 +399,17 @@ def take_stdout() -> BinaryIO:
 def listen(host: str, port: int) -> socket.socket:
     """A bound socket for the HTTP transport (port 0: a free one), loopback only.
 
-    The MCP endpoint has no authentication of its own: whoever reaches it drives
-    the kernel. So it never listens beyond this machine.
+    Whoever reaches the endpoint drives the kernel, and it speaks plain HTTP: a
+    bearer token would cross the network in clear text. So it never listens
+    beyond this machine.
     """
     from ._security import is_loopback_host
 
     if not is_loopback_host(host):
         raise ConfigurationError(
-            f"--mcp-host {host!r} is not a loopback address. The MCP endpoint has no "
-            "authentication: anyone who reaches it runs code in the notebook's kernel. "
-            "Serve it on 127.0.0.1 (the default), or use --transport stdio."
+            f"--mcp-host {host!r} is not a loopback address. The MCP endpoint runs code in "
+            "the notebook's kernel and speaks plain HTTP (its token would cross the network "
+            "in clear text). Serve it on 127.0.0.1 (the default), or use --transport stdio."
         )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)

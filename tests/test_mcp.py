@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 import threading
@@ -27,6 +28,7 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from marimo_pair_tools import MarimoServer
+from marimo_pair_tools._mcp_auth import TOKEN_ENV
 from marimo_pair_tools.cli import _build_parser
 from marimo_pair_tools.mcp_server import TOOL_ANNOTATIONS, McpPairServer, input_schema, tool_result
 from marimo_pair_tools.server import free_port
@@ -35,6 +37,8 @@ from marimo_pair_tools.toolkit import MarimoPairToolkit
 CLI = str(Path(sys.executable).with_name("marimo-pair"))
 README = Path(__file__).parent.parent / "README.md"
 TWO_CELLS = (["x = 1", "y = x + 1"], ["x", "_"])
+MCP_TOKEN = f"mcp-endpoint-{secrets.token_urlsafe(16)}"
+"""The HTTP endpoint's bearer token: new each run, so no result can be written down."""
 
 
 @pytest.fixture
@@ -45,8 +49,19 @@ def isolated_env(tmp_path: Path) -> dict[str, str]:
     """
     env = dict(os.environ)
     env["MARIMO_TOKEN"] = ""
+    env.pop(TOKEN_ENV, None)
     env["XDG_STATE_HOME"] = str(tmp_path / "mcp-state")
     return env
+
+
+@pytest.fixture
+def http_env(isolated_env: dict[str, str]) -> dict[str, str]:
+    """`isolated_env` with the HTTP endpoint's token, as the person exports it."""
+    return {**isolated_env, TOKEN_ENV: MCP_TOKEN}
+
+
+def bearer(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token is not None else {}
 
 
 @contextlib.asynccontextmanager
@@ -66,22 +81,25 @@ async def stdio_session(
 
 @contextlib.contextmanager
 def http_server(argv: list[str], env: dict[str, str]) -> Iterator[tuple[str, list[str]]]:
-    """``marimo-pair mcp --transport http ARGV``: its endpoint URL and its stderr lines."""
+    """``marimo-pair mcp --transport http ARGV``: its endpoint URL and its output lines.
+
+    The lines are stdout and stderr together, until the server has stopped.
+    """
     process = subprocess.Popen(
         [CLI, "mcp", "--transport", "http", *argv],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
         env=env,
     )
-    assert process.stderr is not None
+    assert process.stdout is not None
     lines: list[str] = []
     found = threading.Event()
 
     def drain() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
+        assert process.stdout is not None
+        for line in process.stdout:
             lines.append(line)
             if "MCP endpoint" in line:
                 found.set()
@@ -103,15 +121,15 @@ def http_server(argv: list[str], env: dict[str, str]) -> Iterator[tuple[str, lis
             process.kill()
             process.wait()
         reader.join(10)
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
+        process.stdout.close()
 
 
 @contextlib.asynccontextmanager
-async def http_session(url: str, **client: Any) -> AsyncIterator[ClientSession]:
+async def http_session(
+    url: str, token: str | None = MCP_TOKEN, **client: Any
+) -> AsyncIterator[ClientSession]:
     async with (
-        httpx.AsyncClient(timeout=httpx.Timeout(120)) as http,
+        httpx.AsyncClient(timeout=httpx.Timeout(120), headers=bearer(token)) as http,
         streamable_http_client(url, http_client=http) as (read, write, _),
         ClientSession(read, write, **client) as session,
     ):
@@ -354,12 +372,12 @@ def test_take_stdout_sends_everything_else_to_stderr() -> None:
 
 
 async def test_http_gives_each_client_session_its_own_ledger(
-    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
+    shared_server: MarimoServer, new_notebook: Any, http_env: dict[str, str]
 ) -> None:
     path = new_notebook(*TWO_CELLS)
     port = free_port()
     argv = ["--url", shared_server.url, "--notebook", str(path), "--mcp-port", str(port)]
-    with http_server(argv, isolated_env) as (url, _):
+    with http_server(argv, http_env) as (url, _):
         assert url == f"http://127.0.0.1:{port}/mcp"
         async with http_session(url) as one, http_session(url) as other:
             assert len((await one.list_tools()).tools) == len(TOOL_ANNOTATIONS)
@@ -380,44 +398,251 @@ async def test_http_gives_each_client_session_its_own_ledger(
             assert "x = 5" in path.read_text(encoding="utf-8")
 
 
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": types.LATEST_PROTOCOL_VERSION,
+        "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"},
+    },
+}
+ACCEPT = {"Accept": "application/json, text/event-stream"}
+
+
 def test_http_refuses_requests_for_another_host(
-    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
+    shared_server: MarimoServer, new_notebook: Any, http_env: dict[str, str]
 ) -> None:
-    """DNS rebinding: a web page whose name resolves to 127.0.0.1 gets nothing."""
+    """DNS rebinding: a web page whose name resolves to 127.0.0.1 gets nothing, token or not."""
     path = new_notebook(*TWO_CELLS)
     argv = ["--url", shared_server.url, "--notebook", str(path)]
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": types.LATEST_PROTOCOL_VERSION,
-            "capabilities": {},
-            "clientInfo": {"name": "test", "version": "1"},
-        },
-    }
-    headers = {"Accept": "application/json, text/event-stream"}
-    with http_server(argv, isolated_env) as (url, _):
-        evil = httpx.post(url, json=initialize, headers={**headers, "Host": "evil.example"})
+    headers = {**ACCEPT, **bearer(MCP_TOKEN)}
+    with http_server(argv, http_env) as (url, _):
+        evil = httpx.post(url, json=INITIALIZE, headers={**headers, "Host": "evil.example"})
         assert evil.status_code in {400, 403, 421}
         page = httpx.post(
-            url, json=initialize, headers={**headers, "Origin": "http://evil.example"}
+            url, json=INITIALIZE, headers={**headers, "Origin": "http://evil.example"}
         )
         assert page.status_code in {400, 403}
-        ours = httpx.post(url, json=initialize, headers=headers)
+        ours = httpx.post(url, json=INITIALIZE, headers=headers)
         assert ours.status_code == 200
 
 
-def test_http_listens_on_loopback_only(tmp_path: Path, isolated_env: dict[str, str]) -> None:
+def test_http_listens_on_loopback_only(tmp_path: Path, http_env: dict[str, str]) -> None:
     done = subprocess.run(
         [CLI, "mcp", "--transport", "http", "--mcp-host", "0.0.0.0", "--notebook", "x.py"],
+        capture_output=True,
+        text=True,
+        env=http_env,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "not a loopback address" in done.stderr
+    assert MCP_TOKEN not in done.stderr + done.stdout
+
+
+# ---------------------------------------------------------------- HTTP: the token
+
+
+async def test_http_without_the_right_token_is_401_and_runs_nothing(
+    shared_server: MarimoServer, new_notebook: Any, http_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A stranger who knows the port, and even a live session's id, gets 401 and no tool runs.
+
+    The very request that is refused is then sent with the token and runs: the
+    refusals are the token's doing, not a malformed request's.
+    """
+    path = new_notebook(*TWO_CELLS)
+    marker = tmp_path / "ran.txt"
+    code = f"open({str(marker)!r}, 'w').write('ran')"
+    call = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "tools/call",
+        "params": {"name": "execute_code", "arguments": {"code": code}},
+    }
+    argv = ["--url", shared_server.url, "--notebook", str(path)]
+    wrong = [
+        {},  # no header
+        {"Authorization": "Bearer"},  # the scheme alone
+        {"Authorization": f"Basic {base64.b64encode(f'x:{MCP_TOKEN}'.encode()).decode()}"},
+        bearer("not-the-token-at-all-0123456789"),
+        bearer(MCP_TOKEN[:-1]),
+        bearer(MCP_TOKEN + "x"),
+        bearer(MCP_TOKEN.upper()),
+    ]
+    with http_server(argv, http_env) as (url, lines):
+        async with (
+            httpx.AsyncClient(headers=bearer(MCP_TOKEN), timeout=httpx.Timeout(120)) as http,
+            streamable_http_client(url, http_client=http) as (read, write, session_id),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            ours = session_id()
+            assert ours
+            headers = {
+                **ACCEPT,
+                "Content-Type": "application/json",
+                "Mcp-Session-Id": ours,
+                "Mcp-Protocol-Version": types.LATEST_PROTOCOL_VERSION,
+            }
+            async with httpx.AsyncClient(timeout=httpx.Timeout(120)) as stranger:
+                for auth in wrong:
+                    for refused in (
+                        await stranger.post(url, json=call, headers={**headers, **auth}),
+                        await stranger.post(url, json=INITIALIZE, headers={**ACCEPT, **auth}),
+                        await stranger.get(url, headers={**headers, **auth}),
+                        # Ending someone else's session is refused too.
+                        await stranger.delete(url, headers={**headers, **auth}),
+                        await stranger.get(url.replace("/mcp", "/"), headers=auth),
+                    ):
+                        assert refused.status_code == 401, (auth, refused.text)
+                        challenge = refused.headers["www-authenticate"]
+                        assert challenge.startswith("Bearer "), challenge
+                        # RFC 6750: a token that was sent but is wrong is "invalid_token".
+                        sent = auth.get("Authorization", "").startswith("Bearer ")
+                        assert ('error="invalid_token"' in challenge) is sent, (auth, challenge)
+                        assert TOKEN_ENV in refused.text
+                        assert MCP_TOKEN not in refused.text + str(refused.headers)
+                # The session lives on, and the refused calls never ran: calls on one
+                # notebook queue, so any that had reached the kernel would be done by now.
+                after = await session.call_tool("execute_code", {"code": "print('still here')"})
+                assert "still here" in text(after)
+                assert not marker.exists()
+
+                ran = await stranger.post(url, json=call, headers={**headers, **bearer(MCP_TOKEN)})
+                assert ran.status_code == 200, ran.text
+                assert marker.read_text() == "ran"
+    assert MCP_TOKEN not in "".join(lines)
+
+
+def status_of(error: BaseException) -> int | None:
+    """The HTTP status an MCP client failed with, wherever the task groups put it."""
+    if isinstance(error, httpx.HTTPStatusError):
+        return error.response.status_code
+    for inner in getattr(error, "exceptions", ()):
+        found = status_of(inner)
+        if found is not None:
+            return found
+    return None
+
+
+async def test_http_sdk_client_needs_the_token(
+    shared_server: MarimoServer, new_notebook: Any, http_env: dict[str, str]
+) -> None:
+    import anyio
+
+    path = new_notebook(*TWO_CELLS)
+    argv = ["--url", shared_server.url, "--notebook", str(path)]
+    with http_server(argv, http_env) as (url, _):
+        for token in (None, "wrong-token-0123456789abcdef", MCP_TOKEN + "0"):
+            with pytest.raises(BaseException) as failed, anyio.fail_after(60):
+                async with http_session(url, token=token) as session:
+                    await session.list_tools()
+            # The SDK wraps it in exception groups; a timeout or another failure has none.
+            assert status_of(failed.value) == 401, repr(failed.value)
+        async with http_session(url, token=MCP_TOKEN) as session:
+            assert len((await session.list_tools()).tools) == len(TOOL_ANNOTATIONS)
+
+
+@pytest.mark.parametrize(
+    ("value", "extra", "expected"),
+    [
+        (None, [], "set MARIMO_PAIR_MCP_TOKEN"),
+        ("", [], "set MARIMO_PAIR_MCP_TOKEN"),
+        ("short-secret-1", [], "at least 16"),
+        ("a token with spaces in it", [], "without spaces"),
+        ("tøken-with-non-ascii-chars", [], "printable ASCII"),
+        (MCP_TOKEN, ["--no-auth"], "Both MARIMO_PAIR_MCP_TOKEN and --no-auth"),
+    ],
+)
+def test_http_refuses_to_start_without_a_usable_token(
+    tmp_path: Path, isolated_env: dict[str, str], value: str | None, extra: list[str], expected: str
+) -> None:
+    """Before anything starts: no marimo server, no port. The message never holds the value."""
+    from .conftest import write_notebook
+
+    path = write_notebook(tmp_path / "nb.py", *TWO_CELLS)
+    env = dict(isolated_env)
+    if value is not None:
+        env[TOKEN_ENV] = value
+    done = subprocess.run(
+        [CLI, "mcp", "--transport", "http", *extra, "--notebook", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert expected in done.stderr
+    if value is None or value == "":
+        assert "--no-auth" in done.stderr and "secrets.token_urlsafe" in done.stderr
+    if value:
+        assert value not in done.stderr + done.stdout
+    assert "started marimo" not in done.stderr
+    assert not (tmp_path / "mcp-state").exists()  # no marimo registered a server
+
+
+def test_no_auth_is_for_http_only(tmp_path: Path, isolated_env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [CLI, "mcp", "--no-auth", "--notebook", str(tmp_path / "nb.py")],
         capture_output=True,
         text=True,
         env=isolated_env,
         timeout=60,
     )
     assert done.returncode == 1
-    assert "not a loopback address" in done.stderr
+    assert "--no-auth is for --transport http" in done.stderr
+
+
+async def test_http_no_auth_serves_anyone_and_says_so(
+    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
+) -> None:
+    path = new_notebook(*TWO_CELLS)
+    argv = ["--url", shared_server.url, "--notebook", str(path), "--no-auth"]
+    with http_server(argv, isolated_env) as (url, lines):
+        assert "NO AUTHENTICATION (--no-auth)" in "".join(lines)
+        async with http_session(url, token=None) as session:
+            listing = await session.call_tool("read_notebook", {})
+            assert not listing.isError, text(listing)
+
+
+async def test_http_token_is_never_shown_nor_inherited(
+    tmp_path: Path, http_env: dict[str, str]
+) -> None:
+    """The command starts marimo itself: its kernel must not find the token in its environment.
+
+    Code the model runs there could print it otherwise. And nothing the server
+    writes (stdout, stderr, logs), wrong tokens sent to it included, holds it.
+    """
+    from .conftest import write_notebook
+
+    path = write_notebook(tmp_path / "nb.py", *TWO_CELLS)
+    with http_server(["--notebook", str(path)], http_env) as (url, lines):
+        assert "bearer token required" in "".join(lines)
+        async with httpx.AsyncClient() as stranger:
+            near = await stranger.post(
+                url, json=INITIALIZE, headers={**ACCEPT, **bearer(MCP_TOKEN + "!")}
+            )
+            assert near.status_code == 401
+        async with http_session(url) as session:
+            result = await session.call_tool(
+                "execute_code",
+                {"code": f"import os\nprint(repr(os.environ.get({TOKEN_ENV!r})), 'ran')"},
+            )
+            assert not result.isError, text(result)
+            assert "None ran" in text(result)
+            broken = await session.call_tool("execute_code", {"code": "raise ValueError('boom')"})
+            assert "ValueError: boom" in text(broken)
+            for shown in (result, broken):
+                assert MCP_TOKEN not in shown.model_dump_json()
+    output = "".join(lines)
+    assert MCP_TOKEN not in output
+    [started] = re.findall(r"started marimo at (\S+)", output)
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(httpx.TransportError):  # what the command started, it stopped
+            await client.get(f"{started}/health", timeout=2)
 
 
 # ------------------------------------------------------------------- no server
@@ -498,3 +723,33 @@ async def test_no_approve_deletes_skips_the_question_not_the_acknowledgement(
         )
         assert not deleted.isError, text(deleted)
     assert asked == []
+
+
+async def test_bearer_gate_keeps_no_token_and_passes_none_on() -> None:
+    """What the MCP app behind the gate is handed: never the Authorization header.
+
+    A recording ASGI app stands in for the MCP app here: the real one keeps the
+    request's headers to itself, so nothing else can show what reached it.
+    """
+    from marimo_pair_tools._mcp_auth import BearerGate
+
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    gate = BearerGate(app, MCP_TOKEN)
+    assert MCP_TOKEN not in repr(gate) + repr(vars(gate))
+    transport = httpx.ASGITransport(app=gate)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        assert (await client.get("/mcp", headers=bearer(MCP_TOKEN))).text == "ok"
+        assert (
+            await client.get("/mcp", headers={"authorization": f"bearer {MCP_TOKEN}"})
+        ).text == "ok"
+        assert (await client.get("/mcp")).status_code == 401
+    assert len(seen) == 2
+    for scope in seen:
+        assert not [k for k, _ in scope["headers"] if k.lower() == b"authorization"]
+        assert MCP_TOKEN.encode() not in repr(scope).encode()
