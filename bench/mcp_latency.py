@@ -5,7 +5,9 @@ One real `marimo edit --headless` server, one notebook, three ways to call a too
 - in-process: the LangChain tool's ``ainvoke`` (a `MarimoPairToolkit`, policy on,
   presence on: the defaults `marimo-pair mcp` serves with);
 - MCP over stdio: ``marimo-pair mcp`` as a subprocess, the official SDK client;
-- MCP over streamable HTTP on loopback: the same command with ``--transport http``.
+- MCP over streamable HTTP on loopback: the same command with ``--transport http``,
+  with its bearer token (``MARIMO_PAIR_MCP_TOKEN``) on every request, as served by default;
+  and once more with ``--no-auth``, so the token check's own cost is the ratio of the two.
 
 Calls are interleaved round by round (in-process, stdio, HTTP, for each tool) so
 load on the machine hits all three alike. The tools are ones a model calls most
@@ -23,6 +25,7 @@ import asyncio
 import contextlib
 import os
 import re
+import secrets
 import statistics
 import subprocess
 import sys
@@ -58,14 +61,17 @@ async def stdio_session(argv: list[str], env: dict[str, str]) -> AsyncIterator[C
 
 
 @contextlib.asynccontextmanager
-async def http_session(argv: list[str], env: dict[str, str]) -> AsyncIterator[ClientSession]:
+async def http_session(
+    argv: list[str], env: dict[str, str], *, auth: bool = True
+) -> AsyncIterator[ClientSession]:
+    token = secrets.token_urlsafe(32) if auth else None
     process = subprocess.Popen(  # noqa: ASYNC220 - before any call is timed
-        [CLI, "mcp", "--transport", "http", *argv],
+        [CLI, "mcp", "--transport", "http", *argv, *([] if auth else ["--no-auth"])],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
+        env={**env, "MARIMO_PAIR_MCP_TOKEN": token} if token else env,
     )
     try:
         assert process.stderr is not None
@@ -77,7 +83,10 @@ async def http_session(argv: list[str], env: dict[str, str]) -> AsyncIterator[Cl
             found = re.search(r"MCP endpoint (\S+)", line)
             url = found.group(1) if found else None
         async with (
-            httpx.AsyncClient(timeout=httpx.Timeout(120)) as http,
+            httpx.AsyncClient(
+                timeout=httpx.Timeout(120),
+                headers={"Authorization": f"Bearer {token}"} if token else {},
+            ) as http,
             streamable_http_client(url, http_client=http) as (read, write, _),
             ClientSession(read, write) as session,
         ):
@@ -104,11 +113,16 @@ async def run(repeat: int) -> None:
         )
         env = {**os.environ, "XDG_STATE_HOME": str(root / "mcp-state")}
         env.pop("MARIMO_TOKEN", None)
+        env.pop("MARIMO_PAIR_MCP_TOKEN", None)
         with MarimoServer(path, registry_dir=root / "state") as server:
             toolkit = MarimoPairToolkit.from_server(server, notebook=str(path))
             tools = {t.name: t for t in toolkit.get_tools()}
             argv = ["--url", server.url, "--notebook", str(path)]
-            async with stdio_session(argv, env) as stdio, http_session(argv, env) as http:
+            async with (
+                stdio_session(argv, env) as stdio,
+                http_session(argv, env) as http,
+                http_session(argv, env, auth=False) as open_http,
+            ):
                 listing = await tools["read_notebook"].ainvoke({})
                 cell = re.findall(r"^(\w{4}) ", str(listing), flags=re.MULTILINE)[2]
                 calls: dict[str, dict[str, Any]] = {
@@ -132,13 +146,18 @@ async def run(repeat: int) -> None:
 
                     return go
 
-                ways = {"in-process": None, "mcp stdio": stdio, "mcp http": http}
+                ways = {
+                    "in-process": None,
+                    "mcp stdio": stdio,
+                    "mcp http": http,
+                    "http no-auth": open_http,
+                }
                 samples = {(n, w): [] for n in calls for w in ways}
                 for _ in range(3):  # warm up every path
                     for name, args in calls.items():
                         await local(name, args)()
-                        await remote(stdio, name, args)()
-                        await remote(http, name, args)()
+                        for session in (stdio, http, open_http):
+                            await remote(session, name, args)()
                 for _ in range(repeat):
                     for name, args in calls.items():
                         for way, session in ways.items():
@@ -150,12 +169,13 @@ async def run(repeat: int) -> None:
                             samples[(name, way)].append(await _timed(call))
             await toolkit.aclose()
     print(f"median of {repeat} calls each, interleaved; ratio to the in-process tool")
-    print(f"  {'tool':14} {'in-process':>11} {'mcp stdio':>17} {'mcp http':>17}")
-    ratios: dict[str, list[float]] = {"mcp stdio": [], "mcp http": []}
+    remotes = ("mcp stdio", "mcp http", "http no-auth")
+    print(f"  {'tool':14} {'in-process':>11}" + "".join(f" {way:>17}" for way in remotes))
+    ratios: dict[str, list[float]] = {way: [] for way in remotes}
     for name in calls:
         base = statistics.median(samples[(name, "in-process")])
         row = f"  {name:14} {base * 1000:8.1f} ms"
-        for way in ("mcp stdio", "mcp http"):
+        for way in remotes:
             value = statistics.median(samples[(name, way)])
             ratios[way].append(value / base)
             row += f" {value * 1000:7.1f} ms {value / base:5.2f}x"
@@ -169,6 +189,12 @@ async def run(repeat: int) -> None:
             f"{way}: ratio {min(values):.2f}-{max(values):.2f}x, "
             f"median added {added * 1000:.1f} ms per call"
         )
+    token = [
+        statistics.median(samples[(n, "mcp http")])
+        / statistics.median(samples[(n, "http no-auth")])
+        for n in calls
+    ]
+    print(f"token check: http / http no-auth {min(token):.2f}-{max(token):.2f}x")
 
 
 def main() -> None:

@@ -14,6 +14,9 @@ Approvals: a change the policy wants a person to approve (a delete that breaks
 other cells) is asked of the person through MCP elicitation when the client
 supports it; a client without elicitation gets the default policy, under which
 such a delete is refused unless its descendants are acknowledged.
+
+Over HTTP, every request must carry the bearer token from ``MARIMO_PAIR_MCP_TOKEN``
+(`_mcp_auth.BearerGate`), unless the person opted out with ``--no-auth``.
 """
 
 from __future__ import annotations

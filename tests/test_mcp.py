@@ -6,6 +6,7 @@ the client sees what Claude Code or Cursor would see.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import contextlib
 import json
@@ -594,6 +595,12 @@ def test_no_auth_is_for_http_only(tmp_path: Path, isolated_env: dict[str, str]) 
     )
     assert done.returncode == 1
     assert "--no-auth is for --transport http" in done.stderr
+    # What --help says of it: what it opens, and where the token comes from instead.
+    sub = next(a for a in _build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    shown = " ".join(sub.choices["mcp"].format_help().split())
+    assert "--no-auth HTTP: serve without a token" in shown
+    assert f"Bearer ${TOKEN_ENV}" in shown and "never from a flag" in shown
+    assert "anyone on this machine who can reach the port" in shown
 
 
 async def test_http_no_auth_serves_anyone_and_says_so(
@@ -681,7 +688,7 @@ def test_tool_messages_become_mcp_results() -> None:
 
 def test_readme_client_configs_are_commands_we_accept() -> None:
     """Every `marimo-pair` server in README's MCP section parses, and carries no token."""
-    section = README.read_text().split("## MCP clients", 1)[1].split("\n## ", 1)[0]
+    section = readme_mcp_section()
     blocks = re.findall(r"```json\n(.*?)```", section, re.DOTALL)
     servers = [
         server
@@ -697,6 +704,74 @@ def test_readme_client_configs_are_commands_we_accept() -> None:
         assert args.transport == "stdio"
         assert not any("token" in a.lower() for a in argv)
         assert set(server["env"]) == {"MARIMO_TOKEN"}
+
+
+def readme_mcp_section() -> str:
+    return README.read_text().split("## MCP clients", 1)[1].split("\n## ", 1)[0]
+
+
+def expand_like_the_clients(value: str, env: dict[str, str]) -> str:
+    """``${VAR}``/``${VAR:-default}`` (Claude Code) and ``${env:VAR}`` (Cursor), as documented.
+
+    An unset variable stays as written, as Claude Code leaves it.
+    """
+
+    def one(found: re.Match[str]) -> str:
+        name, default = found.group(1), found.group(2)
+        return env.get(name) or (default if default is not None else found.group(0))
+
+    return re.sub(r"\$\{(?:env:)?(\w+)(?::-([^}]*))?\}", one, value)
+
+
+async def test_readme_http_configs_authenticate_with_the_token_from_the_environment(
+    shared_server: MarimoServer, new_notebook: Any, http_env: dict[str, str]
+) -> None:
+    """README's HTTP client configs, expanded as their clients document, reach a real server.
+
+    The token is in no file: without the variable the same configs get 401.
+    """
+    import anyio
+
+    section = readme_mcp_section()
+    [command] = re.findall(r"^marimo-pair (mcp --transport http .*)$", section, re.MULTILINE)
+    args = _build_parser().parse_args(command.split())
+    assert args.transport == "http" and not args.no_auth
+    assert TOKEN_ENV in section and "--no-auth" in section
+    blocks = re.findall(r"```json\n(.*?)```", section, re.DOTALL)
+    configs = [
+        server
+        for block in blocks
+        for server in json.loads(block)["mcpServers"].values()
+        if "url" in server
+    ]
+    assert len(configs) == 2
+    path = new_notebook(*TWO_CELLS)
+    argv = ["--url", shared_server.url, "--notebook", str(path)]
+    with http_server(argv, http_env) as (url, _):
+        for config in configs:
+            assert config.get("type", "http") == "http"
+            assert config["url"].endswith("/mcp")
+            [(name, written)] = config["headers"].items()
+            assert name == "Authorization" and TOKEN_ENV in written
+            assert len(written) - len(TOKEN_ENV) < 16  # no literal token beside the name
+            header = expand_like_the_clients(written, http_env)
+            assert header == f"Bearer {MCP_TOKEN}"
+            async with (
+                httpx.AsyncClient(timeout=httpx.Timeout(120), headers={name: header}) as http,
+                streamable_http_client(url, http_client=http) as (read, write, _),
+                ClientSession(read, write) as session,
+            ):
+                await session.initialize()
+                assert len((await session.list_tools()).tools) == len(TOOL_ANNOTATIONS)
+            unset = expand_like_the_clients(written, {})
+            with pytest.raises(BaseException) as failed, anyio.fail_after(60):
+                async with (
+                    httpx.AsyncClient(timeout=httpx.Timeout(120), headers={name: unset}) as http,
+                    streamable_http_client(url, http_client=http) as (read, write, _),
+                    ClientSession(read, write) as session,
+                ):
+                    await session.initialize()
+            assert status_of(failed.value) == 401, repr(failed.value)
 
 
 async def test_no_approve_deletes_skips_the_question_not_the_acknowledgement(
