@@ -486,6 +486,8 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
                 assert stdout is not None
                 anyio.run(server.serve_stdio, stdout)
             else:
+                if token is not None:
+                    _warn_if_marimo_is_open(toolkit)
                 host, port = listener.getsockname()[:2]
                 shown = f"[{host}]" if ":" in host else host
                 guard = (
@@ -506,6 +508,26 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
         if listener is not None:
             listener.close()
     return 0
+
+
+def _warn_if_marimo_is_open(toolkit: Any) -> None:
+    """Say so when the marimo server behind the MCP endpoint takes no token.
+
+    Then the MCP token guards one door of two: anyone on this machine who reaches
+    marimo's own port runs code in the same kernel without it.
+    """
+    client = toolkit.session.sync().client
+    if client.has_token:
+        return
+    print(
+        f"marimo-pair mcp: warning: the marimo server at {client.base_url} takes no token: "
+        "anyone on this machine who can reach its port can run code in the notebook's kernel "
+        "there, without the MCP token. To close that door too, open the notebook in a marimo "
+        "server with a token (`marimo edit NOTEBOOK`, marimo's default) and pass its URL "
+        "with --url and its token in MARIMO_TOKEN.",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _add_no_run(parser: argparse.ArgumentParser) -> None:

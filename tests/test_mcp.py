@@ -628,6 +628,8 @@ async def test_http_token_is_never_shown_nor_inherited(
     path = write_notebook(tmp_path / "nb.py", *TWO_CELLS)
     with http_server(["--notebook", str(path)], http_env) as (url, lines):
         assert "bearer token required" in "".join(lines)
+        # The marimo it started takes no token: a second door, and the command says so.
+        assert "takes no token" in "".join(lines)
         async with httpx.AsyncClient() as stranger:
             near = await stranger.post(
                 url, json=INITIALIZE, headers={**ACCEPT, **bearer(MCP_TOKEN + "!")}
@@ -798,6 +800,25 @@ async def test_no_approve_deletes_skips_the_question_not_the_acknowledgement(
         )
         assert not deleted.isError, text(deleted)
     assert asked == []
+
+
+async def test_http_on_a_token_marimo_server_has_no_open_door_to_warn_of(
+    start_server: Any, tmp_path: Path, http_env: dict[str, str]
+) -> None:
+    from .conftest import write_notebook
+
+    secret = f"marimo-{secrets.token_urlsafe(12)}"
+    path = write_notebook(tmp_path / "nb.py", *TWO_CELLS)
+    server = start_server(path, token=secret)
+    env = {**http_env, "MARIMO_TOKEN": secret}
+    with http_server(["--url", server.url, "--notebook", str(path)], env) as (url, lines):
+        async with http_session(url) as session:
+            result = await session.call_tool("execute_code", {"code": "print(6 * 7)"})
+            assert "42" in text(result), text(result)
+    output = "".join(lines)
+    assert "joined" in output or "opened" in output
+    assert "takes no token" not in output
+    assert secret not in output and MCP_TOKEN not in output
 
 
 async def test_bearer_gate_keeps_no_token_and_passes_none_on() -> None:
