@@ -296,7 +296,10 @@ async def test_stdio_token_comes_from_the_environment_and_is_never_shown(
 def test_stdio_stdout_carries_only_protocol_messages(
     tmp_path: Path, isolated_env: dict[str, str]
 ) -> None:
-    """Nobody has the notebook open: the command starts marimo, then stops it at EOF."""
+    """Nobody has the notebook open: the command starts marimo, then stops it at EOF.
+
+    An HTTP token left in the environment is not handed down to that kernel either.
+    """
     from .conftest import write_notebook
 
     path = write_notebook(tmp_path / "nb.py", *TWO_CELLS)
@@ -305,7 +308,7 @@ def test_stdio_stdout_carries_only_protocol_messages(
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=isolated_env,
+        env={**isolated_env, TOKEN_ENV: MCP_TOKEN},
     )
     assert process.stdin is not None and process.stdout is not None
 
@@ -334,6 +337,16 @@ def test_stdio_stdout_carries_only_protocol_messages(
         send({"method": "notifications/initialized"})
         send({"id": 2, "method": "tools/call", "params": {"name": "get_errors", "arguments": {}}})
         assert reply()["id"] == 2
+        code = f"import os\nprint(repr(os.environ.get({TOKEN_ENV!r})), 'ran')"
+        send(
+            {
+                "id": 3,
+                "method": "tools/call",
+                "params": {"name": "execute_code", "arguments": {"code": code}},
+            }
+        )
+        answer = reply()
+        assert answer["id"] == 3 and "None ran" in json.dumps(answer), answer
         process.stdin.close()  # the client goes: the server ends, and stops marimo
         assert process.stderr is not None
         rest, errors = process.stdout.read(), process.stderr.read()
