@@ -353,8 +353,13 @@ def test_stdio_stdout_carries_only_protocol_messages(
         process.wait(60)
     finally:
         if process.poll() is None:
-            process.kill()
-            process.wait()
+            # SIGTERM first: the command then stops the marimo it started (a kill orphans it).
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         for stream in (process.stdin, process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
