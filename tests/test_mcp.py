@@ -863,6 +863,11 @@ async def test_bearer_gate_keeps_no_token_and_passes_none_on() -> None:
             await client.get("/mcp", headers={"authorization": f"bearer {MCP_TOKEN}"})
         ).text == "ok"
         assert (await client.get("/mcp")).status_code == 401
+        # Two Authorization headers, one of them right: ambiguous, so refused.
+        twice = [("Authorization", f"Bearer {MCP_TOKEN}"), ("Authorization", "Bearer other")]
+        refused = await client.get("/mcp", headers=twice)
+        assert refused.status_code == 401
+        assert 'error="invalid_token"' in refused.headers["www-authenticate"]
     assert len(seen) == 2
     for scope in seen:
         assert not [k for k, _ in scope["headers"] if k.lower() == b"authorization"]
