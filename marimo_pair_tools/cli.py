@@ -279,6 +279,44 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser(
+        "mcp",
+        help="serve the notebook tools, with their rules, to MCP clients (Claude Code, "
+        "Codex, Cursor, Zed), in the session that has the notebook open",
+    )
+    _add_target(p)
+    p.add_argument(
+        "--notebook",
+        help="the notebook file (default: the notebook --url names, or the only one open)",
+    )
+    p.add_argument(
+        "--transport",
+        choices=["stdio", "http"],
+        default="stdio",
+        help="stdio (the client starts this command) or streamable HTTP (default: stdio)",
+    )
+    p.add_argument("--mcp-host", default="127.0.0.1", help="HTTP: loopback address to listen on")
+    p.add_argument(
+        "--mcp-port", type=int, default=0, help="HTTP: port to listen on (default: a free one)"
+    )
+    p.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="HTTP: serve without a token. By default every request must carry "
+        "'Authorization: Bearer $MARIMO_PAIR_MCP_TOKEN' (the token is read from that "
+        "environment variable, never from a flag) and the command refuses to start "
+        "without it. With --no-auth, anyone on this machine who can reach the port (any "
+        "user, any process) can run code in the notebook's kernel and change the notebook",
+    )
+    p.add_argument(
+        "--no-approve-deletes",
+        action="store_true",
+        help="do not ask the person (MCP elicitation) before a delete that breaks other "
+        "cells; acknowledging them is still required",
+    )
+    _add_no_run(p)
+    p.set_defaults(func=_cmd_mcp)
+
+    p = sub.add_parser(
         "dev",
         help="langgraph dev, without reloading the graph when the agent saves its notebook",
     )
@@ -358,6 +396,138 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     finally:
         api.run_server = original
     return 0
+
+
+def _mcp_toolkit(args: argparse.Namespace) -> Any:
+    """The toolkit MCP serves: the notebook's session, joined as `run` joins it."""
+    from .toolkit import MarimoPairToolkit
+
+    if args.notebook:
+        url = _server_url(args) if (args.url or args.port) else None
+        pairing = _join(args, args.notebook, url)
+        try:
+            toolkit = MarimoPairToolkit.from_clients(
+                pairing.client, pairing.async_client(), notebook=pairing.notebook
+            )
+        except BaseException:
+            pairing.close()
+            raise
+        toolkit.pairing = pairing
+        print(f"marimo-pair mcp: {pairing.describe()}", file=sys.stderr, flush=True)
+        return toolkit
+    page = _page(args) if args.url else None
+    toolkit = MarimoPairToolkit.from_url(
+        _server_url(args),
+        notebook=page.file if page else None,
+        token=page.token if page else None,
+        allow_remote=args.allow_remote,
+    )
+    try:
+        # Now, not at the first tool call: no notebook open, or several, is a setup error.
+        session = toolkit.session.sync().client.resolve_session(
+            page.file if page else None, refresh=True
+        )
+    except BaseException:
+        toolkit.close()
+        raise
+    where = session.path or session.filename
+    print(f"marimo-pair mcp: serving {where}", file=sys.stderr, flush=True)
+    return toolkit
+
+
+def _cmd_mcp(args: argparse.Namespace) -> int:
+    """Serve the tools over MCP until the client goes (stdio) or a signal (HTTP)."""
+    import functools
+    import importlib.util
+    import logging
+
+    if importlib.util.find_spec("mcp") is None:
+        raise MarimoPairError(
+            "marimo-pair mcp needs the MCP SDK: pip install 'marimo-pair-tools[mcp]'"
+        )
+
+    from ._mcp_auth import TOKEN_ENV, take_token
+
+    # Before anything starts: no token, no HTTP server (and nothing we start inherits it).
+    token = None
+    if args.transport == "http":
+        token = take_token(no_auth=args.no_auth)
+    elif args.no_auth:
+        raise MarimoPairError("--no-auth is for --transport http; stdio has no port to guard.")
+    else:
+        os.environ.pop(TOKEN_ENV, None)
+
+    # First of all: over stdio, stdout belongs to the protocol from here on.
+    stdout = None
+    if args.transport == "stdio":
+        from .mcp_server import take_stdout
+
+        stdout = take_stdout()
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.WARNING,
+        format="marimo-pair mcp: %(levelname)s %(name)s: %(message)s",
+    )
+    import anyio
+
+    from .agent import DEFAULT_SYSTEM_PROMPT
+    from .mcp_server import HTTP_PATH, McpPairServer, listen
+
+    listener = listen(args.mcp_host, args.mcp_port) if args.transport == "http" else None
+    try:
+        toolkit = _mcp_toolkit(args)
+        try:
+            server = McpPairServer(
+                toolkit,
+                approve_deletes=False if args.no_approve_deletes else "with_descendants",
+                instructions=DEFAULT_SYSTEM_PROMPT,
+            )
+            if listener is None:
+                assert stdout is not None
+                anyio.run(server.serve_stdio, stdout)
+            else:
+                if token is not None:
+                    _warn_if_marimo_is_open(toolkit)
+                host, port = listener.getsockname()[:2]
+                shown = f"[{host}]" if ":" in host else host
+                guard = (
+                    f"bearer token required (the value of {TOKEN_ENV})"
+                    if token is not None
+                    else "NO AUTHENTICATION (--no-auth): anyone on this machine who can reach "
+                    "the port can run code in the kernel"
+                )
+                print(
+                    f"marimo-pair mcp: MCP endpoint http://{shown}:{port}{HTTP_PATH} ({guard})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                anyio.run(functools.partial(server.serve_http, listener, token=token))
+        finally:
+            toolkit.close()
+    finally:
+        if listener is not None:
+            listener.close()
+    return 0
+
+
+def _warn_if_marimo_is_open(toolkit: Any) -> None:
+    """Say so when the marimo server behind the MCP endpoint takes no token.
+
+    Then the MCP token guards one door of two: anyone on this machine who reaches
+    marimo's own port runs code in the same kernel without it.
+    """
+    client = toolkit.session.sync().client
+    if client.has_token:
+        return
+    print(
+        f"marimo-pair mcp: warning: the marimo server at {client.base_url} takes no token: "
+        "anyone on this machine who can reach its port can run code in the notebook's kernel "
+        "there, without the MCP token. To close that door too, open the notebook in a marimo "
+        "server with a token (`marimo edit NOTEBOOK`, marimo's default) and pass its URL "
+        "with --url and its token in MARIMO_TOKEN.",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _add_no_run(parser: argparse.ArgumentParser) -> None:
