@@ -575,6 +575,9 @@ async def test_http_sdk_client_needs_the_token(
         ("tøken-with-non-ascii-chars", [], "printable ASCII"),
         (MCP_TOKEN, ["--no-auth"], "Both MARIMO_PAIR_MCP_TOKEN and --no-auth"),
     ],
+    # Fixed ids: the token is random per process, and pytest-xdist workers must collect
+    # the same test names.
+    ids=["unset", "empty", "short", "spaces", "non-ascii", "with-no-auth"],
 )
 def test_http_refuses_to_start_without_a_usable_token(
     tmp_path: Path, isolated_env: dict[str, str], value: str | None, extra: list[str], expected: str
