@@ -131,6 +131,13 @@ _RELOOK = 1.0
 _KIOSK_CAP = 10.0
 """Seconds a kiosk replay may stream after its first chunk."""
 _CELL_DECORATOR_RE = re.compile(rb"^@app\.(?:cell|function|class_definition)\b", re.MULTILINE)
+_MD_CELL_FENCE_RE = re.compile(
+    rb"^[ \t]*(?:`{3,}|~{3,})[^\n{]*\{[^}\n]*(?:python|sql|marimo)[^}\n]*\}", re.MULTILINE
+)
+"""A code cell's opening fence in a Markdown notebook (```` ```python {.marimo} ````, the
+legacy ```` ```{.python.marimo} ````, ```` ```sql {.marimo} ````), as marimo's reader
+recognises them. Text between fences adds at most one cell each: not counted."""
+_MARKDOWN_SUFFIXES = (".md", ".qmd", ".markdown")
 _SERVER_TOKEN_RE = re.compile(r"<marimo-server-token\b[^>]*\bdata-token=\"([^\"]*)\"")
 _VARIABLES_TAG = "\x1fmarimo-pair-variables:"
 _TEXT_MIMETYPES = ("text/plain", "text/html", "text/markdown")
@@ -548,7 +555,12 @@ class _ClientCore:
             return cached[1]
         try:
             with open(path, "rb") as handle:
-                count = len(_CELL_DECORATOR_RE.findall(handle.read()))
+                pattern = (
+                    _MD_CELL_FENCE_RE
+                    if path.lower().endswith(_MARKDOWN_SUFFIXES)
+                    else _CELL_DECORATOR_RE
+                )
+                count = len(pattern.findall(handle.read()))
         except OSError:
             return 0
         self._file_cells[path] = (stat.st_mtime, count)

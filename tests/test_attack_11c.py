@@ -874,10 +874,6 @@ def test_async_code_variants_leave_a_kernel_that_answers(tools_for: Any, code: s
 # ================================================================ large notebooks
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: the cell count behind scaled waits is a regex for @app.cell; a Markdown notebook counts 0 cells",
-)
 def test_waits_scale_for_a_large_markdown_notebook_too(tmp_path: Path) -> None:
     """Attack: a 3,000-cell notebook saved as Markdown (``marimo edit nb.md``), which marimo
     opens as slowly as the same notebook in Python. Expected: attach and probe waits grow
