@@ -274,10 +274,6 @@ def test_an_agent_run_whose_tool_output_holds_a_lone_surrogate_goes_on(setup: An
 # ================================================================ the queue
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: the queue slot is keyed by the URL text; 127.0.0.1 and localhost do not queue and blame another client",
-)
 def test_two_toolkits_spelling_the_server_differently_still_queue(
     shared_server: MarimoServer, new_notebook: Any
 ) -> None:
