@@ -36,6 +36,7 @@ __all__ = [
     "dead_error",
     "queue_timeout_error",
     "server_down_after_timeout",
+    "server_not_answering",
     "stream_cut_error",
     "timeout_error",
 ]
@@ -257,13 +258,30 @@ def timeout_error(
     )
 
 
+_SERVER_WAY_OUT = (
+    "Check that marimo still runs (`marimo-pair discover`) and start it again if not (its "
+    "kernels' variables are then gone)"
+)
+
+
 def server_down_after_timeout(limit: float, url: str) -> ServerUnavailableError:
     """Our code passed its limit, and then the server itself did not answer."""
     return ServerUnavailableError(
         f"Execution passed its {limit:g} s limit, and then the marimo server at {url} did not "
-        "answer: it was stopped, crashed, or is frozen. The code may have partly run. Check "
-        "that marimo still runs (`marimo-pair discover`) and start it again if not (its "
-        "kernels' variables are then gone); do not re-run the code blindly."
+        f"answer: it was stopped, crashed, or is frozen. The code may have partly run. "
+        f"{_SERVER_WAY_OUT}; do not re-run the code blindly."
+    )
+
+
+def server_not_answering(what: str, url: str, problem: str) -> ServerUnavailableError:
+    """A request of ours got no (whole) answer from the server: it is gone or frozen.
+
+    ``problem`` names the transport failure (a timeout, a broken connection) without
+    its text, which may quote the request.
+    """
+    return ServerUnavailableError(
+        f"{what}: the marimo server at {url} did not answer ({problem}): it was stopped, "
+        f"crashed, or is frozen (or too busy to answer). {_SERVER_WAY_OUT}."
     )
 
 

@@ -686,12 +686,21 @@ class _ClientCore:
         return match.group(1)
 
     def _transport_error(self, exc: httpx.TransportError, what: str) -> MarimoPairError:
+        """The server did not answer a request: ``server_down``, with the way out.
+
+        Only the failure's kind is shown: its text may quote the request.
+        """
         if isinstance(exc, httpx.ConnectError):
             return ServerUnavailableError(
                 f"{what}: nothing answers at {self.base_url} ({type(exc).__name__}). "
-                "Is the marimo server running? `marimo-pair discover` lists live servers."
+                "Is the marimo server running? `marimo-pair discover` lists live servers; "
+                "start it again if it is not there."
             )
-        return ServerUnavailableError(f"{what}: connection to {self.base_url} failed: {exc!r}")
+        if isinstance(exc, httpx.TimeoutException):
+            problem = f"no answer in time: {type(exc).__name__}"
+        else:
+            problem = f"the connection broke: {type(exc).__name__}"
+        return _diagnosis.server_not_answering(what, self.base_url, problem)
 
     @staticmethod
     def _read_only_error() -> ReadOnlyServerError:

@@ -408,10 +408,6 @@ def test_a_frozen_kernel_process_is_not_reported_as_answering(
         assert elapsed < 40, f"{elapsed:.0f} s"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: a server frozen before the call gives a raw 'kernel status: ... ReadTimeout' without cause or way out",
-)
 def test_a_server_frozen_before_the_call_is_named_promptly(
     start_server: Any, tmp_path: Path
 ) -> None:
