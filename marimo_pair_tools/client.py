@@ -54,12 +54,15 @@ from . import _diagnosis, errors
 from ._diagnosis import KernelActivity, ReplayReader
 from ._queue import SessionSlot, slot_for
 from ._security import (
+    credential_hold,
     credential_values,
     ensure_allowed_url,
     ensure_encodable,
     install_wire_log_redaction,
     is_loopback_host,
     redact_all,
+    redact_credentials,
+    redact_known,
     split_page_url,
     token_for,
 )
@@ -129,6 +132,8 @@ _IDLE_CONFIRMATIONS = 3
 _RELOOK = 1.0
 """Seconds between looks while our code waits for someone else's run to end."""
 _KIOSK_CAP = 10.0
+_SENT_KEPT = 64
+"""How many credential values seen on sent requests are kept for redaction."""
 """Seconds a kiosk replay may stream after its first chunk."""
 _CELL_DECORATOR_RE = re.compile(rb"^@app\.(?:cell|function|class_definition)\b", re.MULTILINE)
 _MD_CELL_FENCE_RE = re.compile(
@@ -322,7 +327,9 @@ class _StreamRedactor:
     """Removes secrets from a stream even when one arrives split across chunks.
 
     It holds back the last ``len(longest secret) - 1`` characters until the next
-    chunk (or the end) shows whether they start a secret.
+    chunk (or the end) shows whether they start a secret, and an unfinished line
+    that shows the start of a credential recognised by its shape (a session cookie,
+    a ``Cookie`` header, a signed token) until that line ends.
     """
 
     def __init__(self, secrets: Collection[str]) -> None:
@@ -331,18 +338,16 @@ class _StreamRedactor:
         self._carry = ""
 
     def feed(self, text: str) -> str:
-        if not self._secrets:
-            return text
-        text = redact_all(self._carry + text, self._secrets)
-        if not self._keep:
-            self._carry = ""
-            return text
-        self._carry = text[-self._keep :]
-        return text[: -self._keep]
+        text = self._carry + text
+        if self._secrets:
+            text = redact_known(text, self._secrets)
+        cut = credential_hold(text, max(len(text) - self._keep, 0))
+        self._carry = text[cut:]
+        return redact_credentials(text[:cut])
 
     def flush(self) -> str:
         rest, self._carry = self._carry, ""
-        return redact_all(rest, self._secrets) if self._secrets else rest
+        return redact_all(rest, self._secrets)
 
 
 @dataclass
@@ -479,6 +484,9 @@ class _ClientCore:
         self._overhead: dict[str, float] = {}
         self._file_cells: dict[str, tuple[float, int]] = {}
         self._user_http: httpx.Client | httpx.AsyncClient | None = None
+        self._sent: dict[str, None] = {}
+        """Credentials seen on requests as sent (`_learn`), oldest first."""
+        self._sent_lock = threading.Lock()
 
     def __repr__(self) -> str:
         auth = "token=set" if self._token else "token=none"
@@ -514,9 +522,11 @@ class _ClientCore:
         return httpx.Timeout(self.connect_timeout, read=read, write=30.0, pool=30.0)
 
     def _secrets(self) -> frozenset[str]:
-        """Every credential our requests carry: the token, the server's skew token, and the
-        credential headers and cookies of a caller's own httpx client (ours keeps none)."""
-        found: set[str] = set()
+        """Every credential our requests carry: the token, the server's skew token, the
+        headers and cookies of a caller's own httpx client (ours keeps none), and what
+        requests were seen to carry on the wire (`_learn`)."""
+        with self._sent_lock:
+            found: set[str] = set(self._sent)
         if self._user_http is not None:
             found |= credential_values(self._user_http.headers, dict(self._user_http.cookies))
         if self._token:
@@ -529,6 +539,22 @@ class _ClientCore:
 
     def _redact(self, text: str) -> str:
         return redact_all(text, self._secrets())
+
+    def _learn(self, request: httpx.Request) -> None:
+        """Keep the credentials a request carried as it was sent.
+
+        A caller's httpx client may add them per request, out of sight of its
+        ``headers``: an ``auth=`` flow (Basic, Digest, a custom `httpx.Auth`) or an
+        event hook. The kernel sees exactly these headers. The most recent
+        `_SENT_KEPT` values are kept (a Digest header changes on every request).
+        """
+        values = credential_values(request.headers, {})
+        with self._sent_lock:
+            for value in values:
+                self._sent.pop(value, None)
+                self._sent[value] = None
+            while len(self._sent) > _SENT_KEPT:
+                del self._sent[next(iter(self._sent))]
 
     def _notebook_or_default(self, notebook: str | None, session_id: str | None) -> str | None:
         if notebook is None and session_id is None:
@@ -1147,6 +1173,7 @@ class MarimoClient(_ClientCore):
                     raise self._transport_error(exc, what) from None
             except httpx.TransportError as exc:
                 raise self._transport_error(exc, what) from None
+        self._learn(response.request)
         if response.status_code >= 400:
             self._raise_for(response.status_code, response.text, what)
         return response
@@ -1184,6 +1211,7 @@ class MarimoClient(_ClientCore):
                 )
             except httpx.TransportError as exc:
                 raise self._transport_error(exc, what) from None
+            self._learn(response.request)
             if self._is_skew_rejection(response.status_code, response.text):
                 if attempt == 0:
                     continue  # the server restarted: its token changed
@@ -1474,6 +1502,8 @@ class MarimoClient(_ClientCore):
                 headers=self._execute_headers(session),
                 timeout=self._httpx_timeout(read_timeout),
             ) as response:
+                self._learn(response.request)  # what the kernel sees, auth flow included
+                state.secrets = self._secrets()
                 if response.status_code >= 400:
                     self._raise_for(
                         response.status_code, response.read().decode(errors="replace"), "execute"
@@ -2295,6 +2325,7 @@ class AsyncMarimoClient(_ClientCore):
                     raise self._transport_error(exc, what) from None
             except httpx.TransportError as exc:
                 raise self._transport_error(exc, what) from None
+        self._learn(response.request)
         if response.status_code >= 400:
             self._raise_for(response.status_code, response.text, what)
         return response
@@ -2333,6 +2364,7 @@ class AsyncMarimoClient(_ClientCore):
                 )
             except httpx.TransportError as exc:
                 raise self._transport_error(exc, what) from None
+            self._learn(response.request)
             if self._is_skew_rejection(response.status_code, response.text):
                 if attempt == 0:
                     continue
@@ -2560,6 +2592,8 @@ class AsyncMarimoClient(_ClientCore):
                 headers=self._execute_headers(session),
                 timeout=self._httpx_timeout(None),
             ) as response:
+                self._learn(response.request)  # what the kernel sees, auth flow included
+                state.secrets = self._secrets()
                 if response.status_code >= 400:
                     body = (await response.aread()).decode(errors="replace")
                     self._raise_for(response.status_code, body, "execute")

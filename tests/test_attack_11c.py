@@ -57,10 +57,6 @@ def _kernel_pid(client: MarimoClient, server: MarimoServer, notebook: str | None
 # =============================================================== secrets
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: a person's marimo session cookie, kept by a cell they ran, reaches the model unredacted",
-)
 def test_a_persons_session_cookie_captured_by_their_cell_reaches_the_model(
     start_server: Any, tmp_path: Path
 ) -> None:
@@ -130,10 +126,6 @@ def test_a_persons_session_cookie_captured_by_their_cell_reaches_the_model(
         person.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: credentials an httpx auth flow adds per request (auth=) are not known to the redactor",
-)
 def test_a_callers_httpx_auth_flow_is_redacted(start_server: Any, tmp_path: Path) -> None:
     """Attack: the caller's own httpx client authenticates to a proxy with ``auth=``
     (httpx adds ``Authorization: Basic …`` per request, it is not in ``client.headers``).
@@ -157,10 +149,6 @@ def test_a_callers_httpx_auth_flow_is_redacted(start_server: Any, tmp_path: Path
     assert basic not in result.stdout, "the caller's Basic credential reached the output"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: credential headers are found by name words only; Cf-Access-Jwt-Assertion passes",
-)
 def test_a_credential_header_without_a_telltale_name_is_redacted(
     start_server: Any, tmp_path: Path
 ) -> None:
