@@ -228,6 +228,14 @@ def timeout_error(
             " The kernel answers again: no restart is needed. Make the code finish in time "
             "(do less per call, or give it a larger timeout)."
         )
+    elif cause == "kernel_frozen":
+        text += (
+            " marimo reports the kernel idle, but it did not answer a trivial request in "
+            "time: its process is paused (a debugger stopped at a breakpoint, a "
+            "SIGSTOP, a suspended machine) or starved of memory or CPU. Tell the person: once "
+            "resumed it carries on with its variables, and your code may still run then. "
+            "Restart it only if it never comes back (a restart loses every variable)."
+        )
     elif cause == "busy_ours":
         text += (
             " The code did not stop when interrupted, not even a second time (it catches "
@@ -302,6 +310,11 @@ def stream_cut_error(
         text += (
             f" The server and the kernel of {notebook} still answer, so the connection was cut "
             "on the way (a proxy, the network)."
+        )
+    elif cause == "kernel_frozen":
+        text += (
+            f" marimo reports the kernel of {notebook} idle, but it does not answer a trivial "
+            "request: its process is paused (a debugger, SIGSTOP) or starved. Tell the person."
         )
     return OutcomeUnknownError(
         text

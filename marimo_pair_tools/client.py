@@ -130,6 +130,9 @@ _SECOND_INTERRUPT_WAIT = 2.0
 _IDLE_CONFIRMATIONS = 3
 """Consecutive idle status reads (`_SETTLE_POLL` apart) that count as idle."""
 _RELOOK = 1.0
+_NOTHING_RUNS_GRACE = 3.0
+"""Seconds past our deadline that a kernel running nothing at all (not even our code) is
+waited for before the timeout goes ahead."""
 """Seconds between looks while our code waits for someone else's run to end."""
 _KIOSK_CAP = 10.0
 _SENT_KEPT = 64
@@ -631,10 +634,15 @@ class _ClientCore:
             return None
         return max(limit, self.timeout) + self.probe_timeout
 
-    def _deadline(self, limit: float | None, *, busy_before: bool) -> _Deadline:
+    def _deadline(
+        self, limit: float | None, *, busy_before: bool, session: SessionInfo
+    ) -> _Deadline:
         """Our code's deadline; it may wait for a run someone started just before it."""
         patience = max(limit or 0.0, self.timeout or 0.0)
-        return _Deadline(limit, patience=patience, may_wait=not busy_before)
+        # Between their run and ours the kernel runs nothing for a moment; longer on a
+        # large notebook, where each request carries marimo's own per-cell work.
+        grace = _NOTHING_RUNS_GRACE + 3 * self._overhead.get(self._guard_key(session), 0.0)
+        return _Deadline(limit, patience=patience, may_wait=not busy_before, grace=grace)
 
     @staticmethod
     def _stream_safety(limit: float | None) -> float | None:
@@ -995,6 +1003,8 @@ class _ClientCore:
         cause: Cause
         if found == "answers":
             cause = "kernel_answers"
+        elif found == "frozen":
+            cause = "kernel_frozen"
         elif found == "wedged":
             cause = "busy_ours"
         elif activity is not None and activity.cells:
@@ -1021,6 +1031,8 @@ class _ClientCore:
             cause = "server_down"
         elif found == "answers":
             cause = "kernel_answers"
+        elif found == "frozen":
+            cause = "kernel_frozen"
         return _diagnosis.stream_cut_error(
             cause, self.base_url, self._notebook_name(session), _tail_hint(stderr)
         )
@@ -1489,7 +1501,7 @@ class MarimoClient(_ClientCore):
         state = self._state(on_chunk)
         started = time.monotonic()
         timed_out = False
-        deadline = self._deadline(limit, busy_before=busy_before)
+        deadline = self._deadline(limit, busy_before=busy_before, session=session)
         # Internal requests (probes, setup) are short and time out by the read timeout;
         # the caller's code is watched, and its deadline kept, by a thread.
         watch = None if internal else _StatusWatch(self, session, deadline)
@@ -1575,10 +1587,33 @@ class MarimoClient(_ClientCore):
                 return ("answers" if answers else "running"), time.monotonic() - started
             idle_seen = idle_seen + 1 if state == "idle" else 0
             if idle_seen >= _IDLE_CONFIRMATIONS:
-                return "answers", time.monotonic() - started
+                return self._confirm_answers(session), time.monotonic() - started
             if not idle_seen and time.monotonic() - started >= wait:
                 return "running", time.monotonic() - started
             time.sleep(_SETTLE_POLL)
+
+    def _confirm_answers(self, session: SessionInfo) -> str:
+        """The status reads idle: check, with one trivial request, that the kernel answers.
+
+        The status is the server's view of the kernel: a process that is paused (SIGSTOP,
+        a debugger, a suspended machine) reads idle too. Returns ``"answers"``, or
+        ``"frozen"`` when the probe got no answer within the probe wait while the status
+        still read idle (the probe is then cut: nothing runs for the disconnect to
+        interrupt). If a run started meanwhile (a person's cell ahead of the probe), the
+        kernel is alive: the probe is left to finish behind that run, never cut into it.
+        """
+        probe = _Probe(self, session)
+        ended = probe.wait(self._probe_wait(session))
+        if ended and probe.answered:
+            return "answers"
+        try:
+            state = self._kernel_state(session)
+        except ServerUnavailableError:
+            probe.cut()
+            return "down"
+        except MarimoPairError:
+            state = "unknown"
+        return _probe_verdict(probe.cut, ended=ended, state=state)
 
     def _refreshed(self, session: SessionInfo) -> SessionInfo | None:
         """The same session under its current key (keys change on reconnect), or None."""
@@ -1990,9 +2025,13 @@ class _Deadline:
     timeout goes ahead and the error says whose run it stopped.
     """
 
-    def __init__(self, limit: float | None, *, patience: float, may_wait: bool) -> None:
+    def __init__(
+        self, limit: float | None, *, patience: float, may_wait: bool, grace: float
+    ) -> None:
         now = time.monotonic()
         self.limit = limit
+        self._grace = grace
+        self._empty_since: float | None = None
         self.ends = None if limit is None else now + limit
         self._give_up = None if limit is None else now + limit + patience
         self._may_wait = may_wait
@@ -2026,6 +2065,14 @@ class _Deadline:
                 self.hit = activity
                 self.waited_for_others += now - (self._queued_since or now)
             return False
+        if not activity.cells:
+            # Nothing runs, not even ours: a moment between runs, or a kernel that takes
+            # no work (paused: SIGSTOP, a debugger). Waiting on would last the patience.
+            self._empty_since = self._empty_since or now
+            if now - self._empty_since >= self._grace:
+                return False
+        else:
+            self._empty_since = None
         if activity.cells and self._queued_since is None:
             self._queued_since = now
         self.ends = min(now + _RELOOK, self._give_up)  # nothing yet, or their cells: look again
@@ -2091,10 +2138,79 @@ class _StatusWatch:
             self._thread.join(timeout=0.05)
 
 
+def _probe_verdict(cut: Callable[[], object], *, ended: bool, state: str) -> str:
+    """What an unanswered probe says, given the status read after it (`_confirm_answers`)."""
+    if state == "stopped":
+        cut()
+        return "stopped"
+    if ended or state == "running":
+        # Refused at once (a renamed key): the status's idle stands. Or alive, running
+        # someone's work that started after ours ended: the probe waits behind it.
+        return "answers"
+    cut()
+    return "frozen"
+
+
+class _Probe:
+    """One trivial execute (``None``), read by a thread, that can be cut or left to finish.
+
+    Cutting it disconnects, and marimo answers a disconnect by interrupting whatever the
+    kernel runs; so it is cut only while the kernel runs nothing (`_confirm_answers`).
+    """
+
+    def __init__(self, client: MarimoClient, session: SessionInfo) -> None:
+        self._client = client
+        self._session = session
+        self._done = threading.Event()
+        self._cut = threading.Event()
+        self._response: httpx.Response | None = None
+        self.answered = False
+        threading.Thread(target=self._run, name="marimo-pair-probe", daemon=True).start()
+
+    def _run(self) -> None:
+        client = self._client
+        state = client._state(None)
+        try:
+            with client._http.stream(
+                "POST",
+                client.base_url + "/api/kernel/execute",
+                json={"code": "None"},
+                headers=client._execute_headers(self._session),
+                timeout=client._httpx_timeout(None),
+            ) as response:
+                self._response = response
+                if response.status_code >= 400 or self._cut.is_set():
+                    return
+                for text in response.iter_text():
+                    state.feed(text)
+                    if state.done is not None:
+                        self.answered = True
+                        return
+        except (httpx.HTTPError, RuntimeError):
+            pass  # cut by us, or the server went away: not answered
+        finally:
+            self._done.set()
+
+    def wait(self, seconds: float) -> bool:
+        """True once the probe ended (answered or failed) within ``seconds``."""
+        return self._done.wait(seconds)
+
+    def cut(self) -> None:
+        self._cut.set()
+        if self._response is not None:
+            _shutdown(self._response)
+
+
 def _wait_step(deadline: _Deadline) -> float:
     """Sleep until the next status read, or the deadline if that comes first."""
     remaining = deadline.remaining()
     return _WATCH_INTERVAL if remaining is None else min(_WATCH_INTERVAL, remaining)
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    """Mark a background task's failure as seen (a cut probe, a server gone)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _shutdown(response: httpx.Response) -> None:
@@ -2246,6 +2362,7 @@ class AsyncMarimoClient(_ClientCore):
         self._pool_loop: asyncio.AbstractEventLoop | None = None
         self._closer: AsyncIterator[None] | None = None
         self._attachments: list[asyncio.Task[None]] = []
+        self._probes: set[asyncio.Future[None]] = set()
         self._attached: dict[str, tuple[asyncio.Task[None], str | None]] = {}
         self._runs: dict[str, _CompletedRuns] = {}
 
@@ -2600,7 +2717,7 @@ class AsyncMarimoClient(_ClientCore):
                 async for text in response.aiter_text():
                     state.feed(text)
 
-        deadline = self._deadline(limit, busy_before=busy_before)
+        deadline = self._deadline(limit, busy_before=busy_before, session=session)
         consumer = asyncio.ensure_future(consume())
         # Internal requests (probes, setup) are short; the caller's code is watched.
         watcher = None if internal else asyncio.ensure_future(self._watch_until_stopped(session))
@@ -2681,10 +2798,60 @@ class AsyncMarimoClient(_ClientCore):
                 return ("answers" if answers else "running"), time.monotonic() - started
             idle_seen = idle_seen + 1 if state == "idle" else 0
             if idle_seen >= _IDLE_CONFIRMATIONS:
-                return "answers", time.monotonic() - started
+                return await self._confirm_answers(session), time.monotonic() - started
             if not idle_seen and time.monotonic() - started >= wait:
                 return "running", time.monotonic() - started
             await asyncio.sleep(_SETTLE_POLL)
+
+    async def _confirm_answers(self, session: SessionInfo) -> str:
+        """See `MarimoClient._confirm_answers`."""
+        answered = False
+
+        async def probe() -> None:
+            nonlocal answered
+            state = self._state(None)
+            async with (await self._http()).stream(
+                "POST",
+                self.base_url + "/api/kernel/execute",
+                json={"code": "None"},
+                headers=self._execute_headers(session),
+                timeout=self._httpx_timeout(None),
+            ) as response:
+                if response.status_code >= 400:
+                    return
+                async for text in response.aiter_text():
+                    state.feed(text)
+                    if state.done is not None:
+                        answered = True
+                        return
+
+        task = asyncio.ensure_future(probe())
+        task.add_done_callback(_retrieve)
+        ended = bool((await asyncio.wait({task}, timeout=self._probe_wait(session)))[0])
+        if ended and answered:
+            return "answers"
+        try:
+            state = await self._kernel_state(session)
+        except ServerUnavailableError:
+            state = "down"
+        except MarimoPairError:
+            state = "unknown"
+        cut: list[bool] = []
+
+        def cut_probe() -> None:
+            cut.append(task.cancel())
+
+        if state == "down":
+            cut_probe()
+            verdict = "down"
+        else:
+            verdict = _probe_verdict(cut_probe, ended=ended, state=state)
+        if cut:
+            await asyncio.gather(task, return_exceptions=True)
+        elif not task.done():
+            self._probes.add(task)  # left to finish behind someone's run: keep it alive
+            task.add_done_callback(self._probes.discard)
+        return verdict
 
     async def _refreshed(self, session: SessionInfo) -> SessionInfo | None:
         """See `MarimoClient._refreshed`."""

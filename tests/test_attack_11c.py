@@ -366,10 +366,6 @@ def test_a_kernel_killed_while_idle_is_named_dead_at_the_next_tool_call(
         toolkit.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: a SIGSTOPped kernel is reported as 'answers again: no restart is needed'",
-)
 def test_a_frozen_kernel_process_is_not_reported_as_answering(
     start_server: Any, tmp_path: Path
 ) -> None:
