@@ -129,9 +129,11 @@ def busy_error(
     if activity is not None and activity.scratchpad and ours_since is not None:
         return errors.KernelBusyError(
             f"{head} still running code this agent sent {_ago(ours_since)}, which passed its "
-            "time limit and did not stop when interrupted, so nothing was sent. The kernel "
-            "answers nothing until that code ends: only a restart frees it, and a restart "
-            f"loses every variable. Tell the person before anyone restarts it ({_RESTART_HOW}).",
+            "time limit and did not stop when interrupted twice, so nothing was sent. The "
+            "kernel answers nothing until that code ends. If it was cleaning up, it ends by "
+            "itself: wait and retry. If it stays busy (it catches KeyboardInterrupt), the "
+            "kernel is wedged and only a restart frees it, and a restart loses every variable. "
+            f"Tell the person before anyone restarts it ({_RESTART_HOW}).",
             cause="busy_ours",
         )
     if activity is not None and activity.cells:
@@ -238,10 +240,11 @@ def timeout_error(
         )
     elif cause == "busy_ours":
         text += (
-            " The code did not stop when interrupted, not even a second time (it catches "
-            "KeyboardInterrupt, or waits in a call that ignores it): the kernel is wedged and "
-            f"answers nothing. Only a restart frees it ({_RESTART_HOW}), and that loses every "
-            "variable: tell the person before anyone restarts."
+            f" The code still runs {waited:.0f} s later, after a second interrupt too. It may "
+            "be cleaning up and end by itself; if it catches KeyboardInterrupt (or waits in a "
+            "call that ignores it), the kernel is wedged and answers nothing until it ends. "
+            "Wait a little and retry: the next call says whether it still runs. Restart only "
+            "if it stays busy, since a restart loses every variable: tell the person first."
         )
     elif cause == "busy_person" and activity is not None:
         text += (

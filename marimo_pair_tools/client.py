@@ -1652,8 +1652,9 @@ class MarimoClient(_ClientCore):
                 if found == "running" and activity is not None and activity.scratchpad:
                     with contextlib.suppress(MarimoPairError):
                         self._post_control("/api/kernel/interrupt", "interrupt", session)
-                    # An interrupt that works, works within a moment.
-                    found, more = self._settle(session, min(wait, _SECOND_INTERRUPT_WAIT))
+                    # An interrupt that works, works within a moment; code that catches it
+                    # and cleans up may take longer: it gets the probe's wait again.
+                    found, more = self._settle(session, max(wait, _SECOND_INTERRUPT_WAIT))
                     waited += more
                     if found == "running" and activity.cells:
                         activity = self._activity(session)  # ours, or their cells now?
@@ -2884,8 +2885,9 @@ class AsyncMarimoClient(_ClientCore):
                 if found == "running" and activity is not None and activity.scratchpad:
                     with contextlib.suppress(MarimoPairError):
                         await self._post_control("/api/kernel/interrupt", "interrupt", session)
-                    # An interrupt that works, works within a moment.
-                    found, more = await self._settle(session, min(wait, _SECOND_INTERRUPT_WAIT))
+                    # An interrupt that works, works within a moment; code that catches it
+                    # and cleans up may take longer: it gets the probe's wait again.
+                    found, more = await self._settle(session, max(wait, _SECOND_INTERRUPT_WAIT))
                     waited += more
                     if found == "running" and activity.cells:
                         activity = await self._activity(session)  # ours, or their cells now?

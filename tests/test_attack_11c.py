@@ -418,10 +418,6 @@ def test_a_server_frozen_before_the_call_is_named_promptly(
     assert elapsed < 45, f"named after {elapsed:.0f} s"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: code slow to stop after two interrupts is called wedged ('Only a restart frees it') though it answers seconds later",
-)
 def test_code_that_needs_two_interrupts_then_cleans_up_is_not_called_wedged(
     client: MarimoClient, attached: Any
 ) -> None:
