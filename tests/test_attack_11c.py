@@ -63,8 +63,8 @@ def test_a_persons_session_cookie_captured_by_their_cell_reaches_the_model(
     """Attack: on a token server the person's browser authenticates with marimo's session
     cookie. A cell the *person* ran keeps the request it ran for (``mo.app_meta()``); the
     agent then looks at that variable. Expected: the cookie (a credential that
-    authenticates on its own) never reaches the model. The client redacts only what its
-    own requests carry, so the person's cookie passes."""
+    authenticates on its own) never reaches the model. It is nothing our requests carry:
+    it is recognised by its name (``session_<port>``) and shape (fixed in fix-11c)."""
     path = write_notebook(
         tmp_path / "cookie.py",
         ["import marimo as mo", "seen = None"],
@@ -154,8 +154,8 @@ def test_a_credential_header_without_a_telltale_name_is_redacted(
 ) -> None:
     """Attack: a caller behind Cloudflare Access sends ``Cf-Access-Jwt-Assertion`` (a
     JWT that authenticates on its own; AWS ALB's ``X-Amzn-Oidc-Data`` is the same kind).
-    Expected: "every credential-bearing header value" is redacted. The redactor only knows
-    header names holding auth/cookie/token/secret/session/password/key."""
+    Expected: "every credential-bearing header value" is redacted. (It knew only header
+    names holding auth/cookie/token/…; now every header outside a short allow-list.)"""
     path = write_notebook(tmp_path / "cf.py", ["a = 1"])
     server: MarimoServer = start_server(path)
     jwt = "eyJhbGciOiJSUzI1NiJ9.eyJlbWFpbCI6ImFAYi5jIn0.c2lnbmF0dXJlLXZhbHVl"
@@ -268,7 +268,8 @@ def test_two_toolkits_spelling_the_server_differently_still_queue(
     """Attack: one process, two toolkits on one notebook (e.g. the graph and a helper
     agent), one built from ``127.0.0.1`` and one from ``localhost``. Their parallel calls
     must queue (README: "two toolkits on one notebook queue together"), not find each
-    other busy and blame "another client". The slot is keyed by the URL text."""
+    other busy and blame "another client". (The slot was keyed by the URL text; now by
+    the normalised address.)"""
     path = str(new_notebook(["a = 1"]))
     port = httpx.URL(shared_server.url).port
     one = MarimoPairToolkit.from_url(f"http://127.0.0.1:{port}", notebook=path, attach=True)
@@ -849,9 +850,9 @@ def test_async_code_variants_leave_a_kernel_that_answers(tools_for: Any, code: s
 def test_waits_scale_for_a_large_markdown_notebook_too(tmp_path: Path) -> None:
     """Attack: a 3,000-cell notebook saved as Markdown (``marimo edit nb.md``), which marimo
     opens as slowly as the same notebook in Python. Expected: attach and probe waits grow
-    with it as they do for ``nb.py``. The cell count is a regex for ``@app.cell`` lines, so
-    a Markdown notebook counts as 0 cells. (No server needed: this is the wait the client
-    computes before it asks one.)"""
+    with it as they do for ``nb.py``. (The cell count was a regex for ``@app.cell`` lines,
+    so a Markdown notebook counted 0 cells; its code fences count now.) No server needed:
+    this is the wait the client computes before it asks one."""
     cells = [f"v{i} = {i}" for i in range(3000)]
     as_py = write_notebook(tmp_path / "big.py", cells)
     as_md = tmp_path / "big.md"
