@@ -21,9 +21,10 @@ Three things here exist because a person may be using the same kernel:
   agent and the browser tab share one kernel rather than fighting over it.
 
 After a timeout or a failure the client finds out what the kernel does and
-names it (`errors.Cause`, words in `_diagnosis`): it answers again, it still
-runs our code, it runs the person's cells, its process is dead (watched while
-code runs, so that is reported at once), or the server itself is gone.
+names it (`errors.Cause`, words in `_diagnosis`): it answers again (an idle
+status confirmed by one trivial request), its process is paused, it still runs
+our code, it runs the person's cells, its process is dead (watched while code
+runs, so that is reported at once), or the server itself is gone.
 """
 
 from __future__ import annotations
