@@ -36,6 +36,7 @@ __all__ = [
     "dead_error",
     "queue_timeout_error",
     "server_down_after_timeout",
+    "server_not_answering",
     "stream_cut_error",
     "timeout_error",
 ]
@@ -128,9 +129,11 @@ def busy_error(
     if activity is not None and activity.scratchpad and ours_since is not None:
         return errors.KernelBusyError(
             f"{head} still running code this agent sent {_ago(ours_since)}, which passed its "
-            "time limit and did not stop when interrupted, so nothing was sent. The kernel "
-            "answers nothing until that code ends: only a restart frees it, and a restart "
-            f"loses every variable. Tell the person before anyone restarts it ({_RESTART_HOW}).",
+            "time limit and did not stop when interrupted twice, so nothing was sent. The "
+            "kernel answers nothing until that code ends. If it was cleaning up, it ends by "
+            "itself: wait and retry. If it stays busy (it catches KeyboardInterrupt), the "
+            "kernel is wedged and only a restart frees it, and a restart loses every variable. "
+            f"Tell the person before anyone restarts it ({_RESTART_HOW}).",
             cause="busy_ours",
         )
     if activity is not None and activity.cells:
@@ -227,12 +230,21 @@ def timeout_error(
             " The kernel answers again: no restart is needed. Make the code finish in time "
             "(do less per call, or give it a larger timeout)."
         )
+    elif cause == "kernel_frozen":
+        text += (
+            " marimo reports the kernel idle, but it did not answer a trivial request in "
+            "time: its process is paused (a debugger stopped at a breakpoint, a "
+            "SIGSTOP, a suspended machine) or starved of memory or CPU. Tell the person: once "
+            "resumed it carries on with its variables, and your code may still run then. "
+            "Restart it only if it never comes back (a restart loses every variable)."
+        )
     elif cause == "busy_ours":
         text += (
-            " The code did not stop when interrupted, not even a second time (it catches "
-            "KeyboardInterrupt, or waits in a call that ignores it): the kernel is wedged and "
-            f"answers nothing. Only a restart frees it ({_RESTART_HOW}), and that loses every "
-            "variable: tell the person before anyone restarts."
+            f" The code still runs {waited:.0f} s later, after a second interrupt too. It may "
+            "be cleaning up and end by itself; if it catches KeyboardInterrupt (or waits in a "
+            "call that ignores it), the kernel is wedged and answers nothing until it ends. "
+            "Wait a little and retry: the next call says whether it still runs. Restart only "
+            "if it stays busy, since a restart loses every variable: tell the person first."
         )
     elif cause == "busy_person" and activity is not None:
         text += (
@@ -257,13 +269,30 @@ def timeout_error(
     )
 
 
+_SERVER_WAY_OUT = (
+    "Check that marimo still runs (`marimo-pair discover`) and start it again if not (its "
+    "kernels' variables are then gone)"
+)
+
+
 def server_down_after_timeout(limit: float, url: str) -> ServerUnavailableError:
     """Our code passed its limit, and then the server itself did not answer."""
     return ServerUnavailableError(
         f"Execution passed its {limit:g} s limit, and then the marimo server at {url} did not "
-        "answer: it was stopped, crashed, or is frozen. The code may have partly run. Check "
-        "that marimo still runs (`marimo-pair discover`) and start it again if not (its "
-        "kernels' variables are then gone); do not re-run the code blindly."
+        f"answer: it was stopped, crashed, or is frozen. The code may have partly run. "
+        f"{_SERVER_WAY_OUT}; do not re-run the code blindly."
+    )
+
+
+def server_not_answering(what: str, url: str, problem: str) -> ServerUnavailableError:
+    """A request of ours got no (whole) answer from the server: it is gone or frozen.
+
+    ``problem`` names the transport failure (a timeout, a broken connection) without
+    its text, which may quote the request.
+    """
+    return ServerUnavailableError(
+        f"{what}: the marimo server at {url} did not answer ({problem}): it was stopped, "
+        f"crashed, or is frozen (or too busy to answer). {_SERVER_WAY_OUT}."
     )
 
 
@@ -284,6 +313,11 @@ def stream_cut_error(
         text += (
             f" The server and the kernel of {notebook} still answer, so the connection was cut "
             "on the way (a proxy, the network)."
+        )
+    elif cause == "kernel_frozen":
+        text += (
+            f" marimo reports the kernel of {notebook} idle, but it does not answer a trivial "
+            "request: its process is paused (a debugger, SIGSTOP) or starved. Tell the person."
         )
     return OutcomeUnknownError(
         text

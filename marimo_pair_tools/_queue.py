@@ -9,7 +9,9 @@ that is not ours. The server runs executes on one session one after another
 anyway (its scratchpad lock), so nothing is lost by waiting on this side.
 
 The slots are process-wide and keyed by server and session, so a toolkit's sync
-and async clients (and two toolkits on one notebook) queue together. A slot is a
+and async clients (and two toolkits on one notebook) queue together. The server
+part of the key is its normalised address (`server_key`), not the URL's text:
+``http://127.0.0.1:2718`` and ``http://localhost:2718/`` are one server. A slot is a
 `threading.Lock`: threads block on it, coroutines poll it without blocking their
 event loop, and it belongs to no event loop, so ``asyncio.run`` twice works.
 """
@@ -20,8 +22,11 @@ import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
-__all__ = ["SessionSlot", "slot_for"]
+from ._security import connect_host, is_loopback_host
+
+__all__ = ["SessionSlot", "server_key", "slot_for"]
 
 _POLL_FIRST = 0.002
 _POLL_MAX = 0.05
@@ -71,10 +76,35 @@ _slots: dict[tuple[str, str], SessionSlot] = {}
 _slots_lock = threading.Lock()
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def server_key(base_url: str) -> str:
+    """One spelling per server: scheme, host, port and base path, normalised.
+
+    Every loopback name (``localhost``, 127.0.0.0/8, ``::1``, a bind-all address) is
+    this machine, so they are one host; names are lower-cased, a default port is
+    written out and a trailing slash dropped. A remote host's name and its IP address
+    stay two keys (nothing is resolved here).
+    """
+    parts = urlsplit(base_url)
+    host = connect_host((parts.hostname or "").lower())
+    if is_loopback_host(host):
+        host = "loopback"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None:
+        port = _DEFAULT_PORTS.get(parts.scheme.lower())
+    return f"{parts.scheme.lower()}://{host}:{port}{parts.path.rstrip('/')}"
+
+
 def slot_for(base_url: str, session_key: str) -> SessionSlot:
     """The process-wide slot of one session (by its stable id when the server has one)."""
+    key = (server_key(base_url), session_key)
     with _slots_lock:
-        slot = _slots.get((base_url, session_key))
+        slot = _slots.get(key)
         if slot is None:
-            slot = _slots[(base_url, session_key)] = SessionSlot()
+            slot = _slots[key] = SessionSlot()
         return slot

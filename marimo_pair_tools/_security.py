@@ -1,8 +1,9 @@
 """Where secrets, text and remote hosts are policed.
 
 Loopback checks, server URLs as marimo prints them (``?access_token=…``),
-redaction of every credential the client sends, and the one check that text can
-be sent at all (UTF-8: a lone surrogate cannot).
+redaction of every credential the client sends and of credentials recognised by
+their shape (a person's session cookie), and the one check that text can be sent
+at all (UTF-8: a lone surrogate cannot).
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
+from httpx import Headers
+
 from .errors import ConfigurationError
 
 __all__ = [
     "REDACTED",
     "PageURL",
     "connect_host",
+    "credential_hold",
     "credential_values",
     "ensure_allowed_url",
     "ensure_encodable",
@@ -27,6 +31,8 @@ __all__ = [
     "is_loopback_host",
     "redact",
     "redact_all",
+    "redact_credentials",
+    "redact_known",
     "split_page_url",
     "token_for",
 ]
@@ -36,7 +42,6 @@ _BIND_ALL = {"0.0.0.0", "::", ""}  # noqa: S104 - recognising, not binding
 _MIN_SECRET = 8
 """Header and cookie values shorter than this are not treated as secrets: redacting
 a value like ``1`` everywhere would garble output and hide nothing."""
-_CREDENTIAL_WORDS = ("auth", "cookie", "token", "secret", "session", "password", "key")
 
 
 def is_loopback_host(host: str) -> bool:
@@ -135,26 +140,169 @@ def redact(text: str, secret: str | None) -> str:
     return text.replace(secret, REDACTED)
 
 
-def redact_all(text: str, secrets: Iterable[str]) -> str:
-    """Replace every occurrence of each secret, longest first (one may contain another)."""
+def redact_known(text: str, secrets: Iterable[str]) -> str:
+    """Replace every occurrence of each known secret, longest first (one may contain another)."""
     for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text
 
 
-def credential_values(headers: Mapping[str, str], cookies: Mapping[str, str]) -> set[str]:
-    """The secret parts of credential-bearing headers and of every cookie value.
+def redact_all(text: str, secrets: Iterable[str]) -> str:
+    """Replace the known secrets, then every credential recognised by its shape.
 
-    ``Authorization: Bearer T`` yields ``T`` and the whole value; a ``Cookie``
-    header yields each value; a header whose name speaks of auth, tokens, keys,
-    cookies or sessions yields its value. Values under eight characters are
-    left alone (see `_MIN_SECRET`), except the credential after an auth scheme.
+    The second part covers credentials nobody gave us: a person's marimo session
+    cookie that their cell kept (``mo.app_meta().request``), a ``Cookie`` header, a
+    signed token (`redact_credentials`).
+    """
+    return redact_credentials(redact_known(text, secrets))
+
+
+# -- credentials recognised by their shape --------------------------------------------
+
+_SEP = r"(?:=|\\*['\"][ \t]*:[ \t]*\\*['\"])"
+"""``name=value`` (a cookie header) or ``'name': 'value'`` (a dict's repr, or JSON,
+whose quotes may come escaped inside a JSON string)."""
+_SESSION_COOKIE_RE = re.compile(rf"session_\d+(?:_\w+)?{_SEP}(?P<value>[A-Za-z0-9+/=._-]{{16,}})")
+"""marimo's session cookie, ``session_<port>`` (``_<base path>`` behind a base URL): a
+signed session that authenticates on its own. Values under 16 characters are left
+alone, as code like ``session_1=x`` is no credential."""
+_COOKIE_HEADER_RE = re.compile(
+    r"cookie(?P<sep>\\*['\"][ \t]*:[ \t]*\\*['\"]|:[ \t]*)"
+    r"(?P<value>[\w.!#$%&*+^|~-]+=[^'\"\\\n]*)",
+    re.IGNORECASE,
+)
+"""A ``Cookie``/``Set-Cookie`` header's value (``name=value; …``), in a dict's repr or
+JSON (``'cookie': '…'``), or on a raw header line (``Cookie: …`` at a line's start).
+Matched only where ``cookie`` occurs (`_redact_cookie_headers`): a case-blind regex
+scanning all output was 30 times slower than the rest of the redaction."""
+_SIGNED_TOKEN_RE = re.compile(
+    r"eyJ[A-Za-z0-9+/_-]{8,}={0,2}\.[A-Za-z0-9_-]{4,}={0,2}\.[A-Za-z0-9_-]{16,}={0,2}"
+)
+"""A signed token: base64 of a JSON object (``eyJ`` is ``{"``), then two dot-separated
+parts. marimo's (Starlette's) session cookie and every JWT have this shape."""
+_TRIGGERS = ("session_", "eyj", "cookie", "set-cookie")
+_TRIGGER_NEEDLES = ("session_", "eyJ", "ookie", "OOKIE")
+_HOLD_CAP = 256 * 1024
+"""A stream holds back at most this much of one unfinished line that may hold a
+credential; past it the text goes on (redacted as far as it can be seen)."""
+
+
+def _value_only(match: re.Match[str]) -> str:
+    text = match.group(0)
+    if len(match.group("value")) < _MIN_SECRET:
+        return text
+    return text[: match.start("value") - match.start()] + REDACTED
+
+
+def redact_credentials(text: str) -> str:
+    """Replace credentials recognised by shape: marimo's session cookie by its name
+    (``session_<port>``), the value of a ``Cookie``/``Set-Cookie`` header (as a dict's
+    repr, JSON or a raw header line), and signed tokens (``eyJ….….…``: session cookies
+    and JWTs). Names stay, so the text still says what was there."""
+    if "session_" in text:
+        text = _SESSION_COOKIE_RE.sub(_value_only, text)
+    text = _redact_cookie_headers(text)
+    if "eyJ" in text:
+        text = _SIGNED_TOKEN_RE.sub(REDACTED, text)
+    return text
+
+
+def _occurrences(text: str, needles: Iterable[str]) -> list[int]:
+    found = []
+    for needle in needles:
+        at = text.find(needle)
+        while at != -1:
+            found.append(at)
+            at = text.find(needle, at + 1)
+    return sorted(found)
+
+
+def _redact_cookie_headers(text: str) -> str:
+    parts: list[str] = []
+    done = 0
+    for at in _occurrences(text, ("ookie", "OOKIE")):
+        start = at - 1  # the "c" of "cookie"
+        if start < done:
+            continue
+        match = _COOKIE_HEADER_RE.match(text, start)
+        if match is None or len(match.group("value")) < _MIN_SECRET:
+            continue
+        if match.group("sep").startswith(":"):  # a raw header: the line starts with it
+            head = text[text.rfind("\n", 0, start) + 1 : start]
+            if head.lower() not in {"", "set-"}:
+                continue
+        elif start and (text[start - 1].isalnum() or text[start - 1] == "_"):
+            continue  # part of a longer name ("mycookie"), not a header
+        parts += [text[done : match.start("value")], REDACTED]
+        done = match.end()
+    if not parts:
+        return text
+    return "".join([*parts, text[done:]])
+
+
+def credential_hold(text: str, cut: int) -> int:
+    """Where a stream must stop emitting ``text`` so no credential is cut in two.
+
+    Shapes never span a line break, so the text from the start of the line holding
+    ``cut`` is held back when it shows a credential's first letters (or ends with a
+    part of them); earlier lines are complete. Returns ``cut`` or an earlier index.
+    """
+    start = text.rfind("\n", 0, cut) + 1
+    if len(text) - start > _HOLD_CAP:
+        return cut
+    rest = text[start:]
+    if any(needle in rest for needle in _TRIGGER_NEEDLES):
+        return start
+    tail = rest[-len(_TRIGGERS[-1]) :].lower()
+    for size in range(1, len(tail) + 1):
+        if any(trigger.startswith(tail[-size:]) for trigger in _TRIGGERS):
+            return start
+    return cut
+
+
+# -- credentials our own requests carry -----------------------------------------------
+
+_PLAIN_HEADERS = frozenset(
+    {
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "cache-control",
+        "connection",
+        "content-length",
+        "content-type",
+        "host",
+        "origin",
+        "pragma",
+        "user-agent",
+        # ours: the session routing, our marker, and the skew token (the client adds it
+        # to its secrets itself, only where it is one)
+        "marimo-session-id",
+        "marimo-stable-session-id",
+        "marimo-server-token",
+        "x-pair-client",
+    }
+)
+"""Headers whose values are no credential. Every other header value a request carries
+is treated as one: a proxy's or identity provider's header need not say what it is
+(``Cf-Access-Jwt-Assertion``, ``X-Amzn-Oidc-Data``, ``X-Ms-Client-Principal``)."""
+
+
+def credential_values(headers: Mapping[str, str], cookies: Mapping[str, str]) -> set[str]:
+    """The secret parts of every header a request carries, and of every cookie value.
+
+    Every header outside a short allow-list (`_PLAIN_HEADERS`: ``Accept``, ``Host``,
+    ``User-Agent``, …) counts as a credential. ``Authorization: Bearer T`` yields ``T``
+    and the whole value; a ``Cookie`` header yields each value. Values under eight
+    characters are left alone (see `_MIN_SECRET`), except the credential after an auth
+    scheme.
     """
     found: set[str] = set()
-    for name, value in headers.items():
+    pairs = headers.multi_items() if isinstance(headers, Headers) else headers.items()
+    for name, value in pairs:
         lower = name.lower()
-        if not any(word in lower for word in _CREDENTIAL_WORDS):
+        if lower in _PLAIN_HEADERS:
             continue
         if lower in {"authorization", "proxy-authorization"}:
             _, _, credential = value.partition(" ")

@@ -21,9 +21,10 @@ Three things here exist because a person may be using the same kernel:
   agent and the browser tab share one kernel rather than fighting over it.
 
 After a timeout or a failure the client finds out what the kernel does and
-names it (`errors.Cause`, words in `_diagnosis`): it answers again, it still
-runs our code, it runs the person's cells, its process is dead (watched while
-code runs, so that is reported at once), or the server itself is gone.
+names it (`errors.Cause`, words in `_diagnosis`): it answers again (an idle
+status confirmed by one trivial request), its process is paused, it still runs
+our code, it runs the person's cells, its process is dead (watched while code
+runs, so that is reported at once), or the server itself is gone.
 """
 
 from __future__ import annotations
@@ -54,12 +55,15 @@ from . import _diagnosis, errors
 from ._diagnosis import KernelActivity, ReplayReader
 from ._queue import SessionSlot, slot_for
 from ._security import (
+    credential_hold,
     credential_values,
     ensure_allowed_url,
     ensure_encodable,
     install_wire_log_redaction,
     is_loopback_host,
     redact_all,
+    redact_credentials,
+    redact_known,
     split_page_url,
     token_for,
 )
@@ -128,10 +132,22 @@ _SECOND_INTERRUPT_WAIT = 2.0
 _IDLE_CONFIRMATIONS = 3
 """Consecutive idle status reads (`_SETTLE_POLL` apart) that count as idle."""
 _RELOOK = 1.0
+_NOTHING_RUNS_GRACE = 3.0
+"""Seconds past our deadline that a kernel running nothing at all (not even our code) is
+waited for before the timeout goes ahead."""
 """Seconds between looks while our code waits for someone else's run to end."""
 _KIOSK_CAP = 10.0
+_SENT_KEPT = 64
+"""How many credential values seen on sent requests are kept for redaction."""
 """Seconds a kiosk replay may stream after its first chunk."""
 _CELL_DECORATOR_RE = re.compile(rb"^@app\.(?:cell|function|class_definition)\b", re.MULTILINE)
+_MD_CELL_FENCE_RE = re.compile(
+    rb"^[ \t]*(?:`{3,}|~{3,})[^\n{]*\{[^}\n]*(?:python|sql|marimo)[^}\n]*\}", re.MULTILINE
+)
+"""A code cell's opening fence in a Markdown notebook (```` ```python {.marimo} ````, the
+legacy ```` ```{.python.marimo} ````, ```` ```sql {.marimo} ````), as marimo's reader
+recognises them. Text between fences adds at most one cell each: not counted."""
+_MARKDOWN_SUFFIXES = (".md", ".qmd", ".markdown")
 _SERVER_TOKEN_RE = re.compile(r"<marimo-server-token\b[^>]*\bdata-token=\"([^\"]*)\"")
 _VARIABLES_TAG = "\x1fmarimo-pair-variables:"
 _TEXT_MIMETYPES = ("text/plain", "text/html", "text/markdown")
@@ -350,7 +366,9 @@ class _StreamRedactor:
     """Removes secrets from a stream even when one arrives split across chunks.
 
     It holds back the last ``len(longest secret) - 1`` characters until the next
-    chunk (or the end) shows whether they start a secret.
+    chunk (or the end) shows whether they start a secret, and an unfinished line
+    that shows the start of a credential recognised by its shape (a session cookie,
+    a ``Cookie`` header, a signed token) until that line ends.
     """
 
     def __init__(self, secrets: Collection[str]) -> None:
@@ -359,18 +377,16 @@ class _StreamRedactor:
         self._carry = ""
 
     def feed(self, text: str) -> str:
-        if not self._secrets:
-            return text
-        text = redact_all(self._carry + text, self._secrets)
-        if not self._keep:
-            self._carry = ""
-            return text
-        self._carry = text[-self._keep :]
-        return text[: -self._keep]
+        text = self._carry + text
+        if self._secrets:
+            text = redact_known(text, self._secrets)
+        cut = credential_hold(text, max(len(text) - self._keep, 0))
+        self._carry = text[cut:]
+        return redact_credentials(text[:cut])
 
     def flush(self) -> str:
         rest, self._carry = self._carry, ""
-        return redact_all(rest, self._secrets) if self._secrets else rest
+        return redact_all(rest, self._secrets)
 
 
 @dataclass
@@ -507,6 +523,9 @@ class _ClientCore:
         self._overhead: dict[str, float] = {}
         self._file_cells: dict[str, tuple[float, int]] = {}
         self._user_http: httpx.Client | httpx.AsyncClient | None = None
+        self._sent: dict[str, None] = {}
+        """Credentials seen on requests as sent (`_learn`), oldest first."""
+        self._sent_lock = threading.Lock()
 
     def __repr__(self) -> str:
         auth = "token=set" if self._token else "token=none"
@@ -542,9 +561,11 @@ class _ClientCore:
         return httpx.Timeout(self.connect_timeout, read=read, write=30.0, pool=30.0)
 
     def _secrets(self) -> frozenset[str]:
-        """Every credential our requests carry: the token, the server's skew token, and the
-        credential headers and cookies of a caller's own httpx client (ours keeps none)."""
-        found: set[str] = set()
+        """Every credential our requests carry: the token, the server's skew token, the
+        headers and cookies of a caller's own httpx client (ours keeps none), and what
+        requests were seen to carry on the wire (`_learn`)."""
+        with self._sent_lock:
+            found: set[str] = set(self._sent)
         if self._user_http is not None:
             found |= credential_values(self._user_http.headers, dict(self._user_http.cookies))
         if self._token:
@@ -557,6 +578,22 @@ class _ClientCore:
 
     def _redact(self, text: str) -> str:
         return redact_all(text, self._secrets())
+
+    def _learn(self, request: httpx.Request) -> None:
+        """Keep the credentials a request carried as it was sent.
+
+        A caller's httpx client may add them per request, out of sight of its
+        ``headers``: an ``auth=`` flow (Basic, Digest, a custom `httpx.Auth`) or an
+        event hook. The kernel sees exactly these headers. The most recent
+        `_SENT_KEPT` values are kept (a Digest header changes on every request).
+        """
+        values = credential_values(request.headers, {})
+        with self._sent_lock:
+            for value in values:
+                self._sent.pop(value, None)
+                self._sent[value] = None
+            while len(self._sent) > _SENT_KEPT:
+                del self._sent[next(iter(self._sent))]
 
     def _notebook_or_default(self, notebook: str | None, session_id: str | None) -> str | None:
         if notebook is None and session_id is None:
@@ -583,7 +620,12 @@ class _ClientCore:
             return cached[1]
         try:
             with open(path, "rb") as handle:
-                count = len(_CELL_DECORATOR_RE.findall(handle.read()))
+                pattern = (
+                    _MD_CELL_FENCE_RE
+                    if path.lower().endswith(_MARKDOWN_SUFFIXES)
+                    else _CELL_DECORATOR_RE
+                )
+                count = len(pattern.findall(handle.read()))
         except OSError:
             return 0
         self._file_cells[path] = (stat.st_mtime, count)
@@ -628,10 +670,15 @@ class _ClientCore:
             return None
         return max(limit, self.timeout) + self.probe_timeout
 
-    def _deadline(self, limit: float | None, *, busy_before: bool) -> _Deadline:
+    def _deadline(
+        self, limit: float | None, *, busy_before: bool, session: SessionInfo
+    ) -> _Deadline:
         """Our code's deadline; it may wait for a run someone started just before it."""
         patience = max(limit or 0.0, self.timeout or 0.0)
-        return _Deadline(limit, patience=patience, may_wait=not busy_before)
+        # Between their run and ours the kernel runs nothing for a moment; longer on a
+        # large notebook, where each request carries marimo's own per-cell work.
+        grace = _NOTHING_RUNS_GRACE + 3 * self._overhead.get(self._guard_key(session), 0.0)
+        return _Deadline(limit, patience=patience, may_wait=not busy_before, grace=grace)
 
     @staticmethod
     def _stream_safety(limit: float | None) -> float | None:
@@ -709,12 +756,21 @@ class _ClientCore:
         return match.group(1)
 
     def _transport_error(self, exc: httpx.TransportError, what: str) -> MarimoPairError:
+        """The server did not answer a request: ``server_down``, with the way out.
+
+        Only the failure's kind is shown: its text may quote the request.
+        """
         if isinstance(exc, httpx.ConnectError):
             return ServerUnavailableError(
                 f"{what}: nothing answers at {self.base_url} ({type(exc).__name__}). "
-                "Is the marimo server running? `marimo-pair discover` lists live servers."
+                "Is the marimo server running? `marimo-pair discover` lists live servers; "
+                "start it again if it is not there."
             )
-        return ServerUnavailableError(f"{what}: connection to {self.base_url} failed: {exc!r}")
+        if isinstance(exc, httpx.TimeoutException):
+            problem = f"no answer in time: {type(exc).__name__}"
+        else:
+            problem = f"the connection broke: {type(exc).__name__}"
+        return _diagnosis.server_not_answering(what, self.base_url, problem)
 
     @staticmethod
     def _read_only_error() -> ReadOnlyServerError:
@@ -983,6 +1039,8 @@ class _ClientCore:
         cause: Cause
         if found == "answers":
             cause = "kernel_answers"
+        elif found == "frozen":
+            cause = "kernel_frozen"
         elif found == "wedged":
             cause = "busy_ours"
         elif activity is not None and activity.cells:
@@ -1009,6 +1067,8 @@ class _ClientCore:
             cause = "server_down"
         elif found == "answers":
             cause = "kernel_answers"
+        elif found == "frozen":
+            cause = "kernel_frozen"
         return _diagnosis.stream_cut_error(
             cause, self.base_url, self._notebook_name(session), _tail_hint(stderr)
         )
@@ -1161,6 +1221,7 @@ class MarimoClient(_ClientCore):
                     raise self._transport_error(exc, what) from None
             except httpx.TransportError as exc:
                 raise self._transport_error(exc, what) from None
+        self._learn(response.request)
         if response.status_code >= 400:
             self._raise_for(response.status_code, response.text, what)
         return response
@@ -1198,6 +1259,7 @@ class MarimoClient(_ClientCore):
                 )
             except httpx.TransportError as exc:
                 raise self._transport_error(exc, what) from None
+            self._learn(response.request)
             if self._is_skew_rejection(response.status_code, response.text):
                 if attempt == 0:
                     continue  # the server restarted: its token changed
@@ -1475,7 +1537,7 @@ class MarimoClient(_ClientCore):
         state = self._state(on_chunk)
         started = time.monotonic()
         timed_out = False
-        deadline = self._deadline(limit, busy_before=busy_before)
+        deadline = self._deadline(limit, busy_before=busy_before, session=session)
         # Internal requests (probes, setup) are short and time out by the read timeout;
         # the caller's code is watched, and its deadline kept, by a thread.
         watch = None if internal else _StatusWatch(self, session, deadline)
@@ -1488,6 +1550,8 @@ class MarimoClient(_ClientCore):
                 headers=self._execute_headers(session),
                 timeout=self._httpx_timeout(read_timeout),
             ) as response:
+                self._learn(response.request)  # what the kernel sees, auth flow included
+                state.secrets = self._secrets()
                 if response.status_code >= 400:
                     self._raise_for(
                         response.status_code, response.read().decode(errors="replace"), "execute"
@@ -1559,10 +1623,33 @@ class MarimoClient(_ClientCore):
                 return ("answers" if answers else "running"), time.monotonic() - started
             idle_seen = idle_seen + 1 if state == "idle" else 0
             if idle_seen >= _IDLE_CONFIRMATIONS:
-                return "answers", time.monotonic() - started
+                return self._confirm_answers(session), time.monotonic() - started
             if not idle_seen and time.monotonic() - started >= wait:
                 return "running", time.monotonic() - started
             time.sleep(_SETTLE_POLL)
+
+    def _confirm_answers(self, session: SessionInfo) -> str:
+        """The status reads idle: check, with one trivial request, that the kernel answers.
+
+        The status is the server's view of the kernel: a process that is paused (SIGSTOP,
+        a debugger, a suspended machine) reads idle too. Returns ``"answers"``, or
+        ``"frozen"`` when the probe got no answer within the probe wait while the status
+        still read idle (the probe is then cut: nothing runs for the disconnect to
+        interrupt). If a run started meanwhile (a person's cell ahead of the probe), the
+        kernel is alive: the probe is left to finish behind that run, never cut into it.
+        """
+        probe = _Probe(self, session)
+        ended = probe.wait(self._probe_wait(session))
+        if ended and probe.answered:
+            return "answers"
+        try:
+            state = self._kernel_state(session)
+        except ServerUnavailableError:
+            probe.cut()
+            return "down"
+        except MarimoPairError:
+            state = "unknown"
+        return _probe_verdict(probe.cut, ended=ended, state=state)
 
     def _refreshed(self, session: SessionInfo) -> SessionInfo | None:
         """The same session under its current key (keys change on reconnect), or None."""
@@ -1601,8 +1688,9 @@ class MarimoClient(_ClientCore):
                 if found == "running" and activity is not None and activity.scratchpad:
                     with contextlib.suppress(MarimoPairError):
                         self._post_control("/api/kernel/interrupt", "interrupt", session)
-                    # An interrupt that works, works within a moment.
-                    found, more = self._settle(session, min(wait, _SECOND_INTERRUPT_WAIT))
+                    # An interrupt that works, works within a moment; code that catches it
+                    # and cleans up may take longer: it gets the probe's wait again.
+                    found, more = self._settle(session, max(wait, _SECOND_INTERRUPT_WAIT))
                     waited += more
                     if found == "running" and activity.cells:
                         activity = self._activity(session)  # ours, or their cells now?
@@ -1974,9 +2062,13 @@ class _Deadline:
     timeout goes ahead and the error says whose run it stopped.
     """
 
-    def __init__(self, limit: float | None, *, patience: float, may_wait: bool) -> None:
+    def __init__(
+        self, limit: float | None, *, patience: float, may_wait: bool, grace: float
+    ) -> None:
         now = time.monotonic()
         self.limit = limit
+        self._grace = grace
+        self._empty_since: float | None = None
         self.ends = None if limit is None else now + limit
         self._give_up = None if limit is None else now + limit + patience
         self._may_wait = may_wait
@@ -2010,6 +2102,14 @@ class _Deadline:
                 self.hit = activity
                 self.waited_for_others += now - (self._queued_since or now)
             return False
+        if not activity.cells:
+            # Nothing runs, not even ours: a moment between runs, or a kernel that takes
+            # no work (paused: SIGSTOP, a debugger). Waiting on would last the patience.
+            self._empty_since = self._empty_since or now
+            if now - self._empty_since >= self._grace:
+                return False
+        else:
+            self._empty_since = None
         if activity.cells and self._queued_since is None:
             self._queued_since = now
         self.ends = min(now + _RELOOK, self._give_up)  # nothing yet, or their cells: look again
@@ -2075,10 +2175,79 @@ class _StatusWatch:
             self._thread.join(timeout=0.05)
 
 
+def _probe_verdict(cut: Callable[[], object], *, ended: bool, state: str) -> str:
+    """What an unanswered probe says, given the status read after it (`_confirm_answers`)."""
+    if state == "stopped":
+        cut()
+        return "stopped"
+    if ended or state == "running":
+        # Refused at once (a renamed key): the status's idle stands. Or alive, running
+        # someone's work that started after ours ended: the probe waits behind it.
+        return "answers"
+    cut()
+    return "frozen"
+
+
+class _Probe:
+    """One trivial execute (``None``), read by a thread, that can be cut or left to finish.
+
+    Cutting it disconnects, and marimo answers a disconnect by interrupting whatever the
+    kernel runs; so it is cut only while the kernel runs nothing (`_confirm_answers`).
+    """
+
+    def __init__(self, client: MarimoClient, session: SessionInfo) -> None:
+        self._client = client
+        self._session = session
+        self._done = threading.Event()
+        self._cut = threading.Event()
+        self._response: httpx.Response | None = None
+        self.answered = False
+        threading.Thread(target=self._run, name="marimo-pair-probe", daemon=True).start()
+
+    def _run(self) -> None:
+        client = self._client
+        state = client._state(None)
+        try:
+            with client._http.stream(
+                "POST",
+                client.base_url + "/api/kernel/execute",
+                json={"code": "None"},
+                headers=client._execute_headers(self._session),
+                timeout=client._httpx_timeout(None),
+            ) as response:
+                self._response = response
+                if response.status_code >= 400 or self._cut.is_set():
+                    return
+                for text in response.iter_text():
+                    state.feed(text)
+                    if state.done is not None:
+                        self.answered = True
+                        return
+        except (httpx.HTTPError, RuntimeError):
+            pass  # cut by us, or the server went away: not answered
+        finally:
+            self._done.set()
+
+    def wait(self, seconds: float) -> bool:
+        """True once the probe ended (answered or failed) within ``seconds``."""
+        return self._done.wait(seconds)
+
+    def cut(self) -> None:
+        self._cut.set()
+        if self._response is not None:
+            _shutdown(self._response)
+
+
 def _wait_step(deadline: _Deadline) -> float:
     """Sleep until the next status read, or the deadline if that comes first."""
     remaining = deadline.remaining()
     return _WATCH_INTERVAL if remaining is None else min(_WATCH_INTERVAL, remaining)
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    """Mark a background task's failure as seen (a cut probe, a server gone)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _shutdown(response: httpx.Response) -> None:
@@ -2230,6 +2399,7 @@ class AsyncMarimoClient(_ClientCore):
         self._pool_loop: asyncio.AbstractEventLoop | None = None
         self._closer: AsyncIterator[None] | None = None
         self._attachments: list[asyncio.Task[None]] = []
+        self._probes: set[asyncio.Future[None]] = set()
         self._attached: dict[str, tuple[asyncio.Task[None], str | None]] = {}
         self._runs: dict[str, _CompletedRuns] = {}
 
@@ -2309,6 +2479,7 @@ class AsyncMarimoClient(_ClientCore):
                     raise self._transport_error(exc, what) from None
             except httpx.TransportError as exc:
                 raise self._transport_error(exc, what) from None
+        self._learn(response.request)
         if response.status_code >= 400:
             self._raise_for(response.status_code, response.text, what)
         return response
@@ -2347,6 +2518,7 @@ class AsyncMarimoClient(_ClientCore):
                 )
             except httpx.TransportError as exc:
                 raise self._transport_error(exc, what) from None
+            self._learn(response.request)
             if self._is_skew_rejection(response.status_code, response.text):
                 if attempt == 0:
                     continue
@@ -2574,13 +2746,15 @@ class AsyncMarimoClient(_ClientCore):
                 headers=self._execute_headers(session),
                 timeout=self._httpx_timeout(None),
             ) as response:
+                self._learn(response.request)  # what the kernel sees, auth flow included
+                state.secrets = self._secrets()
                 if response.status_code >= 400:
                     body = (await response.aread()).decode(errors="replace")
                     self._raise_for(response.status_code, body, "execute")
                 async for text in response.aiter_text():
                     state.feed(text)
 
-        deadline = self._deadline(limit, busy_before=busy_before)
+        deadline = self._deadline(limit, busy_before=busy_before, session=session)
         consumer = asyncio.ensure_future(consume())
         # Internal requests (probes, setup) are short; the caller's code is watched.
         watcher = None if internal else asyncio.ensure_future(self._watch_until_stopped(session))
@@ -2661,10 +2835,60 @@ class AsyncMarimoClient(_ClientCore):
                 return ("answers" if answers else "running"), time.monotonic() - started
             idle_seen = idle_seen + 1 if state == "idle" else 0
             if idle_seen >= _IDLE_CONFIRMATIONS:
-                return "answers", time.monotonic() - started
+                return await self._confirm_answers(session), time.monotonic() - started
             if not idle_seen and time.monotonic() - started >= wait:
                 return "running", time.monotonic() - started
             await asyncio.sleep(_SETTLE_POLL)
+
+    async def _confirm_answers(self, session: SessionInfo) -> str:
+        """See `MarimoClient._confirm_answers`."""
+        answered = False
+
+        async def probe() -> None:
+            nonlocal answered
+            state = self._state(None)
+            async with (await self._http()).stream(
+                "POST",
+                self.base_url + "/api/kernel/execute",
+                json={"code": "None"},
+                headers=self._execute_headers(session),
+                timeout=self._httpx_timeout(None),
+            ) as response:
+                if response.status_code >= 400:
+                    return
+                async for text in response.aiter_text():
+                    state.feed(text)
+                    if state.done is not None:
+                        answered = True
+                        return
+
+        task = asyncio.ensure_future(probe())
+        task.add_done_callback(_retrieve)
+        ended = bool((await asyncio.wait({task}, timeout=self._probe_wait(session)))[0])
+        if ended and answered:
+            return "answers"
+        try:
+            state = await self._kernel_state(session)
+        except ServerUnavailableError:
+            state = "down"
+        except MarimoPairError:
+            state = "unknown"
+        cut: list[bool] = []
+
+        def cut_probe() -> None:
+            cut.append(task.cancel())
+
+        if state == "down":
+            cut_probe()
+            verdict = "down"
+        else:
+            verdict = _probe_verdict(cut_probe, ended=ended, state=state)
+        if cut:
+            await asyncio.gather(task, return_exceptions=True)
+        elif not task.done():
+            self._probes.add(task)  # left to finish behind someone's run: keep it alive
+            task.add_done_callback(self._probes.discard)
+        return verdict
 
     async def _refreshed(self, session: SessionInfo) -> SessionInfo | None:
         """See `MarimoClient._refreshed`."""
@@ -2697,8 +2921,9 @@ class AsyncMarimoClient(_ClientCore):
                 if found == "running" and activity is not None and activity.scratchpad:
                     with contextlib.suppress(MarimoPairError):
                         await self._post_control("/api/kernel/interrupt", "interrupt", session)
-                    # An interrupt that works, works within a moment.
-                    found, more = await self._settle(session, min(wait, _SECOND_INTERRUPT_WAIT))
+                    # An interrupt that works, works within a moment; code that catches it
+                    # and cleans up may take longer: it gets the probe's wait again.
+                    found, more = await self._settle(session, max(wait, _SECOND_INTERRUPT_WAIT))
                     waited += more
                     if found == "running" and activity.cells:
                         activity = await self._activity(session)  # ours, or their cells now?

@@ -93,6 +93,7 @@ Cause = Literal[
     "busy_scratchpad",
     "busy_person",
     "busy_unknown",
+    "kernel_frozen",
     "kernel_dead",
     "server_down",
 ]
@@ -103,6 +104,8 @@ Cause = Literal[
 - ``busy_scratchpad``: it runs scratchpad code another client sent (another agent, a CLI).
 - ``busy_person``: it runs notebook cells someone started (the person in the browser).
 - ``busy_unknown``: it runs something the client could not identify.
+- ``kernel_frozen``: marimo reports the kernel idle, but it does not answer a trivial
+  request: its process is paused (a debugger, SIGSTOP, a suspended machine) or starved.
 - ``kernel_dead``: marimo reports the kernel process stopped; its variables are gone.
 - ``server_down``: the marimo server does not answer (stopped, crashed or frozen).
 """

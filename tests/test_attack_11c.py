@@ -57,18 +57,14 @@ def _kernel_pid(client: MarimoClient, server: MarimoServer, notebook: str | None
 # =============================================================== secrets
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: a person's marimo session cookie, kept by a cell they ran, reaches the model unredacted",
-)
 def test_a_persons_session_cookie_captured_by_their_cell_reaches_the_model(
     start_server: Any, tmp_path: Path
 ) -> None:
     """Attack: on a token server the person's browser authenticates with marimo's session
     cookie. A cell the *person* ran keeps the request it ran for (``mo.app_meta()``); the
     agent then looks at that variable. Expected: the cookie (a credential that
-    authenticates on its own) never reaches the model. The client redacts only what its
-    own requests carry, so the person's cookie passes."""
+    authenticates on its own) never reaches the model. It is nothing our requests carry:
+    it is recognised by its name (``session_<port>``) and shape (fixed in fix-11c)."""
     path = write_notebook(
         tmp_path / "cookie.py",
         ["import marimo as mo", "seen = None"],
@@ -130,10 +126,6 @@ def test_a_persons_session_cookie_captured_by_their_cell_reaches_the_model(
         person.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: credentials an httpx auth flow adds per request (auth=) are not known to the redactor",
-)
 def test_a_callers_httpx_auth_flow_is_redacted(start_server: Any, tmp_path: Path) -> None:
     """Attack: the caller's own httpx client authenticates to a proxy with ``auth=``
     (httpx adds ``Authorization: Basic …`` per request, it is not in ``client.headers``).
@@ -157,17 +149,13 @@ def test_a_callers_httpx_auth_flow_is_redacted(start_server: Any, tmp_path: Path
     assert basic not in result.stdout, "the caller's Basic credential reached the output"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: credential headers are found by name words only; Cf-Access-Jwt-Assertion passes",
-)
 def test_a_credential_header_without_a_telltale_name_is_redacted(
     start_server: Any, tmp_path: Path
 ) -> None:
     """Attack: a caller behind Cloudflare Access sends ``Cf-Access-Jwt-Assertion`` (a
     JWT that authenticates on its own; AWS ALB's ``X-Amzn-Oidc-Data`` is the same kind).
-    Expected: "every credential-bearing header value" is redacted. The redactor only knows
-    header names holding auth/cookie/token/secret/session/password/key."""
+    Expected: "every credential-bearing header value" is redacted. (It knew only header
+    names holding auth/cookie/token/…; now every header outside a short allow-list.)"""
     path = write_notebook(tmp_path / "cf.py", ["a = 1"])
     server: MarimoServer = start_server(path)
     jwt = "eyJhbGciOiJSUzI1NiJ9.eyJlbWFpbCI6ImFAYi5jIn0.c2lnbmF0dXJlLXZhbHVl"
@@ -274,17 +262,14 @@ def test_an_agent_run_whose_tool_output_holds_a_lone_surrogate_goes_on(setup: An
 # ================================================================ the queue
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: the queue slot is keyed by the URL text; 127.0.0.1 and localhost do not queue and blame another client",
-)
 def test_two_toolkits_spelling_the_server_differently_still_queue(
     shared_server: MarimoServer, new_notebook: Any
 ) -> None:
     """Attack: one process, two toolkits on one notebook (e.g. the graph and a helper
     agent), one built from ``127.0.0.1`` and one from ``localhost``. Their parallel calls
     must queue (README: "two toolkits on one notebook queue together"), not find each
-    other busy and blame "another client". The slot is keyed by the URL text."""
+    other busy and blame "another client". (The slot was keyed by the URL text; now by
+    the normalised address.)"""
     path = str(new_notebook(["a = 1"]))
     port = httpx.URL(shared_server.url).port
     one = MarimoPairToolkit.from_url(f"http://127.0.0.1:{port}", notebook=path, attach=True)
@@ -382,10 +367,6 @@ def test_a_kernel_killed_while_idle_is_named_dead_at_the_next_tool_call(
         toolkit.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: a SIGSTOPped kernel is reported as 'answers again: no restart is needed'",
-)
 def test_a_frozen_kernel_process_is_not_reported_as_answering(
     start_server: Any, tmp_path: Path
 ) -> None:
@@ -412,10 +393,6 @@ def test_a_frozen_kernel_process_is_not_reported_as_answering(
         assert elapsed < 40, f"{elapsed:.0f} s"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: a server frozen before the call gives a raw 'kernel status: ... ReadTimeout' without cause or way out",
-)
 def test_a_server_frozen_before_the_call_is_named_promptly(
     start_server: Any, tmp_path: Path
 ) -> None:
@@ -442,10 +419,6 @@ def test_a_server_frozen_before_the_call_is_named_promptly(
     assert elapsed < 45, f"named after {elapsed:.0f} s"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: code slow to stop after two interrupts is called wedged ('Only a restart frees it') though it answers seconds later",
-)
 def test_code_that_needs_two_interrupts_then_cleans_up_is_not_called_wedged(
     client: MarimoClient, attached: Any
 ) -> None:
@@ -867,16 +840,12 @@ def test_async_code_variants_leave_a_kernel_that_answers(tools_for: Any, code: s
 # ================================================================ large notebooks
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: the cell count behind scaled waits is a regex for @app.cell; a Markdown notebook counts 0 cells",
-)
 def test_waits_scale_for_a_large_markdown_notebook_too(tmp_path: Path) -> None:
     """Attack: a 3,000-cell notebook saved as Markdown (``marimo edit nb.md``), which marimo
     opens as slowly as the same notebook in Python. Expected: attach and probe waits grow
-    with it as they do for ``nb.py``. The cell count is a regex for ``@app.cell`` lines, so
-    a Markdown notebook counts as 0 cells. (No server needed: this is the wait the client
-    computes before it asks one.)"""
+    with it as they do for ``nb.py``. (The cell count was a regex for ``@app.cell`` lines,
+    so a Markdown notebook counted 0 cells; its code fences count now.) No server needed:
+    this is the wait the client computes before it asks one."""
     cells = [f"v{i} = {i}" for i in range(3000)]
     as_py = write_notebook(tmp_path / "big.py", cells)
     as_md = tmp_path / "big.md"

@@ -8,6 +8,7 @@ another client's scratchpad code. No fakes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -220,6 +221,42 @@ def test_a_frozen_server_after_a_timeout_is_named(start_server: Any, tmp_path: P
             except (KernelBusyError, ServerUnavailableError):
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+async def test_a_paused_kernel_is_named_frozen_not_answering(
+    start_server: Any, tmp_path: Path, flavour: str
+) -> None:
+    """A kernel process paused while idle (SIGSTOP; a debugger does the same) reads idle in
+    marimo's status. One trivial request tells it from a kernel that answers; once
+    resumed, it answers again. (`test_attack_11c.py` has the sync case
+    through the timeout message only.)"""
+    server: MarimoServer = start_server(write_notebook(tmp_path / "paused.py", ["p = 1"]))
+    with server.client() as sync_client:
+        sync_client.attach()
+        pid = _kernel_pid(sync_client, server)
+        started = time.monotonic()
+        with _frozen(pid):
+            if flavour == "sync":
+                with pytest.raises(ExecuteTimeoutError) as info:
+                    sync_client.execute("print('hi')", timeout=1)
+            else:
+                async with server.async_client() as aclient:
+                    with pytest.raises(ExecuteTimeoutError) as info:
+                        await aclient.execute("print('hi')", timeout=1)
+        elapsed = time.monotonic() - started
+        assert info.value.cause == "kernel_frozen", str(info.value)
+        assert "paused" in str(info.value) and "answers again" not in str(info.value)
+        assert not any(advice in str(info.value) for advice in RESTART_ADVICE), str(info.value)
+        # The limit, the grace for a kernel running nothing, a look, and the probe's wait.
+        assert elapsed < 1 + 3 + 2 + 6 + 5, f"named after {elapsed:.1f} s"
+        deadline = time.monotonic() + 30
+        while True:  # resumed: it catches up on what was queued, then answers
+            with contextlib.suppress(KernelBusyError):
+                if "back" in sync_client.execute("print('back')").stdout:
+                    break
+            assert time.monotonic() < deadline, "the kernel did not come back"
+            await asyncio.sleep(0.3)
 
 
 def test_a_person_run_before_our_call_is_named_with_its_cell(

@@ -137,8 +137,9 @@ def test_stream_cut_before_done_is_outcome_unknown() -> None:
     client, sent = _cut_stream_client(cut_after=0)
     with client, pytest.raises(OutcomeUnknownError, match="Inspect the notebook state"):
         client.execute("x = 1")
-    # The input() guard's installer rode in front of the user's code, on its line.
-    assert len(sent) == 1 and sent[0].endswith("; x = 1"), sent
+    # The input() guard's installer rode in front of the user's code, on its line. After
+    # the cut, the idle status was confirmed with one trivial request (`None`).
+    assert len(sent) == 2 and sent[0].endswith("; x = 1") and sent[1] == "None", sent
 
 
 # A compound statement first: the guard cannot share its line, so it is sent alone.
@@ -149,7 +150,7 @@ def test_stream_cut_of_the_users_code_is_outcome_unknown() -> None:
     client, sent = _cut_stream_client(cut_after=1)  # the separate guard request completes
     with client, pytest.raises(OutcomeUnknownError, match="Inspect the notebook state"):
         client.execute(LOOP)
-    assert sent[-1] == LOOP, "the user's code must be the request whose stream was cut"
+    assert sent[-2:] == [LOOP, "None"], "the user's code, then the probe after its cut"
 
 
 def test_stream_cut_before_the_code_was_sent_says_it_did_not_run() -> None:

@@ -256,3 +256,25 @@ async def test_gather_on_the_async_client_across_two_notebooks(
         elapsed = time.monotonic() - started
     assert [o.stdout for o in outs] == ["p\n", "q\n"]
     assert elapsed < 1.9, f"two kernels ran one after the other ({elapsed:.2f} s)"
+
+
+@pytest.mark.parametrize(
+    ("one", "other", "same"),
+    [
+        ("http://127.0.0.1:2718", "http://localhost:2718/", True),
+        ("http://[::1]:2718", "http://LOCALHOST:2718", True),
+        ("http://0.0.0.0:2718", "http://127.0.0.1:2718", True),
+        ("https://example.com/base/", "https://EXAMPLE.com:443/base", True),
+        ("http://127.0.0.1:2718", "http://127.0.0.1:2719", False),
+        ("http://127.0.0.1:2718/a", "http://127.0.0.1:2718/b", False),
+        ("http://example.com", "https://example.com", False),
+    ],
+)
+def test_the_queue_keys_a_server_by_its_address_not_its_spelling(
+    one: str, other: str, same: bool
+) -> None:
+    """Two spellings of one server share a slot; two servers never do. (The real-server
+    case is `test_attack_11c.py::test_two_toolkits_spelling_the_server_differently_still_queue`.)"""
+    from marimo_pair_tools._queue import slot_for
+
+    assert (slot_for(one, "session-k") is slot_for(other, "session-k")) is same

@@ -442,3 +442,118 @@ def test_a_token_that_cannot_be_a_header_is_refused_without_echoing_it() -> None
     with pytest.raises(ConfigurationError, match="HTTP header") as info:
         MarimoClient(base_url="http://127.0.0.1:2718", token="line\nbreak-secret")
     assert "break-secret" not in str(info.value)
+
+
+# ---------------------------------------------------------- credentials nobody gave us
+
+_SIGNED = "eyJhY2Nlc3NfdG9rZW4iOiAiYWJjIn0=.Z1xYzA.c2lnbmF0dXJlLXZhbHVlLXh5eg"
+"""The shape of marimo's (Starlette's) session cookie: base64 JSON, timestamp, signature."""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"{{'session_2718': '{_SIGNED}'}}",  # request.cookies as a dict's repr
+        f'{{\\"session_2718\\": \\"{_SIGNED}\\"}}',  # the same inside a JSON string
+        "{'cookie': 'session_2718=opaque-value-123456; theme=dark'}",  # request.headers
+        "{'Set-Cookie': 'proxy_auth=0123456789abcdef; Path=/'}",
+        "Cookie: proxy_auth=0123456789abcdef; theme=dark",  # a raw header line
+        f"the cookie alone: {_SIGNED}",  # a signed token by its shape (a JWT too)
+        "session_2718_base=0123456789abcdefXYZ",  # behind a base URL
+    ],
+)
+def test_credentials_are_recognised_by_their_shape(text: str) -> None:
+    """A person's session cookie, kept by a cell they ran, is nothing our requests carry:
+    it is recognised by its name or shape. The name stays, the value goes."""
+    from marimo_pair_tools._security import REDACTED, redact_all
+
+    redacted = redact_all(text, [])
+    assert REDACTED in redacted
+    for secret in (_SIGNED, "opaque-value-123456", "0123456789abcdef"):
+        assert secret not in redacted, redacted
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "cookie = load_cookie(path)",
+        "cookie: str = 'x'",
+        "f(session_1=x)",
+        "session_id = 'abc'",
+        "headers = {'Cookie': 'a=b'}",
+        "print('eyJ is how base64 of {\"... starts')",
+    ],
+)
+def test_code_that_only_mentions_cookies_is_left_alone(text: str) -> None:
+    """Shapes are narrow: code that names cookies or sessions reaches the model intact
+    (a redacted line of code would be edited back into the notebook as ``[REDACTED]``)."""
+    from marimo_pair_tools._security import redact_all
+
+    assert redact_all(text, []) == text
+
+
+def test_a_streamed_cookie_split_anywhere_is_still_redacted() -> None:
+    """The stream redactor holds an unfinished line that starts a credential, so a cookie
+    cut in two by chunking (at any place) never shows in part."""
+    from marimo_pair_tools.client import _StreamRedactor
+
+    line = f"x {{'host': 'h', 'cookie': 'session_2718={_SIGNED}'}} y\nnext line\n"
+    for cut in range(1, len(line)):
+        redactor = _StreamRedactor(["tok-abcdefgh"])
+        shown = redactor.feed(line[:cut]) + redactor.feed(line[cut:]) + redactor.flush()
+        assert _SIGNED[:12] not in shown and "[REDACTED]" in shown, (cut, shown)
+        assert shown.endswith("next line\n")
+
+
+def test_every_header_but_a_short_allow_list_is_a_credential() -> None:
+    """Identity-aware proxies put credentials in headers with no telltale name."""
+    from marimo_pair_tools._security import credential_values
+
+    headers = httpx.Headers(
+        {
+            "Cf-Access-Jwt-Assertion": "eyJhbGciOi.eyJlbWFpbCI.c2lnbmF0",
+            "X-Amzn-Oidc-Data": "oidc-data-0123456789",
+            "X-Team": "short",  # under eight characters: no secret
+            "Accept": "text/event-stream",
+            "User-Agent": "python-httpx/0.28",
+            "Host": "127.0.0.1:2718",
+            "Authorization": "Basic YWxpY2U6cHc=",
+        }
+    )
+    found = credential_values(headers, {})
+    assert found == {
+        "eyJhbGciOi.eyJlbWFpbCI.c2lnbmF0",
+        "oidc-data-0123456789",
+        "Basic YWxpY2U6cHc=",
+        "YWxpY2U6cHc=",
+    }
+
+
+class _SigningAuth(httpx.Auth):
+    """A custom auth flow: a per-request signature header, nowhere in ``client.headers``."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        signature = f"sig-{len(self.sent):04d}-7f3a9c1e5b"
+        self.sent.append(signature)
+        request.headers["X-Request-Signature"] = signature
+        yield request
+
+
+def test_a_custom_auth_flows_per_request_header_is_redacted(
+    start_server: Any, tmp_path: Path
+) -> None:
+    """What the kernel sees is the request as sent, after the caller's auth flow ran:
+    the redactor learns it from there (Basic auth: `test_attack_11c.py`)."""
+    server: MarimoServer = start_server(write_notebook(tmp_path / "signed.py", ["a = 1"]))
+    auth = _SigningAuth()
+    with (
+        httpx.Client(auth=auth) as http,
+        MarimoClient(base_url=server.url, http_client=http) as client,
+    ):
+        client.attach()
+        result = client.execute(SNOOP)
+    assert "x-request-signature" in result.stdout
+    assert auth.sent and not any(sig in result.stdout for sig in auth.sent), result.stdout
