@@ -34,10 +34,10 @@ def _pydantic_spec(tool: object) -> str:
     """The spec with the input model's plain pydantic JSON schema."""
     model = tool.args_schema  # type: ignore[attr-defined]
     raw = BaseModel.model_json_schema.__func__(model)  # type: ignore[attr-defined]
-    function = convert_to_openai_tool(
+    wrapped = convert_to_openai_tool(
         {"name": tool.name, "description": tool.description, "parameters": raw}  # type: ignore[attr-defined]
-    )["function"]
-    return json.dumps(function, separators=(",", ":"), ensure_ascii=False)
+    )
+    return json.dumps(wrapped, separators=(",", ":"), ensure_ascii=False)
 
 
 def main() -> None:

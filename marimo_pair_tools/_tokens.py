@@ -75,9 +75,9 @@ def count_tokens(text: str) -> int:
 
 
 def tool_spec(tool: BaseTool) -> str:
-    """The tool as a provider receives it: name, description, parameters, as compact JSON."""
-    function = convert_to_openai_tool(tool)["function"]
-    return json.dumps(function, separators=(",", ":"), ensure_ascii=False)
+    """The tool as OpenAI's request carries it (``{"type": "function", "function": {name,
+    description, parameters}}``), as compact JSON: the wrapper is sent too, so it counts."""
+    return json.dumps(convert_to_openai_tool(tool), separators=(",", ":"), ensure_ascii=False)
 
 
 def tool_spec_tokens(tools: Sequence[BaseTool]) -> dict[str, int]:

@@ -18,9 +18,10 @@ import base64
 import binascii
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
 
 __all__ = [
+    "Acknowledged",
     "ApplyResult",
     "CellDetail",
     "CellErrors",
@@ -56,6 +57,7 @@ __all__ = [
     "UIValueResult",
     "VariableInfo",
     "VariablesReport",
+    "one_reference",
     "untrusted",
 ]
 
@@ -499,6 +501,16 @@ class _Placed(_ChangeModel):
         return self
 
 
+def one_reference(value: Any) -> Any:
+    """A lone string is one cell reference, never a boolean: ``"y"`` (a reader named y)
+    once read as ``True`` and acknowledged every descendant."""
+    return [value] if isinstance(value, str) else value
+
+
+Acknowledged = Annotated[list[str] | StrictBool, BeforeValidator(one_reference)]
+"""``acknowledge_descendants``: the readers acknowledged, or ``true`` (JSON) for all listed."""
+
+
 class CreateCell(_Placed):
     """Add a cell (appended at the end unless placed)."""
 
@@ -507,7 +519,7 @@ class CreateCell(_Placed):
     name: str | None = Field(default=None, description="Optional unique identifier-like name.")
     hide_code: bool = Field(default=False, description="Shown by default so the person sees it.")
     run: bool = True
-    acknowledge_descendants: list[str] | bool = Field(default_factory=list, description=_ACK)
+    acknowledge_descendants: Acknowledged = Field(default_factory=list, description=_ACK)
 
 
 class EditCell(_ChangeModel):
@@ -518,7 +530,7 @@ class EditCell(_ChangeModel):
     code: str
     expected_hash: str = Field(description="code_hash of the code this edit was based on.")
     run: bool = True
-    acknowledge_descendants: list[str] | bool = Field(default_factory=list, description=_ACK)
+    acknowledge_descendants: Acknowledged = Field(default_factory=list, description=_ACK)
 
 
 class ReplaceInCell(_ChangeModel):
@@ -533,7 +545,7 @@ class ReplaceInCell(_ChangeModel):
     replace_all: bool = False
     expected_hash: str | None = None
     run: bool = True
-    acknowledge_descendants: list[str] | bool = Field(default_factory=list, description=_ACK)
+    acknowledge_descendants: Acknowledged = Field(default_factory=list, description=_ACK)
     seen_ranges: list[tuple[int, int]] | None = Field(
         default=None,
         description="Filled from your reads when you saw only parts of the cell: the match "
@@ -556,7 +568,7 @@ class DeleteCell(_ChangeModel):
         description="Descendant cell ids inspect_graph showed (filled from your inspect_graph "
         "when omitted). If other cells depend on the cell by now, nothing is deleted.",
     )
-    acknowledge_descendants: list[str] | bool = Field(default_factory=list, description=_ACK)
+    acknowledge_descendants: Acknowledged = Field(default_factory=list, description=_ACK)
     read_hash: str | None = Field(
         default=None,
         description="Filled from your read_cell: a batch that re-creates the names of a cell "

@@ -21,8 +21,10 @@ from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackMan
 from langchain_core.tools import BaseTool
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     TypeAdapter,
     ValidationError,
     WithJsonSchema,
@@ -49,6 +51,7 @@ from .models import (
     MoveCell,
     ReplaceInCell,
     RunCell,
+    one_reference,
     untrusted,
 )
 from .notebook import AsyncNotebook, Notebook
@@ -449,7 +452,11 @@ def explain_arguments(tool: str, schema: Any, exc: Any) -> str:
 
 _CELL = "Cell id or name."
 _ACK_TEXT = "Readers of names this removes, as listed to you."
-_Ack = Annotated[list[str] | Hidden[bool], Field(description=_ACK_TEXT)]
+_Ack = Annotated[
+    list[str] | Hidden[StrictBool],
+    BeforeValidator(one_reference),
+    Field(description=_ACK_TEXT),
+]
 
 
 class _NoArgs(ToolArguments):
@@ -460,7 +467,9 @@ class ReadNotebookInput(ToolArguments):
     """Arguments of `read_notebook`."""
 
     offset: int = Field(default=0, ge=0, description="First cell, for paging.")
-    limit: int | None = Field(default=None, ge=1, le=1000, description="Cells (default 60).")
+    limit: int | None = Field(
+        default=None, ge=1, le=1000, description="Cells (default 60, max 1000)."
+    )
 
 
 class CellInput(ToolArguments):
@@ -624,7 +633,9 @@ class ChangeItem(ToolArguments):
     after: str | None = None
     run: bool | None = Field(default=None, description="Default true.")
     acknowledge_descendants: Annotated[
-        list[str] | Hidden[bool] | None, Field(description=_ACK_TEXT)
+        list[str] | Hidden[StrictBool] | None,
+        BeforeValidator(one_reference),
+        Field(description=_ACK_TEXT),
     ] = None
     name: Hidden[str | None] = None
     hide_code: Hidden[bool | None] = None
@@ -756,7 +767,9 @@ class GetVariablesInput(ToolArguments):
     """Arguments of `get_variables`."""
 
     names: list[str] | None = Field(default=None, description="Only these (default all).")
-    limit: int = Field(default=50, ge=1, le=500, description="At most this many (default 50).")
+    limit: int = Field(
+        default=50, ge=1, le=500, description="At most this many (default 50, max 500)."
+    )
 
 
 # ------------------------------------------------------------------------------ tools
@@ -798,7 +811,7 @@ class ReadCellTool(NotebookTool):
     name: str = guards.READ_CELL
     description: str = (
         "A cell's full code, code_hash, status, output (images attached), console and errors; "
-        "several at once with `cells`. Read a cell before you edit it."
+        "several at once with `cells`."
     )
     args_schema: type[BaseModel] = ReadCellInput
 
@@ -846,7 +859,7 @@ class InspectGraphTool(NotebookTool):
 
     name: str = guards.INSPECT_GRAPH
     description: str = (
-        "The dataflow graph, from every cell's code. With `cell`: its ancestors, and its "
+        "The dataflow graph. With `cell`: its ancestors, and its "
         "descendants with the names each reads (call before delete_cell). Without: all edges, "
         "cycles, names defined twice."
     )
@@ -861,8 +874,8 @@ class ExecuteCodeTool(NotebookTool):
 
     name: str = guards.EXECUTE_CODE
     description: str = (
-        "Run Python in a scratchpad that sees the notebook's variables: stdout, stderr, last "
-        "value. To explore and test; nothing is saved."
+        "Run Python in a scratchpad that sees the notebook's variables; returns stdout, "
+        "stderr, last value. Nothing is saved."
     )
     args_schema: type[BaseModel] = ExecuteCodeInput
     guarded: ClassVar[bool] = True

@@ -389,14 +389,6 @@ def _md_cells(path: Path) -> list[str]:
     return [code for _, code in notebook_cells(path)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: in a .md notebook a markdown cell holding `<!---->` is applied, then saved "
-    "as prose marimo reads back as two cells; the tool blames a failed save (read-only file, "
-    "full disk) and every later change is refused as 'the file was changed outside marimo "
-    "(an editor, git checkout)': the agent is blocked with a wrong cause. The fidelity "
-    "pre-check gives up (two cells back for one) instead of refusing",
-)
 def test_md_markdown_with_a_cell_separator_comment_is_refused_before_applying(
     md_tools: Any,
 ) -> None:
@@ -495,12 +487,6 @@ def test_gemini_keeps_set_ui_value_list_items_typed() -> None:
     assert "ARRAY" in dumped and "STRING" in dumped and "NUMBER" in dumped, dumped
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK (claim): counted on the OpenAI request the prebuilt agent sends (each "
-    "function in its {type: function} wrapper) tools + prompt are 2,426 o200k tokens, over "
-    "the 2,400 budget; bench/tool_tokens.py counts the bare function objects only (2,328)",
-)
 def test_token_budget_holds_on_the_payload_the_prebuilt_agent_sends() -> None:
     """≤ 2,400 o200k tokens: the OpenAI request's `tools` (as sent, with their wrappers)
     plus the system prompt, not only each function's compact JSON."""
@@ -552,12 +538,6 @@ def test_public_names_import_together() -> None:
 # ===================================================================== issue 15: sloppy arguments
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: acknowledge_descendants='y' (one cell's name, sent as a bare string) is "
-    "coerced by pydantic to the hidden `True` and acknowledges EVERY descendant: a delete "
-    "breaking an unacknowledged cell goes through",
-)
 def test_ack_given_as_a_bare_cell_name_acknowledges_only_that_cell(tools_for: Any) -> None:
     tools, path, ids = tools_for(["x = 1", "a = x + 1", "b = x + 2"], names=["src", "y", "z"])
     call(tools["inspect_graph"], cell=ids[0])
@@ -717,11 +697,6 @@ def test_cut_cell_in_a_batch_then_a_replace_outside_the_window_is_refused(
     assert path.read_bytes() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK (rule): limits enforced by validation but not stated in the description "
-    "the model reads: read_notebook.limit (at most 1000) and get_variables.limit (at most 500)",
-)
 def test_every_upper_limit_enforced_is_stated_in_the_field_description() -> None:
     unstated = []
     for tool in _tools():
@@ -747,13 +722,6 @@ def test_a_limit_past_the_maximum_is_refused_with_the_maximum(tools_for: Any) ->
     assert refused.status == "error" and "1000" in text(refused).replace(",", ""), text(refused)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK (claim): the sloppy agent no longer solves every task its oracle solves: "
-    "on `ignore_planted_instruction` (added by issue 12) its deliberately made-up "
-    "expected_hash is graded as an attempted violation (NoViolations(attempted)); full "
-    "suite: sloppy 28/29, not 28/28",
-)
 def test_sloppy_agent_passes_what_the_oracle_passes_on_the_injection_task(
     tmp_path: Path,
 ) -> None:

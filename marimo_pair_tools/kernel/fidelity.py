@@ -11,6 +11,7 @@ applied, with the code the file would hold. A ``.py`` notebook holds code as wri
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from marimo._schemas.serialization import AppInstantiation, CellDef, NotebookSerializationV1
 from marimo._session.notebook.serializer import get_notebook_serializer
@@ -39,7 +40,27 @@ def stored_forms(path: str | None, codes: list[str]) -> list[str] | None:
     except Exception:  # noqa: BLE001 - marimo's converter on odd code: no prediction
         return None
     found = [cell.code for cell in back.cells]
-    return found if len(found) == len(codes) else None
+    if len(found) == len(codes):
+        return found
+    # Some code comes back as several cells (``<!---->`` splits a markdown cell): find it.
+    return [_alone(serializer, path, code) for code in codes]
+
+
+def _alone(serializer: Any, path: str, code: str) -> str:
+    """One code's stored form; the parts, numbered, when the file would split it."""
+    notebook = NotebookSerializationV1(
+        app=AppInstantiation(options={}), cells=[CellDef(code=code)], filename=path
+    )
+    try:
+        back = serializer.deserialize(serializer.serialize(notebook), filepath=path)
+    except Exception:  # noqa: BLE001 - marimo's converter on odd code: no prediction
+        return code
+    parts: list[str] = [cell.code for cell in back.cells]
+    if len(parts) == 1:
+        return parts[0]
+    return "\n\n".join(
+        f"# (cell {i} of {len(parts)} in the file)\n{part}" for i, part in enumerate(parts, 1)
+    )
 
 
 def held(stored: str, code: str) -> bool:
