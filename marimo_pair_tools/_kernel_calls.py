@@ -400,7 +400,7 @@ _NEXT_STEP = {
     "not_found": "List the cells with read_notebook and use an exact cell id or name.",
     "validation": "Nothing was applied. Fix the change and send the whole batch again.",
     "stale": "Nothing was applied. Redo your change on the current code below and send it "
-    "with expected_hash={current_hash}.",
+    "again (that code counts as read; its hash is {current_hash}).",
     "match": "Nothing was applied. Copy `old` exactly from the current code below, or make it "
     "unique.",
     "graph_changed": "Nothing was applied. The notebook changed since your inspect_graph: call "

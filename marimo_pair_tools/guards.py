@@ -808,8 +808,7 @@ def _check_edit(
             _Finding(
                 RULE_READ_BEFORE_EDIT,
                 f"{where}: you have not read cell {cell!r} yet. Call "
-                f"{READ_CELL}(cell={cell!r}) to see its current code and hash, then retry "
-                "with that hash as expected_hash.",
+                f"{READ_CELL}(cell={cell!r}) to see its current code, then retry.",
             )
         ]
     current = ledger.hashes.get(cell_id, read)

@@ -201,28 +201,17 @@ def _accepts_text(annotation: Any) -> bool:
     return origin is typing.Literal
 
 
-def _accepts_list(annotation: Any) -> bool:
-    origin = typing.get_origin(annotation)
-    if origin in (Union, types.UnionType):
-        return any(_accepts_list(a) for a in typing.get_args(annotation))
-    if origin is typing.Annotated:
-        return _accepts_list(typing.get_args(annotation)[0])
-    return origin is list or annotation is list
-
-
 def _decoded(value: Any, field: Any) -> Any:
     """A list or object a model sent as a JSON string, decoded (other values as they are).
 
-    A field that takes text keeps a string as text, unless it also takes a list and the
-    string is a JSON array (a widget's value: ``'["APAC"]'`` means the list).
+    A field that takes text keeps a string as text: only what receives it knows whether
+    ``'["APAC"]'`` means a list (a multiselect's value, decoded in the kernel's
+    ``set_ui_value``) or the text itself (a text box's).
     """
     if field is None or not isinstance(value, str):
         return value
     start = value.strip()[:1]
-    if not (
-        (start in ("[", "{") and not _accepts_text(field.annotation))
-        or (start == "[" and _accepts_list(field.annotation))
-    ):
+    if start not in ("[", "{") or _accepts_text(field.annotation):
         return value
     try:
         return json.loads(value)

@@ -556,11 +556,6 @@ def test_ack_given_as_a_bare_cell_id_is_refused_clearly(tools_for: Any) -> None:
     assert path.read_bytes() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='BREAK: set_ui_value on a mo.ui.text with the text \'["a", "b"]\' decodes it to a '
-    "list; the text widget then holds a Python list and the tool reports it 'took'",
-)
 def test_json_array_text_for_a_text_widget_stays_text(tools_for: Any) -> None:
     tools, _, _ = tools_for(
         ["import marimo as mo", "t = mo.ui.text(value='')\nt", "seen = t.value"]

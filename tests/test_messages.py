@@ -57,7 +57,7 @@ NOT_REMEDIES = {("tools.py", "notebook"), ("tools.py", "policy")}
 
 def test_every_argument_a_message_names_is_an_argument_of_a_tool() -> None:
     arguments = _properties(json.loads(SCHEMAS.read_text(encoding="utf-8")), set())
-    assert {"acknowledge_descendants", "expected_hash", "cell", "offset"} <= arguments
+    assert {"acknowledge_descendants", "cell", "offset"} <= arguments
     unknown = {
         (name, match)
         for name in MODEL_FACING

@@ -66,9 +66,11 @@ def test_null_means_left_out_and_json_strings_are_decoded(tools: dict[str, BaseT
     # A sloppy model sends a list as a JSON string; a string field keeps its text.
     assert _parse(tools["read_cell"], {"cells": '["a", "b"]'})["cells"] == ["a", "b"]
     assert _parse(tools["edit_cell"], {"cell": "a", "code": "[1]"})["code"] == "[1]"
-    # A widget value that may be a list: a JSON array string is the list it spells.
+    # A widget value stays as sent: whether '["APAC"]' is a list (a dropdown) or text (a
+    # text box) is decided in the kernel, by the widget (test_attack_13_15, test_eval_sloppy).
     ui = tools["set_ui_value"]
-    assert _parse(ui, {"name": "d", "value": '["APAC"]'})["value"] == ["APAC"]
+    assert _parse(ui, {"name": "d", "value": '["APAC"]'})["value"] == '["APAC"]'
+    assert _parse(ui, {"name": "d", "value": ["APAC"]})["value"] == ["APAC"]
     assert _parse(ui, {"name": "t", "value": "APAC"})["value"] == "APAC"
     assert _parse(ui, {"name": "t", "value": '{"a": 1}'})["value"] == '{"a": 1}'
     assert _parse(tools["get_variables"], {"limit": "5"})["limit"] == 5

@@ -85,7 +85,7 @@ def test_every_tool_argument_is_checked_and_the_file_is_untouched(setup: Any) ->
         ("execute_code", {"code": f"print('{LONE}')"}, "The code"),
         ("create_cell", {"code": f"y = '{LONE}'"}, "changes[0].code"),
         ("read_cell", {"cell": f"x{LONE}"}, "cell"),
-        ("set_ui_value", {"name": "slider", "value": {"label": LONE}}, "value.label"),
+        ("set_ui_value", {"name": "slider", "value": [LONE]}, "value[0]"),
     ]:
         result = call(name, args)
         assert result.status == "error", (name, result.content)

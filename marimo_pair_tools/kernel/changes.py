@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import json
 import os
 import time
 from pathlib import Path
@@ -690,6 +691,20 @@ async def packages_change(state: NotebookState, args: Args) -> dict[str, Any]:
     }
 
 
+def _value_for(element: Any, value: Any) -> Any:
+    """A JSON array sent as text means a list for a widget whose page value is a list (a
+    dropdown, a multiselect), and stays text for one that holds text (a text box)."""
+    # The value the page started with: its type is the widget's (a set may have changed it).
+    page_value = getattr(element, "_initial_value_frontend", element.value)
+    if isinstance(value, str) and isinstance(page_value, (list, tuple)):
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            return value
+        return decoded if isinstance(decoded, list) else value
+    return value
+
+
 async def set_ui_value(state: NotebookState, args: Args) -> dict[str, Any]:
     """Set the `mo.ui` element held by global ``name`` and read its value back."""
     name = args["name"]
@@ -707,7 +722,8 @@ async def set_ui_value(state: NotebookState, args: Args) -> dict[str, Any]:
                 f"{name!r} is a {type(element).__name__}, not a marimo UI element (mo.ui.*).",
             )
         before = jsonable(element.value)
-        ctx.set_ui_value(element, args["value"])
+        wanted = _value_for(element, args["value"])
+        ctx.set_ui_value(element, wanted)
     # Values are applied (and dependent cells re-run) when the context exits.
     current = state.ctx.globals.get(name)
     value = jsonable(getattr(current, "value", None))
@@ -723,6 +739,6 @@ async def set_ui_value(state: NotebookState, args: Args) -> dict[str, Any]:
         "requested": args["value"],
         "before": before,
         "value": value,
-        "took": value == jsonable(args["value"]),
+        "took": value == jsonable(wanted),
         "ran": ran,
     }
