@@ -419,8 +419,7 @@ _NEXT_STEP = {
     "cell whose names change and retry with acknowledge_descendants listing those cells (or "
     "true for all of them); "
     "otherwise keep the names they read.",
-    "format": "Send the code the file would hold (above) if it says what you meant, or keep "
-    "the text in a code cell (assign it: `_text = mo.md(...)`, then `_text` on the last line).",
+    "format": "Send the code the file would hold (above) if it says what you meant.",
     "unsettled": "Nothing was applied. If a person just ran this cell, the code the kernel ran "
     "(below) is their newest version and the notebook catches up within a second or two: call "
     "read_cell again, then redo your change on their version. Never drop their work.",

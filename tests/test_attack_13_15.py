@@ -425,11 +425,6 @@ def test_md_sql_cell_refused_then_the_offered_form_is_kept_with_its_name(md_tool
     assert any("counts = mo.sql" in c for c in _md_cells(path)), _md_cells(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK (message): the .md format refusal of a SQL cell advises wrapping markdown "
-    "text (`_text = mo.md(...)`), a remedy for prose, not for SQL",
-)
 def test_md_sql_refusal_names_only_remedies_for_sql(md_tools: Any) -> None:
     tools, _ = md_tools("sql_msg_attack.md")
     refused = call(tools["create_cell"], code='counts = mo.sql(f"""SELECT 1 AS one""")')

@@ -457,10 +457,20 @@ def _check_format(state: NotebookState, batch: Batch, results: list[dict[str, An
                 "saves a markdown cell as prose (and a SQL cell as a sql block) and would "
                 "read this one back as other code, so the file would not hold your text. "
                 "Nothing was applied. The file would hold:\n```python\n"
-                f"{cut(kept, 2000)}\n```",
+                f"{cut(kept, 2000)}\n```" + _format_remedy(code),
                 cell_id=cid,
                 stored_code=cut(kept, 2000),
             )
+
+
+def _format_remedy(code: str) -> str:
+    """A way to keep markdown text as written; a SQL cell's only way is the form shown."""
+    if "mo.md(" in code:
+        return (
+            "\nOr keep the text in a code cell the format holds as written: assign it "
+            "(`_text = mo.md(...)`) and put `_text` on the last line."
+        )
+    return ""
 
 
 SAVE_WAIT = 3.0
