@@ -69,12 +69,6 @@ def test_delete_of_attach_needs_the_qualified_readers_acknowledged(tools_for: An
     assert path.read_bytes() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: `CREATE TABLE db.t` is no descendant of `ATTACH ... AS db`; deleting the "
-    "ATTACH cell goes through unacknowledged and the CREATE cell then fails (Catalog Error). "
-    "marimo's own graph lacks this edge in either order; the guard trusts it",
-)
 def test_delete_of_attach_is_guarded_when_only_a_create_uses_the_catalog(
     tools_for: Any,
 ) -> None:

@@ -45,8 +45,10 @@ def test_graph_has_every_edge_marimo_has_for_every_cell(notebook: Path) -> None:
     our_edges = {(p, c) for p, children in ours.children.items() for c in children}
     assert _edges(forward) - our_edges == set(), "edges marimo has and we lack"
     assert _edges(backward) - our_edges == set()
-    # An extra edge only where marimo's own graph has it in the other order.
-    assert our_edges - _edges(forward) <= _edges(backward)
+    # An extra edge only where marimo's own graph has it in the other order, or where a
+    # table is created in a catalog or schema another cell makes (marimo lacks those;
+    # the CREATE fails without its ATTACH: test_attack_13_15).
+    assert our_edges - _edges(forward) - ours.container_edges <= _edges(backward)
     for cid, _ in pairs:
         if cid in forward.topology.cells:
             assert ours.parents[cid] >= forward.topology.parents[cid], cid

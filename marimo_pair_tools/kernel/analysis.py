@@ -175,6 +175,31 @@ class Graph:
             for name in facts.deleted_refs:
                 for reader in readers.get(name, ()):
                     self._edge(reader, cid, name)
+        self._link_containers()
+
+    container_edges: set[tuple[str, str]]
+    """The extra edges `_link_containers` made (not in marimo's graph)."""
+
+    def _link_containers(self) -> None:
+        """A table created inside a catalog or schema another cell makes (``ATTACH ... AS
+        db`` then ``CREATE TABLE db.t``) needs that cell: marimo's graph has no such edge,
+        so deleting the ATTACH went through unacknowledged. An extra edge, safe side."""
+        containers: dict[str, set[str]] = {}
+        self.container_edges: set[tuple[str, str]] = set()
+        for cid in self.order:
+            for name, data in self.info[cid].variable_data.items():
+                if data and data[-1].kind in ("catalog", "schema"):
+                    containers.setdefault(name, set()).add(cid)
+        if not containers:
+            return
+        for cid in self.order:
+            for data in self.info[cid].variable_data.values():
+                ref = getattr(data[-1], "sql_ref", None) if data else None
+                for qualifier in (getattr(ref, "catalog", None), getattr(ref, "schema", None)):
+                    for parent in containers.get(qualifier or "", ()):
+                        if parent != cid:
+                            self._edge(parent, cid, qualifier or "")
+                            self.container_edges.add((parent, cid))
 
     def _link_plain(self, cid: str, facts: Analysis) -> None:
         """marimo's ``resolve_cell_references`` for a cell without SQL references.
