@@ -119,7 +119,7 @@ def test_case_insensitive_table_reader_is_a_descendant(tools_for: Any) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="BREAK (inherited from marimo's static analysis): a table created with an "
+    reason="LIMIT (inherited from marimo's static analysis): a table created with an "
     "f-string name (CREATE TABLE {name}) is seen as defining '1', so its reader "
     "(`FROM trips`) is no descendant and deleting the creator needs no acknowledgement",
 )
