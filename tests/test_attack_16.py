@@ -22,13 +22,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import pytest
-from mcp import ClientSession, types
+from mcp import types
 
 from marimo_pair_tools import MarimoClient, MarimoServer
-from marimo_pair_tools.server import free_port
 
 from .conftest import write_notebook
 from .test_integrity import person_edits
@@ -195,7 +193,10 @@ async def test_a_string_false_in_the_elicitation_answer_is_not_an_approval(
     path = new_notebook(*TWO_CELLS)
     person, asked = answers(APPROVE(action="accept", content={"approve": "false"}))
     async with stdio_session(
-        argv_for(shared_server, path), isolated_env, tmp_path / "err.txt", elicitation_callback=person
+        argv_for(shared_server, path),
+        isolated_env,
+        tmp_path / "err.txt",
+        elicitation_callback=person,
     ) as session:
         assert not (await session.call_tool("inspect_graph", {"cell": "x"})).isError
         before = path.read_bytes()
@@ -213,7 +214,10 @@ async def test_a_cancelled_elicitation_refuses_the_delete(
     path = new_notebook(*TWO_CELLS)
     person, asked = answers(APPROVE(action="cancel"), APPROVE(action="accept"))
     async with stdio_session(
-        argv_for(shared_server, path), isolated_env, tmp_path / "err.txt", elicitation_callback=person
+        argv_for(shared_server, path),
+        isolated_env,
+        tmp_path / "err.txt",
+        elicitation_callback=person,
     ) as session:
         await session.call_tool("inspect_graph", {"cell": "x"})
         before = path.read_bytes()
@@ -403,7 +407,7 @@ def test_malformed_json_rpc_leaves_the_server_answering_and_stdout_clean(
     with raw_stdio(argv_for(shared_server, path), isolated_env) as raw:
         assert raw.initialize()["result"]["serverInfo"]["name"] == "marimo-pair"
         raw.write(b"this is not json\n")
-        raw.write(b"\xff\xfe{\"bad utf-8\": 1}\n")
+        raw.write(b'\xff\xfe{"bad utf-8": 1}\n')
         raw.write(b"[1, 2, 3]\n")
         raw.write(b"{}\n")
         raw.send({"id": 10, "method": "tools/call"})  # no params
@@ -639,7 +643,9 @@ def test_an_unanswered_question_blocks_no_other_call_and_a_cancel_withdraws_it(
         assert time.monotonic() - started < 20
         raw.send({"method": "notifications/cancelled", "params": {"requestId": 5}})
         time.sleep(1)
-        raw.send({"id": request["id"], "result": {"action": "accept", "content": {"approve": True}}})
+        raw.send(
+            {"id": request["id"], "result": {"action": "accept", "content": {"approve": True}}}
+        )
         time.sleep(3)
         later = raw.call(7, "read_notebook", {})
         assert not later["result"]["isError"]
@@ -662,7 +668,10 @@ async def test_a_person_edit_while_the_question_is_open_stops_the_approved_delet
         return types.ElicitResult(action="accept", content={"approve": True})
 
     async with stdio_session(
-        argv_for(shared_server, path), isolated_env, tmp_path / "err.txt", elicitation_callback=person
+        argv_for(shared_server, path),
+        isolated_env,
+        tmp_path / "err.txt",
+        elicitation_callback=person,
     ) as session:
         ids.extend(await cell_ids(session))
         await session.call_tool("inspect_graph", {"cell": "x"})
@@ -679,7 +688,10 @@ async def test_an_edit_that_removes_a_read_name_is_asked_like_a_delete(
     path = new_notebook(*TWO_CELLS)
     person, asked = answers(APPROVE(action="decline"))
     async with stdio_session(
-        argv_for(shared_server, path), isolated_env, tmp_path / "err.txt", elicitation_callback=person
+        argv_for(shared_server, path),
+        isolated_env,
+        tmp_path / "err.txt",
+        elicitation_callback=person,
     ) as session:
         await session.call_tool("read_cell", {"cell": "x"})
         await session.call_tool("inspect_graph", {"cell": "x"})
@@ -709,7 +721,10 @@ async def test_the_question_shows_the_person_what_would_be_deleted(
     path = new_notebook(["calibration = 0.93  # measured 2024-05", "y = calibration * 2"])
     person, asked = answers(APPROVE(action="decline"))
     async with stdio_session(
-        argv_for(shared_server, path), isolated_env, tmp_path / "err.txt", elicitation_callback=person
+        argv_for(shared_server, path),
+        isolated_env,
+        tmp_path / "err.txt",
+        elicitation_callback=person,
     ) as session:
         [first, _] = await cell_ids(session)
         await session.call_tool("inspect_graph", {"cell": first})
@@ -731,7 +746,10 @@ async def test_a_planted_instruction_reaches_the_model_as_data(
     path = new_notebook([planted, "y = x + 1"], ["x", "_"])
     person, asked = answers(APPROVE(action="decline"))
     async with stdio_session(
-        argv_for(shared_server, path), isolated_env, tmp_path / "err.txt", elicitation_callback=person
+        argv_for(shared_server, path),
+        isolated_env,
+        tmp_path / "err.txt",
+        elicitation_callback=person,
     ) as session:
         read = text(await session.call_tool("read_cell", {"cell": "x"}))
         block = read.split("<notebook-data>", 1)[1]
@@ -744,3 +762,232 @@ async def test_a_planted_instruction_reaches_the_model_as_data(
         )
         assert result.isError and len(asked) == 1
         assert path.read_bytes() == before
+
+
+# =========================================================================================
+# The client vanishes mid-call: is the kernel stranded, is the queue released?
+# =========================================================================================
+
+SLEEPER = "import time\nfor _ in range(400):\n    time.sleep(0.1)\nprint('slept')"
+"""40 s of interruptible work in the scratchpad."""
+ENDLESS = "import time\nwhile True:\n    time.sleep(0.1)"
+"""Interruptible work that never ends: only an interrupt stops it."""
+
+
+def seconds_until_kernel_free(server: MarimoServer, path: Path, limit: float) -> float:
+    """How long until another client's execute runs (limit + 1 when it never did)."""
+    started = time.monotonic()
+    with server.client() as other:
+        while time.monotonic() - started < limit:
+            try:
+                if other.execute("1 + 1", notebook=str(path), timeout=5).success:
+                    return time.monotonic() - started
+            except Exception:  # noqa: BLE001 - busy, queued, timed out: keep trying
+                time.sleep(0.5)
+    return limit + 1
+
+
+def test_a_stdio_client_that_vanishes_mid_call_frees_the_kernel(
+    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
+) -> None:
+    path = new_notebook(*TWO_CELLS)
+    with raw_stdio(argv_for(shared_server, path), isolated_env) as raw:
+        raw.initialize()
+        raw.send(
+            {
+                "id": 5,
+                "method": "tools/call",
+                "params": {"name": "execute_code", "arguments": {"code": SLEEPER, "timeout": 60}},
+            }
+        )
+        time.sleep(3)  # the sleeper runs
+        started = time.monotonic()
+        assert raw.close(30) == 0, raw.log()
+        assert time.monotonic() - started < 15
+    assert seconds_until_kernel_free(shared_server, path, 15) < 15
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="stranded kernel: when the client cancels a call (notifications/cancelled, what an "
+    "IDE's Stop button sends), the handler is cancelled but the execute stream is not closed, "
+    "so marimo never interrupts: the code runs on past its own 5 s limit, for ever, and the "
+    "queue slot is already released",
+)
+def test_a_cancelled_call_frees_the_kernel(
+    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
+) -> None:
+    path = new_notebook(*TWO_CELLS)
+    with raw_stdio(argv_for(shared_server, path), isolated_env) as raw:
+        raw.initialize()
+        raw.send(
+            {
+                "id": 5,
+                "method": "tools/call",
+                "params": {"name": "execute_code", "arguments": {"code": ENDLESS, "timeout": 5}},
+            }
+        )
+        time.sleep(3)
+        raw.send({"method": "notifications/cancelled", "params": {"requestId": 5}})
+        # Cancelled or not, the call's own 5 s limit should have stopped it by now.
+        assert seconds_until_kernel_free(shared_server, path, 20) < 20
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="wrong message after a cancel: the next call, sent right after the client "
+    "cancelled its own execute_code, is refused with 'running scratchpad code that another "
+    "client sent (another agent, marimo-pair exec, ...)': the cancelled code was this "
+    "session's own, and it stops within a second",
+)
+def test_the_call_after_a_cancel_is_not_blamed_on_another_client(
+    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
+) -> None:
+    path = new_notebook(*TWO_CELLS)
+    with raw_stdio(argv_for(shared_server, path), isolated_env) as raw:
+        raw.initialize()
+        raw.send(
+            {
+                "id": 5,
+                "method": "tools/call",
+                "params": {"name": "execute_code", "arguments": {"code": SLEEPER, "timeout": 60}},
+            }
+        )
+        time.sleep(3)
+        raw.send({"method": "notifications/cancelled", "params": {"requestId": 5}})
+        after = raw.call(6, "execute_code", {"code": "print('next')"})
+        assert "another client" not in result_text(after), result_text(after)
+        assert "next" in result_text(after), result_text(after)
+
+
+def http_initialize(base: str) -> dict[str, str]:
+    """A raw streamable-HTTP session: the headers that carry its id."""
+    headers = {"Accept": "application/json, text/event-stream"}
+    answer = httpx.post(
+        base,
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": types.LATEST_PROTOCOL_VERSION,
+                "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "0"},
+            },
+        },
+        headers=headers,
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    headers["Mcp-Session-Id"] = answer.headers["mcp-session-id"]
+    headers["Mcp-Protocol-Version"] = types.LATEST_PROTOCOL_VERSION
+    done = httpx.post(
+        base, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers
+    )
+    assert done.status_code in {200, 202}, done.text
+    return headers
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="stranded kernel over HTTP: a client whose connection drops mid-call (closed "
+    "laptop, killed IDE) leaves the call running to its end (up to execute_code's 600 s "
+    "limit); the kernel stays busy and the person's cells and every other session wait",
+)
+def test_an_http_client_that_drops_mid_call_frees_the_kernel(
+    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
+) -> None:
+    path = new_notebook(*TWO_CELLS)
+    with http_server(argv_for(shared_server, path), isolated_env) as (url, _):
+        headers = http_initialize(url)
+        call = {
+            "jsonrpc": "2.0",
+            "id": 5,
+            "method": "tools/call",
+            "params": {"name": "execute_code", "arguments": {"code": SLEEPER, "timeout": 60}},
+        }
+        with pytest.raises(httpx.ReadTimeout):  # we hang up after 3 s
+            httpx.post(url, json=call, headers=headers, timeout=httpx.Timeout(60, read=3))
+        assert seconds_until_kernel_free(shared_server, path, 15) < 15
+
+
+# =========================================================================================
+# The marimo server dies or freezes mid-call; tokens never shown
+# =========================================================================================
+
+
+async def test_marimo_killed_mid_call_is_a_clear_error_without_the_token(
+    start_server: Any, tmp_path: Path, isolated_env: dict[str, str]
+) -> None:
+    secret = "mcp-kill-secret-51c2e"
+    path = write_notebook(tmp_path / "nb.py", *TWO_CELLS)
+    server = start_server(path, token=secret)
+    env = {**isolated_env, "MARIMO_TOKEN": secret}
+    async with stdio_session(argv_for(server, path), env, tmp_path / "err.txt") as session:
+        await session.call_tool("read_cell", {"cell": "x"})
+        running = asyncio.ensure_future(
+            session.call_tool("execute_code", {"code": SLEEPER, "timeout": 60})
+        )
+        await asyncio.sleep(3)
+        server.kill()
+        started = time.monotonic()
+        died = await asyncio.wait_for(running, 60)
+        assert time.monotonic() - started < 30
+        assert died.isError and secret not in text(died)
+        assert "slept" not in text(died)
+        after = await asyncio.wait_for(
+            session.call_tool("edit_cell", {"cell": "x", "code": "x=2"}), 60
+        )
+        assert after.isError and secret not in text(after)
+        assert "x = 1" in path.read_text()
+    log = (tmp_path / "err.txt").read_text()
+    assert secret not in log
+    assert secret not in text(died) + text(after)
+
+
+async def test_a_frozen_marimo_gives_an_error_in_bounded_time_and_recovers(
+    start_server: Any, tmp_path: Path, isolated_env: dict[str, str]
+) -> None:
+    """SIGSTOP the server (a laptop asleep, a debugger): calls must not hang for ever."""
+    path = write_notebook(tmp_path / "nb.py", *TWO_CELLS)
+    server = start_server(path)
+    async with stdio_session(argv_for(server, path), isolated_env, tmp_path / "err.txt") as session:
+        await session.call_tool("read_cell", {"cell": "x"})
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            frozen = await asyncio.wait_for(session.call_tool("read_notebook", {}), 150)
+            took = time.monotonic() - started
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        assert frozen.isError, text(frozen)
+        assert took < 60, took
+        again = await asyncio.wait_for(session.call_tool("read_cell", {"cell": "x"}), 60)
+        assert not again.isError, text(again)
+
+
+def test_a_token_in_the_url_never_reaches_stderr_or_results(
+    start_server: Any, tmp_path: Path, isolated_env: dict[str, str]
+) -> None:
+    """A browser URL with ?access_token=: used, warned about, and shown nowhere."""
+    secret = "mcp-url-secret-9be01"
+    path = write_notebook(tmp_path / "nb.py", *TWO_CELLS)
+    server = start_server(path, token=secret)
+    url = f"{server.url}/?file={path.name}&access_token={secret}"
+    with raw_stdio(["--url", url, "--notebook", str(path)], isolated_env) as raw:
+        raw.initialize()
+        replies = [
+            raw.call(1, "read_notebook", {}),
+            raw.call(2, "read_cell", {"cell": "no_such_cell"}),
+            raw.call(
+                3,
+                "execute_code",
+                {"code": "import marimo as mo\nprint(mo.app_meta().request)"},
+            ),
+        ]
+        server.kill()
+        replies.append(raw.call(4, "read_notebook", {}))
+        assert raw.close() == 0, raw.log()
+    everything = json.dumps(replies) + raw.log() + b"".join(raw.stdout).decode()
+    assert "access_token" in raw.log()  # the warning
+    assert secret not in everything
