@@ -991,3 +991,176 @@ def test_a_token_in_the_url_never_reaches_stderr_or_results(
     everything = json.dumps(replies) + raw.log() + b"".join(raw.stdout).decode()
     assert "access_token" in raw.log()  # the warning
     assert secret not in everything
+
+
+# =========================================================================================
+# Concurrency: one session, several sessions, several MCP processes
+# =========================================================================================
+
+
+async def test_parallel_calls_in_one_session_all_run(
+    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
+) -> None:
+    """A model's parallel tool calls queue; none is refused as if a person's cell ran."""
+    path = new_notebook(*TWO_CELLS)
+    with http_server(argv_for(shared_server, path), isolated_env) as (url, _):
+        async with http_session(url) as session:
+            results = await asyncio.gather(
+                *(
+                    session.call_tool("execute_code", {"code": f"print('call', {n} * 7)"})
+                    for n in range(6)
+                ),
+                session.call_tool("read_notebook", {}),
+                session.call_tool("get_errors", {}),
+            )
+            for n, result in enumerate(results[:6]):
+                assert not result.isError and f"call {n * 7}" in text(result), text(result)
+            assert not any(r.isError for r in results[6:])
+
+
+async def test_two_edits_from_one_read_in_parallel_apply_once(
+    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
+) -> None:
+    path = new_notebook(*TWO_CELLS)
+    with http_server(argv_for(shared_server, path), isolated_env) as (url, _):
+        async with http_session(url) as session:
+            await session.call_tool("read_cell", {"cell": "x"})
+            one, two = await asyncio.gather(
+                session.call_tool("edit_cell", {"cell": "x", "code": "x = 10"}),
+                session.call_tool("edit_cell", {"cell": "x", "code": "x = 20"}),
+            )
+            assert [one.isError, two.isError].count(False) == 1, (text(one), text(two))
+            winner = "x = 10" if not one.isError else "x = 20"
+            loser = "x = 20" if winner == "x = 10" else "x = 10"
+            saved = path.read_text()
+            assert winner in saved and loser not in saved
+
+
+async def test_parallel_edits_of_different_cells_from_two_sessions_all_land(
+    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
+) -> None:
+    path = new_notebook(["a = 1", "b = 2", "c = 3", "d = 4"], ["a", "b", "c", "d"])
+    with http_server(argv_for(shared_server, path), isolated_env) as (url, _):
+        async with http_session(url) as one, http_session(url) as other:
+            for session, cells in ((one, "ab"), (other, "cd")):
+                for cell in cells:
+                    assert not (await session.call_tool("read_cell", {"cell": cell})).isError
+            for round_ in range(3):
+                results = await asyncio.gather(
+                    *(
+                        session.call_tool(
+                            "edit_cell", {"cell": cell, "code": f"{cell} = {round_}00"}
+                        )
+                        for session, cells in ((one, "ab"), (other, "cd"))
+                        for cell in cells
+                    )
+                )
+                assert not any(r.isError for r in results), [text(r) for r in results]
+            saved = path.read_text()
+            for cell in "abcd":
+                assert f"{cell} = 200" in saved, saved
+
+
+async def test_an_edit_of_a_cell_another_session_deleted_recreates_nothing(
+    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
+) -> None:
+    path = new_notebook(["x = 1", "unrelated = 2"], ["x", "_"])
+    with http_server(argv_for(shared_server, path), isolated_env) as (url, _):
+        async with http_session(url) as a, http_session(url) as b:
+            await a.call_tool("read_cell", {"cell": "x"})
+            await b.call_tool("inspect_graph", {"cell": "x"})
+            assert not (await b.call_tool("delete_cell", {"cell": "x"})).isError
+            after_delete = path.read_bytes()
+            edit = await a.call_tool("edit_cell", {"cell": "x", "code": "x = 5"})
+            assert edit.isError
+            assert "read_notebook" in text(edit) or "no cell" in text(edit).lower(), text(edit)
+            assert path.read_bytes() == after_delete
+
+
+async def test_two_mcp_processes_on_one_notebook_lose_nothing(
+    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Claude Code and Cursor, each with its own `marimo-pair mcp`, on one notebook at once.
+
+    Their queues are per process, so one may be told the kernel is busy; that must say so
+    and lose nothing, and every edit reported as applied must be on disk.
+    """
+    path = new_notebook(["a = 1", "b = 2"], ["a", "b"])
+    argv = argv_for(shared_server, path)
+    async with (
+        stdio_session(argv, isolated_env, tmp_path / "one.txt") as one,
+        stdio_session(argv, isolated_env, tmp_path / "two.txt") as two,
+    ):
+        await one.call_tool("read_cell", {"cell": "a"})
+        await two.call_tool("read_cell", {"cell": "b"})
+        applied: list[str] = []
+        for round_ in range(3):
+            results = await asyncio.gather(
+                one.call_tool("edit_cell", {"cell": "a", "code": f"a = {round_ + 1}11"}),
+                two.call_tool("edit_cell", {"cell": "b", "code": f"b = {round_ + 1}22"}),
+                one.call_tool("execute_code", {"code": "import time\ntime.sleep(0.5)"}),
+                two.call_tool("execute_code", {"code": "import time\ntime.sleep(0.5)"}),
+            )
+            for code, result in zip((f"a = {round_ + 1}11", f"b = {round_ + 1}22"), results[:2]):
+                if result.isError:
+                    assert "busy" in text(result) or "running" in text(result), text(result)
+                    assert "nothing was" in text(result), text(result)
+                else:
+                    applied.append(code)
+            # Each session's last successful edit is what the file holds for that cell.
+            saved = path.read_text()
+            for cell in "ab":
+                mine = [c for c in applied if c.startswith(cell)]
+                if mine:
+                    assert mine[-1] in saved, (mine, saved)
+                    if any(c != mine[-1] for c in mine):
+                        await (one if cell == "a" else two).call_tool("read_cell", {"cell": cell})
+        assert applied, "neither process managed a single edit"
+
+
+# =========================================================================================
+# HTTP: Host and Origin tricks (DNS rebinding, other local pages)
+# =========================================================================================
+
+
+def test_http_refuses_every_foreign_host_and_origin_on_every_method(
+    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
+) -> None:
+    path = new_notebook(*TWO_CELLS)
+    with http_server(argv_for(shared_server, path), isolated_env) as (url, _):
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        ours = http_initialize(url)
+        bad_hosts = [
+            f"evil.example:{port}",
+            f"localhost.evil.example:{port}",
+            f"127.0.0.1.nip.io:{port}",
+            f"127.0.0.1:{port}.evil.example",
+            f"127.0.0.1:{port + 1}",
+        ]
+        bad_origins = [
+            "null",
+            f"http://127.0.0.1:{port}.evil.example",
+            f"http://localhost:{port + 1}",  # another local dev server's page
+            f"http://evil.example:{port}",
+        ]
+        call = {
+            "jsonrpc": "2.0",
+            "id": 9,
+            "method": "tools/call",
+            "params": {"name": "execute_code", "arguments": {"code": "print('pwned')"}},
+        }
+        for method in ("POST", "GET", "DELETE"):
+            for host in bad_hosts:
+                answer = httpx.request(
+                    method, url, json=call, headers={**ours, "Host": host}, timeout=10
+                )
+                assert 400 <= answer.status_code < 500, (method, host, answer.status_code)
+                assert "pwned" not in answer.text
+            for origin in bad_origins:
+                answer = httpx.request(
+                    method, url, json=call, headers={**ours, "Origin": origin}, timeout=10
+                )
+                assert 400 <= answer.status_code < 500, (method, origin, answer.status_code)
+        # The session survived the hostile DELETEs.
+        still = httpx.post(url, json=call, headers=ours, timeout=60)
+        assert still.status_code == 200 and "pwned" in still.text
