@@ -32,8 +32,11 @@ from .conftest import write_notebook
 from .test_integrity import person_edits
 from .test_mcp import (
     CLI,
+    MCP_TOKEN,
     TWO_CELLS,
+    bearer,
     cell_ids,
+    http_env,
     http_server,
     http_session,
     isolated_env,
@@ -41,7 +44,7 @@ from .test_mcp import (
     text,
 )
 
-__all__ = ["isolated_env"]  # the fixture, re-exported for this module's tests
+__all__ = ["http_env", "isolated_env"]  # the fixtures, re-exported for this module's tests
 
 APPROVE = types.ElicitResult
 
@@ -319,10 +322,10 @@ async def test_create_cell_annotations_admit_that_the_new_cell_runs_arbitrary_co
 
 
 async def test_a_read_in_one_session_does_not_let_another_edit_even_with_its_hash(
-    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
+    shared_server: MarimoServer, new_notebook: Any, http_env: dict[str, str]
 ) -> None:
     path = new_notebook(*TWO_CELLS)
-    with http_server(argv_for(shared_server, path), isolated_env) as (url, _):
+    with http_server(argv_for(shared_server, path), http_env) as (url, _):
         async with http_session(url) as a, http_session(url) as b:
             read = await a.call_tool("read_cell", {"cell": "x"})
             assert not read.isError
@@ -341,10 +344,10 @@ async def test_a_read_in_one_session_does_not_let_another_edit_even_with_its_has
 
 
 async def test_a_stale_read_in_one_session_loses_to_an_edit_from_another(
-    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
+    shared_server: MarimoServer, new_notebook: Any, http_env: dict[str, str]
 ) -> None:
     path = new_notebook(*TWO_CELLS)
-    with http_server(argv_for(shared_server, path), isolated_env) as (url, _):
+    with http_server(argv_for(shared_server, path), http_env) as (url, _):
         async with http_session(url) as a, http_session(url) as b:
             assert not (await a.call_tool("read_cell", {"cell": "x"})).isError
             assert not (await b.call_tool("read_cell", {"cell": "x"})).isError
@@ -357,11 +360,11 @@ async def test_a_stale_read_in_one_session_loses_to_an_edit_from_another(
 
 
 async def test_a_dependent_added_by_another_session_stops_a_delete(
-    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
+    shared_server: MarimoServer, new_notebook: Any, http_env: dict[str, str]
 ) -> None:
     """A inspects x (dependent: y); B adds z reading x; A's acknowledged delete must stop."""
     path = new_notebook(*TWO_CELLS)
-    with http_server(argv_for(shared_server, path), isolated_env) as (url, _):
+    with http_server(argv_for(shared_server, path), http_env) as (url, _):
         async with http_session(url) as a, http_session(url) as b:
             assert not (await a.call_tool("inspect_graph", {"cell": "x"})).isError
             made = await b.call_tool("create_cell", {"code": "z = x * 100"})
@@ -377,11 +380,11 @@ async def test_a_dependent_added_by_another_session_stops_a_delete(
 async def test_a_person_edit_between_inspect_and_delete_stops_the_delete(
     shared_server: MarimoServer,
     new_notebook: Any,
-    isolated_env: dict[str, str],
+    http_env: dict[str, str],
     client: MarimoClient,
 ) -> None:
     path = new_notebook(*TWO_CELLS)
-    with http_server(argv_for(shared_server, path), isolated_env) as (url, _):
+    with http_server(argv_for(shared_server, path), http_env) as (url, _):
         async with http_session(url) as a:
             ids = await cell_ids(a)
             assert not (await a.call_tool("inspect_graph", {"cell": "x"})).isError
@@ -862,7 +865,7 @@ def test_the_call_after_a_cancel_is_not_blamed_on_another_client(
 
 def http_initialize(base: str) -> dict[str, str]:
     """A raw streamable-HTTP session: the headers that carry its id."""
-    headers = {"Accept": "application/json, text/event-stream"}
+    headers = {"Accept": "application/json, text/event-stream", **bearer(MCP_TOKEN)}
     answer = httpx.post(
         base,
         json={
@@ -895,10 +898,10 @@ def http_initialize(base: str) -> dict[str, str]:
     "limit); the kernel stays busy and the person's cells and every other session wait",
 )
 def test_an_http_client_that_drops_mid_call_frees_the_kernel(
-    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
+    shared_server: MarimoServer, new_notebook: Any, http_env: dict[str, str]
 ) -> None:
     path = new_notebook(*TWO_CELLS)
-    with http_server(argv_for(shared_server, path), isolated_env) as (url, _):
+    with http_server(argv_for(shared_server, path), http_env) as (url, _):
         headers = http_initialize(url)
         call = {
             "jsonrpc": "2.0",
@@ -1040,11 +1043,11 @@ def test_a_call_before_initialize_runs_nothing(
 
 
 async def test_parallel_calls_in_one_session_all_run(
-    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
+    shared_server: MarimoServer, new_notebook: Any, http_env: dict[str, str]
 ) -> None:
     """A model's parallel tool calls queue; none is refused as if a person's cell ran."""
     path = new_notebook(*TWO_CELLS)
-    with http_server(argv_for(shared_server, path), isolated_env) as (url, _):
+    with http_server(argv_for(shared_server, path), http_env) as (url, _):
         async with http_session(url) as session:
             results = await asyncio.gather(
                 *(
@@ -1060,10 +1063,10 @@ async def test_parallel_calls_in_one_session_all_run(
 
 
 async def test_two_edits_from_one_read_in_parallel_apply_once(
-    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
+    shared_server: MarimoServer, new_notebook: Any, http_env: dict[str, str]
 ) -> None:
     path = new_notebook(*TWO_CELLS)
-    with http_server(argv_for(shared_server, path), isolated_env) as (url, _):
+    with http_server(argv_for(shared_server, path), http_env) as (url, _):
         async with http_session(url) as session:
             await session.call_tool("read_cell", {"cell": "x"})
             one, two = await asyncio.gather(
@@ -1078,10 +1081,10 @@ async def test_two_edits_from_one_read_in_parallel_apply_once(
 
 
 async def test_parallel_edits_of_different_cells_from_two_sessions_all_land(
-    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
+    shared_server: MarimoServer, new_notebook: Any, http_env: dict[str, str]
 ) -> None:
     path = new_notebook(["a = 1", "b = 2", "c = 3", "d = 4"], ["a", "b", "c", "d"])
-    with http_server(argv_for(shared_server, path), isolated_env) as (url, _):
+    with http_server(argv_for(shared_server, path), http_env) as (url, _):
         async with http_session(url) as one, http_session(url) as other:
             for session, cells in ((one, "ab"), (other, "cd")):
                 for cell in cells:
@@ -1103,10 +1106,10 @@ async def test_parallel_edits_of_different_cells_from_two_sessions_all_land(
 
 
 async def test_an_edit_of_a_cell_another_session_deleted_recreates_nothing(
-    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
+    shared_server: MarimoServer, new_notebook: Any, http_env: dict[str, str]
 ) -> None:
     path = new_notebook(["x = 1", "unrelated = 2"], ["x", "_"])
-    with http_server(argv_for(shared_server, path), isolated_env) as (url, _):
+    with http_server(argv_for(shared_server, path), http_env) as (url, _):
         async with http_session(url) as a, http_session(url) as b:
             await a.call_tool("read_cell", {"cell": "x"})
             await b.call_tool("inspect_graph", {"cell": "x"})
@@ -1167,10 +1170,10 @@ async def test_two_mcp_processes_on_one_notebook_lose_nothing(
 
 
 def test_http_refuses_every_foreign_host_and_origin_on_every_method(
-    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
+    shared_server: MarimoServer, new_notebook: Any, http_env: dict[str, str]
 ) -> None:
     path = new_notebook(*TWO_CELLS)
-    with http_server(argv_for(shared_server, path), isolated_env) as (url, _):
+    with http_server(argv_for(shared_server, path), http_env) as (url, _):
         port = int(url.rsplit(":", 1)[1].split("/")[0])
         ours = http_initialize(url)
         bad_hosts = [
@@ -1244,13 +1247,13 @@ async def test_parallel_questions_keep_their_own_answers(
 
 
 async def test_http_clients_are_asked_too(
-    shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
+    shared_server: MarimoServer, new_notebook: Any, http_env: dict[str, str]
 ) -> None:
     path = new_notebook(*TWO_CELLS)
     person, asked = answers(
         APPROVE(action="decline"), APPROVE(action="accept", content={"approve": True})
     )
-    with http_server(argv_for(shared_server, path), isolated_env) as (url, _):
+    with http_server(argv_for(shared_server, path), http_env) as (url, _):
         async with http_session(url, elicitation_callback=person) as session:
             await session.call_tool("inspect_graph", {"cell": "x"})
             before = path.read_bytes()
