@@ -184,12 +184,6 @@ def result_text(reply: dict[str, Any]) -> str:
 # =========================================================================================
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="approval fails open: an elicitation answer {'approve': 'false'} (a string, which "
-    "the SDK's ElicitResult accepts) is read with bool(), so 'false' approves and the cell "
-    "with dependents is deleted",
-)
 async def test_a_string_false_in_the_elicitation_answer_is_not_an_approval(
     shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -289,13 +283,6 @@ async def test_read_only_tools_change_nothing_and_move_runs_nothing(
         assert runs(log) == before_runs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="annotations lie: create_cell runs arbitrary Python (a created cell deleted a file "
-    "outside the notebook) yet is annotated destructiveHint=False, openWorldHint=False; a "
-    "client that auto-approves non-destructive tools runs code it would confirm for "
-    "execute_code (run_cell, edit_cell and set_ui_value alike: openWorldHint=False)",
-)
 async def test_create_cell_annotations_admit_that_the_new_cell_runs_arbitrary_code(
     shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -466,12 +453,6 @@ async def test_wrong_argument_types_are_refused_with_the_valid_arguments(
         assert path.read_bytes() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="unbounded echo: an unknown tool name or an unknown cell reference is repeated "
-    "whole in the error (twice for a cell), so a 1 MB argument gives a >1 MB result; every "
-    "other output is capped near max_chars",
-)
 async def test_huge_names_are_not_echoed_back_whole(
     shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -593,12 +574,6 @@ def inspect_then_delete(raw: RawStdio, delete_id: int) -> dict[str, Any]:
     return request
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a client that answers the elicitation with a JSON-RPC error (e.g. it declared "
-    "only URL-mode elicitation, or its dialog crashed) gets the SDK's raw error text as the "
-    "tool result: not the policy's refusal, no 'nothing was changed', no way forward",
-)
 def test_an_elicitation_answered_with_an_error_is_a_clear_refusal(
     shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
 ) -> None:
@@ -712,12 +687,6 @@ async def test_an_edit_that_removes_a_read_name_is_asked_like_a_delete(
         assert path.read_bytes() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the person is asked blind: the elicitation names the cell only as the model "
-    "referred to it ('Hbol' or a name) and its dependents by id; it shows neither the code "
-    "that will be deleted nor the names the dependents lose",
-)
 async def test_the_question_shows_the_person_what_would_be_deleted(
     shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -810,13 +779,6 @@ def test_a_stdio_client_that_vanishes_mid_call_frees_the_kernel(
     assert seconds_until_kernel_free(shared_server, path, 15) < 15
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stranded kernel: when the client cancels a call (notifications/cancelled, what an "
-    "IDE's Stop button sends), the handler is cancelled but the execute stream is not closed, "
-    "so marimo never interrupts: the code runs on past its own 5 s limit, for ever, and the "
-    "queue slot is already released",
-)
 def test_a_cancelled_call_frees_the_kernel(
     shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
 ) -> None:
@@ -836,13 +798,6 @@ def test_a_cancelled_call_frees_the_kernel(
         assert seconds_until_kernel_free(shared_server, path, 20) < 20
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="wrong message after a cancel: the next call, sent right after the client "
-    "cancelled its own execute_code, is refused with 'running scratchpad code that another "
-    "client sent (another agent, marimo-pair exec, ...)': the cancelled code was this "
-    "session's own (still running: see test_a_cancelled_call_frees_the_kernel)",
-)
 def test_the_call_after_a_cancel_is_not_blamed_on_another_client(
     shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
 ) -> None:
@@ -891,12 +846,6 @@ def http_initialize(base: str) -> dict[str, str]:
     return headers
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stranded kernel over HTTP: a client whose connection drops mid-call (closed "
-    "laptop, killed IDE) leaves the call running to its end (up to execute_code's 600 s "
-    "limit); the kernel stays busy and the person's cells and every other session wait",
-)
 def test_an_http_client_that_drops_mid_call_frees_the_kernel(
     shared_server: MarimoServer, new_notebook: Any, http_env: dict[str, str]
 ) -> None:
