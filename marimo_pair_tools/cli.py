@@ -187,6 +187,8 @@ def _join(args: argparse.Namespace, notebook: str, url: str | None, **options: A
         token=page.token if page else None,
         allow_remote=args.allow_remote,
         run=not args.no_run,
+        # A marimo this command starts ends with it, even if it is SIGKILLed (Linux).
+        die_with_parent=threading.current_thread() is threading.main_thread(),
         **options,
     )
 
