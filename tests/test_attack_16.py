@@ -1240,12 +1240,6 @@ def test_sigterm_mid_call_frees_the_kernel(
         assert seconds_until_kernel_free(shared_server, path, 15) < 15
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SIGTERM while stdin is still open does not end the stdio server: main() returns "
-    "(marimo it started is stopped) but the interpreter then waits for the thread blocked "
-    "reading stdin, so the process lingers until stdin closes or SIGKILL (seen: >200 s)",
-)
 def test_sigterm_with_stdin_open_ends_the_stdio_server(
     shared_server: MarimoServer, new_notebook: Any, isolated_env: dict[str, str]
 ) -> None:
