@@ -22,6 +22,7 @@ Over HTTP, every request must carry the bearer token from ``MARIMO_PAIR_MCP_TOKE
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import os
 import socket
@@ -387,7 +388,11 @@ class McpPairServer:
         from mcp.server.stdio import stdio_server
 
         text = TextIOWrapper(stdout, encoding="utf-8", write_through=True)
-        async with stdio_server(stdout=anyio.wrap_file(text)) as (read, write):
+        stdin = anyio.wrap_file(TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace"))
+        lines = _AnsweredLines(stdin)
+        async with stdio_server(stdin=lines, stdout=anyio.wrap_file(text)) as (read, write):  # type: ignore[arg-type]
+            lines.replies = write
+            lines.ready.set()
             await self.server.run(read, write, self.server.create_initialization_options())
 
     def http_app(self, host: str, port: int, *, token: str | None) -> Any:
@@ -432,6 +437,77 @@ class McpPairServer:
             lifespan="on",
         )
         await uvicorn.Server(config).serve(sockets=[listener])
+
+
+class _AnsweredLines:
+    """Stdin's lines for the SDK's stdio reader; a request it cannot read gets an answer.
+
+    The SDK drops a line its parser rejects and answers nothing, so the client waits
+    for ever. Its parser rejects valid JSON too: a lone surrogate escape (``"\\ud800"``)
+    that `json.loads` reads. Such a line, when it is a request with an id, is answered
+    here with a JSON-RPC error instead of being passed on.
+    """
+
+    def __init__(self, lines: Any) -> None:
+        import anyio
+
+        self.lines = lines
+        self.replies: Any = None
+        """The SDK's write stream, once `stdio_server` has made it."""
+        self.ready = anyio.Event()
+
+    def __aiter__(self) -> Any:
+        return self._lines()
+
+    async def _lines(self) -> Any:
+        from mcp.shared.message import SessionMessage
+
+        async for line in self.lines:
+            answer = _unreadable_request(line)
+            if answer is None:
+                yield line
+                continue
+            await self.ready.wait()
+            await self.replies.send(SessionMessage(answer))
+
+
+def _unreadable_request(line: str) -> types.JSONRPCMessage | None:
+    """The error to answer ``line`` with when the SDK could not read it but it has an id."""
+    try:
+        types.JSONRPCMessage.model_validate_json(line)
+    except ValidationError:
+        pass
+    else:
+        return None
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return None  # not JSON: there is no id to answer
+    if not isinstance(message, dict) or "method" not in message:
+        return None
+    request_id = message.get("id")
+    if isinstance(request_id, bool) or not isinstance(request_id, (int, str)):
+        return None
+    if _has_lone_surrogate(message):
+        text = (
+            "The request holds a lone surrogate (such as \\ud800), which is not Unicode "
+            "text and cannot be sent to the notebook; nothing was run. Send the text "
+            "without it (a real character, or an escape inside the Python code)."
+        )
+    else:
+        text = "The request does not fit MCP's message format; nothing was run."
+    error = types.ErrorData(code=types.INVALID_REQUEST, message=text)
+    return types.JSONRPCMessage(types.JSONRPCError(jsonrpc="2.0", id=request_id, error=error))
+
+
+def _has_lone_surrogate(value: object) -> bool:
+    if isinstance(value, str):
+        return any("\ud800" <= c <= "\udfff" for c in value)
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
 
 
 def _error(text: str) -> types.CallToolResult:
