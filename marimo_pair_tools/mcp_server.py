@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import math
 import os
 import socket
 import sys
@@ -472,13 +473,19 @@ class _AnsweredLines:
 
 
 def _unreadable_request(line: str) -> types.JSONRPCMessage | None:
-    """The error to answer ``line`` with when the SDK could not read it but it has an id."""
+    """The error to answer ``line`` with when the SDK would drop or alter it, if it has an id.
+
+    Altered: the SDK reads ``NaN`` and ``Infinity`` (no JSON numbers) and passes them on
+    as ``null``, which a tool takes as "the default": a call the client never made.
+    """
     try:
         types.JSONRPCMessage.model_validate_json(line)
     except ValidationError:
-        pass
+        readable = False
     else:
-        return None
+        readable = True
+        if "NaN" not in line and "Infinity" not in line:
+            return None
     try:
         message = json.loads(line)
     except ValueError:
@@ -494,6 +501,13 @@ def _unreadable_request(line: str) -> types.JSONRPCMessage | None:
             "text and cannot be sent to the notebook; nothing was run. Send the text "
             "without it (a real character, or an escape inside the Python code)."
         )
+    elif _has_non_finite(message):
+        text = (
+            "The request holds NaN or Infinity, which are not JSON numbers; nothing was "
+            "run. Send a finite number, or leave the argument out for its default."
+        )
+    elif readable:
+        return None
     else:
         text = "The request does not fit MCP's message format; nothing was run."
     error = types.ErrorData(code=types.INVALID_REQUEST, message=text)
@@ -507,6 +521,16 @@ def _has_lone_surrogate(value: object) -> bool:
         return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
     if isinstance(value, list):
         return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
+def _has_non_finite(value: object) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_non_finite(v) for v in value)
     return False
 
 

@@ -422,8 +422,15 @@ def test_malformed_json_rpc_leaves_the_server_answering_and_stdout_clean(
         )
         # A request the SDK's parser rejects (a wrong protocol version) is still answered.
         raw.write(b'{"jsonrpc": "1.0", "id": 15, "method": "tools/list"}\n')
-        replies = raw.replies_to({10, 11, 12, 13, 14, 15})
+        # NaN is no JSON, but Python's json writes it; the SDK would pass it on as null (the
+        # default timeout): refused, and never run.
+        raw.write(
+            b'{"jsonrpc": "2.0", "id": 16, "method": "tools/call", "params": {"name": '
+            b'"execute_code", "arguments": {"code": "print(1)", "timeout": NaN}}}\n'
+        )
+        replies = raw.replies_to({10, 11, 12, 13, 14, 15, 16})
         assert "format" in replies[15]["error"]["message"], replies[15]
+        assert "NaN" in replies[16]["error"]["message"], replies[16]
         assert "error" in replies[10] and "error" in replies[12]
         # No arguments at all: the tool's own refusal, naming what it needs.
         assert replies[11]["result"]["isError"] and "cell" in result_text(replies[11])
@@ -456,7 +463,8 @@ async def test_wrong_argument_types_are_refused_with_the_valid_arguments(
             ("apply_changes", {"changes": "delete everything"}),
             ("apply_changes", {"changes": [{"op": "drop_table", "cell": "x"}]}),
             ("execute_code", {"code": "1", "timeout": 1e9}),
-            ("execute_code", {"code": "1", "timeout": float("nan")}),
+            # timeout=NaN: the SDK client sends it as null (the default), so it is sent raw
+            # in test_malformed_json_rpc_leaves_the_server_answering_and_stdout_clean.
         ]
         for name, args in bad:
             result = await session.call_tool(name, args)
