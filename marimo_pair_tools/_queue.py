@@ -43,6 +43,8 @@ class SessionSlot:
     wedged_since: float | None = None
     """When code we sent passed its limit and kept running after the interrupt
     (`time.time()`); cleared once the kernel is seen idle again."""
+    sent: bool = False
+    """Whether the holder's code reached the kernel (so a cancelled call must stop it)."""
 
     def acquire(self, wait: float | None, what: str) -> bool:
         """Take the slot, blocking up to ``wait`` seconds (``None``: as long as needed)."""
@@ -69,6 +71,7 @@ class SessionSlot:
 
     def _mark(self, what: str) -> None:
         self.holder = what
+        self.sent = False
         self.held_since = time.monotonic()
 
 

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-__all__ = ["BoundedText", "truncate"]
+__all__ = ["BoundedText", "short_repr", "truncate"]
+
+
+def short_repr(value: str, limit: int = 60) -> str:
+    """``repr(value)``, or its start and its length when longer than ``limit`` characters.
+
+    For echoing what a caller sent (a name, a reference) in a message: a 1 MB
+    argument must not come back whole, once per mention.
+    """
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}… ({len(value):,} characters)"
 
 
 def _marker(cut: int, what: str, hint: str) -> str:

@@ -31,6 +31,7 @@ from langgraph.types import interrupt
 from pydantic import BaseModel, ValidationError
 
 from . import guards
+from ._text import truncate
 from .errors import ConfigurationError
 from .toolkit import MarimoPairToolkit
 from .tools import explain_arguments, learn_from_error
@@ -494,19 +495,41 @@ def _asking_again(request: dict[str, Any], problem: str) -> dict[str, Any]:
 def impact_report(
     item: Mapping[str, Any], ledger: guards.Ledger, code_of: Callable[[str], str | None]
 ) -> str:
-    """What a person needs to judge a call: for deletes, the code and what breaks."""
+    """What a person needs to judge a call: for deletes, the code and what breaks.
+
+    Bounded (a person reads it in a dialog): each code is cut to `APPROVAL_CODE_CHARS`,
+    at most `APPROVAL_CELLS` deleted cells and `guards.LISTED_CELLS` dependents each
+    are listed, and the rest is counted.
+    """
     call = item["call"]
-    lines = [str(item["approval"] or f"{call['name']} needs approval.")]
-    for cell in guards.deleted_cells(call):
+    reason = str(item["approval"] or f"{call['name']} needs approval.")
+    lines = [truncate(reason, guards.SHOWN_CODE_LIMIT, what="this reason", hint="see the call")]
+    cells = guards.deleted_cells(call)
+    for cell in cells[:APPROVAL_CELLS]:
         code = code_of(cell)
         if code is not None:
-            lines.append(f"Cell {cell} code:\n{code}")
+            cut = truncate(code, APPROVAL_CODE_CHARS, what="code", hint="the notebook shows it all")
+            lines.append(f"Cell {cell} code:\n{cut}")
         check = ledger.descendant_checks.get(guards.resolve_cell(ledger, cell))
         if check is None:
             continue
         if not check.descendants:
             lines.append(f"Deleting {cell} breaks no other cell.")
-        for desc in check.descendants:
-            lost = ", ".join(check.names_lost.get(desc, [])) or "(indirect)"
+        for desc in check.descendants[: guards.LISTED_CELLS]:
+            names = check.names_lost.get(desc, [])
+            lost = ", ".join(names[:5]) or "(indirect)"
+            if len(names) > 5:
+                lost += f", and {len(names) - 5:,} more"
             lines.append(f"Deleting {cell}: cell {desc} loses {lost}.")
+        more = len(check.descendants) - guards.LISTED_CELLS
+        if more > 0:
+            lines.append(f"Deleting {cell} breaks {more:,} more cells (inspect_graph lists them).")
+    if len(cells) > APPROVAL_CELLS:
+        lines.append(f"And {len(cells) - APPROVAL_CELLS:,} more cells to delete.")
     return "\n".join(lines)
+
+
+APPROVAL_CELLS = 5
+"""Deleted cells whose code and dependents one approval request shows."""
+APPROVAL_CODE_CHARS = 2_000
+"""Characters of each deleted cell's code an approval request shows."""

@@ -187,6 +187,8 @@ def _join(args: argparse.Namespace, notebook: str, url: str | None, **options: A
         token=page.token if page else None,
         allow_remote=args.allow_remote,
         run=not args.no_run,
+        # A marimo this command starts ends with it, even if it is SIGKILLed (Linux).
+        die_with_parent=threading.current_thread() is threading.main_thread(),
         **options,
     )
 
@@ -474,6 +476,7 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
     from .mcp_server import HTTP_PATH, McpPairServer, listen
 
     listener = listen(args.mcp_host, args.mcp_port) if args.transport == "http" else None
+    stopped: KeyboardInterrupt | None = None
     try:
         toolkit = _mcp_toolkit(args)
         try:
@@ -484,7 +487,10 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
             )
             if listener is None:
                 assert stdout is not None
-                anyio.run(server.serve_stdio, stdout)
+                try:
+                    anyio.run(server.serve_stdio, stdout)
+                except KeyboardInterrupt as signalled:  # SIGINT, or SIGTERM (`_Terminated`)
+                    stopped = signalled
             else:
                 if token is not None:
                     _warn_if_marimo_is_open(toolkit)
@@ -507,6 +513,13 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
     finally:
         if listener is not None:
             listener.close()
+    if stopped is not None:
+        # What we started is stopped. The SDK reads stdin in a thread blocked in read(),
+        # which nothing interrupts; the interpreter would wait for it at exit until the
+        # client closes stdin (seen: > 200 s). So end the process here.
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(128 + (signal.SIGTERM if isinstance(stopped, _Terminated) else signal.SIGINT))
     return 0
 
 

@@ -2402,6 +2402,8 @@ class AsyncMarimoClient(_ClientCore):
         self._probes: set[asyncio.Future[None]] = set()
         self._attached: dict[str, tuple[asyncio.Task[None], str | None]] = {}
         self._runs: dict[str, _CompletedRuns] = {}
+        self._stops: set[asyncio.Task[None]] = set()
+        """Tasks stopping the code of cancelled calls (kept: the loop holds tasks weakly)."""
 
     def _new_pool(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -2611,10 +2613,49 @@ class AsyncMarimoClient(_ClientCore):
         slot = self._slot(session)
         if not await slot.aacquire(self._queue_wait(timeout), "execute"):
             raise self._queue_error(session, slot)
+        handed_over = False
         try:
             return await self._execute_checked(
                 session, code, timeout, on_chunk, interrupt_others, slot=slot
             )
+        except asyncio.CancelledError:
+            # The caller gave up (an MCP client's Stop, a dropped connection, a cancelled
+            # task): code it sent must not run on with nobody watching its limit.
+            if slot.sent:
+                self._stop_abandoned(session, slot)
+                handed_over = True
+            raise
+        finally:
+            if not handed_over:
+                slot.release()
+
+    def _stop_abandoned(self, session: SessionInfo, slot: SessionSlot) -> None:
+        """Stop the code of a cancelled call in a task of its own; it releases ``slot``.
+
+        Its own task, because the cancelled one may not wait for anything any more.
+        Until the kernel is free the slot stays ours, so the next call queues behind
+        the stop instead of finding "another client's" code running.
+        """
+        slot.holder = "stopping cancelled code"
+        task = asyncio.get_running_loop().create_task(self._stop_then_release(session, slot))
+        self._stops.add(task)
+        task.add_done_callback(self._stops.discard)
+
+    async def _stop_then_release(self, session: SessionInfo, slot: SessionSlot) -> None:
+        try:
+            # marimo interrupts when an execute's stream closes; give that a moment.
+            found, _ = await self._settle(session, self._first_look(session))
+            if found == "running":
+                activity = await self._activity(session)
+                # Only a scratchpad run can be ours: a person's cell is never interrupted.
+                if activity is None or activity.scratchpad:
+                    await self._post_control("/api/kernel/interrupt", "interrupt", session)
+                    found, _ = await self._settle(session, self._probe_wait(session))
+                    if found == "running":
+                        slot.wedged_since = time.time()
+            logger.info("cancelled call's code stopped: kernel %s", found)
+        except (MarimoPairError, httpx.HTTPError) as exc:
+            logger.warning("could not stop a cancelled call's code: %s", self._redact(str(exc)))
         finally:
             slot.release()
 
@@ -2737,6 +2778,8 @@ class AsyncMarimoClient(_ClientCore):
         limit = self._execute_timeout(timeout)
         state = self._state(on_chunk)
         started = time.monotonic()
+        if slot is not None and not internal:
+            slot.sent = True
 
         async def consume() -> None:
             async with (await self._http()).stream(

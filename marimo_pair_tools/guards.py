@@ -145,6 +145,12 @@ _NOTEBOOK_WRITERS = re.compile(
 _EDIT_OPS = frozenset({OP_EDIT, OP_REPLACE})
 SHOWN_CODE_LIMIT = 4000
 LISTED_CELLS = 20
+MAX_REFERENCE_CHARS = 256
+"""Longest cell or variable reference a call may send: ids are 4 characters and names are
+Python identifiers, so a longer one names nothing, and echoing it would flood the reply."""
+_REFERENCE_KEYS = frozenset(
+    {"cell", "cells", "before", "after", "acknowledge_descendants", "name", "names", "changes"}
+)
 """At most this many cells are named in a refusal; the rest are counted."""
 """Characters of a cell's code an error message shows (`_kernel_calls` cuts there)."""
 
@@ -704,6 +710,38 @@ def check(policy: Policy, ledger: Ledger, tool_name: str, args: Mapping[str, Any
     return Decision(allowed=True, rule=None, reason="allowed", tool=tool_name, args_summary=summary)
 
 
+def oversized_reference(tool_name: str, args: Mapping[str, Any]) -> str | None:
+    """A refusal for a cell or variable reference too long to name anything, else None.
+
+    Checked before anything else, so that no later message repeats the reference.
+    """
+    for key, value in args.items():
+        if key not in _REFERENCE_KEYS:
+            continue
+        for text in _strings(value):
+            if len(text) > MAX_REFERENCE_CHARS:
+                return (
+                    f"{tool_name} refused; nothing was changed. `{key}` holds a reference "
+                    f"{len(text):,} characters long, and no cell or variable has a name that "
+                    f"long (the limit is {MAX_REFERENCE_CHARS}). Refer to a cell by its id or "
+                    f"its name as {LIST_CELLS} shows them, and to a variable by its name."
+                )
+    return None
+
+
+def _strings(value: object) -> Iterable[str]:
+    """The strings in a reference argument (a list of them, or change dicts' references)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for key, inner in value.items():
+            if key in _REFERENCE_KEYS:
+                yield from _strings(inner)
+    elif isinstance(value, (list, tuple)):
+        for inner in value:
+            yield from _strings(inner)
+
+
 def reaches_internals(code: str) -> bool:
     """Whether the code plainly imports marimo's private modules (an early, friendly no).
 
@@ -876,7 +914,7 @@ def _check_delete(
                     f"{INSPECT_GRAPH}(cell={cell!r}) first, then retry.",
                 )
             ]
-        return _approval(policy, cell, [])
+        return _approval(policy, cell, [], None)
 
     read = ledger.reads.get(cell_id)
     if read is not None and inspected.code_hash and read != inspected.code_hash:
@@ -923,16 +961,20 @@ def _check_delete(
                     "otherwise change those cells first.",
                 )
             ]
-    return _approval(policy, cell, breaking)
+    return _approval(policy, cell, breaking, inspected)
 
 
-def _approval(policy: Policy, cell: str, breaking: list[str]) -> list[_Finding]:
+def _approval(
+    policy: Policy, cell: str, breaking: list[str], inspected: DescendantCheck | None
+) -> list[_Finding]:
     wanted = policy.approve_deletes is True or (
         policy.approve_deletes == "with_descendants" and bool(breaking)
     )
     if not wanted:
         return []
-    also = f" and affects {_some(breaking)}" if breaking else ""
+    # The person answering sees what each dependent loses, not only its id.
+    shown = _describe(inspected, breaking) if inspected is not None else _some(breaking)
+    also = f" and affects {shown}" if breaking else ""
     return [
         _Finding(
             RULE_APPROVE_DELETE,

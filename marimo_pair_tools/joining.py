@@ -206,6 +206,7 @@ def join(
     run: bool = True,
     run_wait: float = DEFAULT_RUN_WAIT,
     port: int | None = None,
+    die_with_parent: bool = False,
 ) -> Pairing:
     """Join the session that has ``notebook`` open, or open one (starting marimo if needed).
 
@@ -224,6 +225,8 @@ def join(
         run: run a session opened here as a person's tab would.
         run_wait: seconds to wait for that first run.
         port: the port of a server started here (default: a free one).
+        die_with_parent: a server started here ends when this process dies, even by
+            SIGKILL (Linux only; `MarimoServer`). For commands, from their main thread.
 
     Raises:
         ConfigurationError: the file does not exist, or two servers have it open,
@@ -272,7 +275,14 @@ def join(
                 f"No running marimo server has {name} open. Open it (`marimo edit "
                 f"--no-token {path.name}`, or `marimo-pair open {path.name}`) and retry."
             )
-        return _start(path, registry_dir=registry_dir, run=run, run_wait=run_wait, port=port)
+        return _start(
+            path,
+            registry_dir=registry_dir,
+            run=run,
+            run_wait=run_wait,
+            port=port,
+            die_with_parent=die_with_parent,
+        )
     client = MarimoClient(base_url=url, token=token, allow_remote=allow_remote)
     name = os.fspath(notebook)
     local = Path(name).expanduser()
@@ -351,10 +361,17 @@ def _start(
     run: bool,
     run_wait: float,
     port: int | None,
+    die_with_parent: bool = False,
 ) -> Pairing:
     # isolate=False: the person's marimo configuration, and the registry every
     # other entry point reads, so that they join this server rather than fork it.
-    server = MarimoServer(path, isolate=False, registry_dir=_state_dir(registry_dir), port=port)
+    server = MarimoServer(
+        path,
+        isolate=False,
+        registry_dir=_state_dir(registry_dir),
+        port=port,
+        die_with_parent=die_with_parent,
+    )
     server.start()
     client = server.client()
     try:

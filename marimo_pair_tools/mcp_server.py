@@ -22,32 +22,38 @@ Over HTTP, every request must carry the bearer token from ``MARIMO_PAIR_MCP_TOKE
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
+import math
 import os
 import socket
 import sys
 import uuid
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from io import TextIOWrapper
 from typing import Any, BinaryIO
 
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool
-from mcp import types
+from mcp import McpError, types
 from mcp.server.lowlevel import Server
 from mcp.server.session import ServerSession
+from pydantic import ValidationError
 
 from . import guards
 from ._mcp_auth import BearerGate
-from .errors import ConfigurationError
+from ._text import short_repr
+from .agent import impact_report
+from .errors import ConfigurationError, MarimoPairError
 from .presence import Presence
 from .toolkit import MarimoPairToolkit
 from .tools import PairSession
 
 __all__ = [
     "HTTP_PATH",
+    "RUNS_CODE",
     "TOOL_ANNOTATIONS",
     "McpPairServer",
     "input_schema",
@@ -62,6 +68,32 @@ SERVER_NAME = "marimo-pair"
 HTTP_PATH = "/mcp"
 """Where the streamable HTTP transport answers."""
 
+RUNS_CODE = frozenset(
+    {
+        guards.EXECUTE_CODE,
+        guards.CREATE_CELL,  # runs the new cell (run=True by default)
+        guards.EDIT_CELL,  # runs the cell and its dependents
+        guards.DELETE_CELL,  # marimo runs the dependents again (they lose names)
+        guards.RUN_CELL,
+        guards.APPLY_CHANGES,
+        "set_ui_value",  # cells that read the element run again
+    }
+)
+"""Tools that run Python in the kernel: code the model wrote, or the notebook's cells.
+
+Either may do anything the person could (delete files, call the network), so these
+are annotated destructive and open-world, whatever they do to the notebook itself:
+a client that lets "non-destructive" or "closed-world" tools run without asking must
+not run code that way.
+"""
+
+
+def _runs_code(*, idempotent: bool = False) -> types.ToolAnnotations:
+    return types.ToolAnnotations(
+        readOnlyHint=False, destructiveHint=True, idempotentHint=idempotent, openWorldHint=True
+    )
+
+
 TOOL_ANNOTATIONS: Mapping[str, types.ToolAnnotations] = {
     # Reads: nothing in the notebook or the kernel changes.
     "list_notebooks": types.ToolAnnotations(readOnlyHint=True, openWorldHint=False),
@@ -70,41 +102,15 @@ TOOL_ANNOTATIONS: Mapping[str, types.ToolAnnotations] = {
     guards.INSPECT_GRAPH: types.ToolAnnotations(readOnlyHint=True, openWorldHint=False),
     "get_errors": types.ToolAnnotations(readOnlyHint=True, openWorldHint=False),
     "get_variables": types.ToolAnnotations(readOnlyHint=True, openWorldHint=False),
-    # Arbitrary Python: the fence keeps the notebook, not the kernel's objects (it may
-    # mutate them in place) nor the outside world (files, network).
-    guards.EXECUTE_CODE: types.ToolAnnotations(
-        readOnlyHint=False, destructiveHint=True, idempotentHint=False, openWorldHint=True
-    ),
-    # Adds a cell; a second call adds another.
-    guards.CREATE_CELL: types.ToolAnnotations(
-        readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False
-    ),
-    # Replaces code; the cell and its dependents run again on each call.
-    guards.EDIT_CELL: types.ToolAnnotations(
-        readOnlyHint=False, destructiveHint=True, idempotentHint=False, openWorldHint=False
-    ),
-    guards.DELETE_CELL: types.ToolAnnotations(
-        readOnlyHint=False, destructiveHint=True, idempotentHint=False, openWorldHint=False
-    ),
+    # Run code (`RUNS_CODE`); none is idempotent: the code runs again on each call.
+    **{name: _runs_code() for name in sorted(RUNS_CODE)},
     # Order only: nothing runs, and the same move twice leaves the same order.
     guards.MOVE_CELL: types.ToolAnnotations(
         readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=False
     ),
-    # Runs cells again: their side effects happen again.
-    guards.RUN_CELL: types.ToolAnnotations(
-        readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False
-    ),
-    # May edit and delete.
-    guards.APPLY_CHANGES: types.ToolAnnotations(
-        readOnlyHint=False, destructiveHint=True, idempotentHint=False, openWorldHint=False
-    ),
     # Removes packages too; reaches the package index.
     "install_packages": types.ToolAnnotations(
         readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=True
-    ),
-    # Replaces an element's value; dependent cells run again.
-    "set_ui_value": types.ToolAnnotations(
-        readOnlyHint=False, destructiveHint=True, idempotentHint=False, openWorldHint=False
     ),
     # Stops whatever runs, the person's cell included.
     "interrupt_kernel": types.ToolAnnotations(
@@ -130,6 +136,15 @@ _approved: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
     "marimo_pair_mcp_approved", default=None
 )
 """The person's answer for the call being retried after an elicitation (None: not asked)."""
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """The person's answer to an approval question."""
+
+    approved: bool
+    note: str = ""
+    """Added to the refusal when the question could not be asked: what to do instead."""
 
 
 class _ApprovalNeeded(Exception):
@@ -285,39 +300,86 @@ class McpPairServer:
         tool = client.tools.get(name)
         if tool is None:
             valid = ", ".join(client.tools)
-            return types.CallToolResult(
-                content=[
-                    types.TextContent(
-                        type="text", text=f"There is no tool {name!r}. Tools: {valid}."
-                    )
-                ],
-                isError=True,
-            )
+            return _error(f"There is no tool {short_repr(name)}. Tools: {valid}.")
         call = {"type": "tool_call", "name": name, "args": arguments, "id": str(context.request_id)}
+        work = self._run(client, tool, call, context.session, context.request_id)
+        if _is_http(context.request):
+            return await _unless_hung_up(context.request, work, name)
+        return await work
+
+    async def _run(
+        self,
+        client: _Client,
+        tool: BaseTool,
+        call: dict[str, Any],
+        session: ServerSession,
+        request_id: types.RequestId,
+    ) -> types.CallToolResult:
+        """Run the tool; when it needs a person's approval, ask (elicitation), then run it again."""
         try:
             message = await tool.ainvoke(call)
         except _ApprovalNeeded as needed:
-            approved = await self._ask(context.session, needed.request, context.request_id)
-            token = _approved.set(approved)
+            answer = await self._ask(session, client, needed.request, request_id)
+            token = _approved.set(answer.approved)
             try:
                 message = await tool.ainvoke({**call, "id": f"{call['id']}-{uuid.uuid4().hex}"})
             finally:
                 _approved.reset(token)
+            if answer.note and message.status == "error" and isinstance(message.content, str):
+                message = message.model_copy(update={"content": f"{message.content} {answer.note}"})
         return tool_result(message)
 
-    @staticmethod
     async def _ask(
-        session: ServerSession, request: Mapping[str, Any], request_id: types.RequestId
-    ) -> bool:
-        """Ask the client's person whether the agent may go ahead (elicitation)."""
-        message = (
-            f"The agent wants to call {request['name']} on the notebook.\n"
-            f"{request.get('description', '')}\nApprove?"
-        )
-        answer = await session.elicit_form(message, _APPROVAL_SCHEMA, related_request_id=request_id)
-        approved = answer.action == "accept" and bool((answer.content or {}).get("approve"))
+        self,
+        session: ServerSession,
+        client: _Client,
+        request: Mapping[str, Any],
+        request_id: types.RequestId,
+    ) -> _Answer:
+        """Ask the client's person whether the agent may go ahead (elicitation).
+
+        Only a real ``true`` approves: anything else the client sends ("false", "no",
+        1, a list) is a refusal, and so is a question the client answers with an error.
+        """
+        question = await self._question(client, request)
+        try:
+            answer = await session.elicit_form(
+                question, _APPROVAL_SCHEMA, related_request_id=request_id
+            )
+        except (McpError, ValidationError) as exc:
+            # A client that declared elicitation but cannot show this form (URL mode only,
+            # a dialog that failed) or answers nonsense: nobody approved.
+            logger.warning(
+                "could not ask the person about %s: %s", request["name"], _short(str(exc))
+            )
+            return _Answer(
+                approved=False,
+                note=(
+                    "The client could not show the person the question (it answered: "
+                    f"{_short(str(exc))}). Tell the person what you want to change and "
+                    "why; they can make the change in the notebook themselves, or approve "
+                    "it from a client that shows MCP elicitation forms."
+                ),
+            )
+        approved = answer.action == "accept" and (answer.content or {}).get("approve") is True
         logger.info("%s %s by the person", request["name"], "approved" if approved else "refused")
-        return approved
+        return _Answer(approved=approved)
+
+    @staticmethod
+    async def _question(client: _Client, request: Mapping[str, Any]) -> str:
+        """What the person is asked: the policy's reason, the code that goes, what breaks."""
+        call = {"name": request["name"], "args": request.get("args") or {}}
+        cells = guards.deleted_cells(call)
+        codes: Mapping[str, str] = {}
+        unread = ""
+        if cells:
+            try:
+                codes = await client.session.asynchronous().codes_of(cells)
+            except MarimoPairError as exc:  # a busy kernel: ask anyway, and say so
+                unread = f"\n(The code could not be read to show it here: {_short(str(exc))})"
+        item = {"call": call, "approval": request.get("description")}
+        report = impact_report(item, client.session.ledger, codes.get)
+        return f"The agent wants to call {request['name']} on the notebook.\n{report}{unread}\nApprove?"
 
     # ------------------------------------------------------------------ transports
 
@@ -327,7 +389,11 @@ class McpPairServer:
         from mcp.server.stdio import stdio_server
 
         text = TextIOWrapper(stdout, encoding="utf-8", write_through=True)
-        async with stdio_server(stdout=anyio.wrap_file(text)) as (read, write):
+        stdin = anyio.wrap_file(TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace"))
+        lines = _AnsweredLines(stdin)
+        async with stdio_server(stdin=lines, stdout=anyio.wrap_file(text)) as (read, write):  # type: ignore[arg-type]
+            lines.replies = write
+            lines.ready.set()
             await self.server.run(read, write, self.server.create_initialization_options())
 
     def http_app(self, host: str, port: int, *, token: str | None) -> Any:
@@ -372,6 +438,155 @@ class McpPairServer:
             lifespan="on",
         )
         await uvicorn.Server(config).serve(sockets=[listener])
+
+
+class _AnsweredLines:
+    """Stdin's lines for the SDK's stdio reader; a request it cannot read gets an answer.
+
+    The SDK drops a line its parser rejects and answers nothing, so the client waits
+    for ever. Its parser rejects valid JSON too: a lone surrogate escape (``"\\ud800"``)
+    that `json.loads` reads. Such a line, when it is a request with an id, is answered
+    here with a JSON-RPC error instead of being passed on.
+    """
+
+    def __init__(self, lines: Any) -> None:
+        import anyio
+
+        self.lines = lines
+        self.replies: Any = None
+        """The SDK's write stream, once `stdio_server` has made it."""
+        self.ready = anyio.Event()
+
+    def __aiter__(self) -> Any:
+        return self._lines()
+
+    async def _lines(self) -> Any:
+        from mcp.shared.message import SessionMessage
+
+        async for line in self.lines:
+            answer = _unreadable_request(line)
+            if answer is None:
+                yield line
+                continue
+            await self.ready.wait()
+            await self.replies.send(SessionMessage(answer))
+
+
+def _unreadable_request(line: str) -> types.JSONRPCMessage | None:
+    """The error to answer ``line`` with when the SDK would drop or alter it, if it has an id.
+
+    Altered: the SDK reads ``NaN`` and ``Infinity`` (no JSON numbers) and passes them on
+    as ``null``, which a tool takes as "the default": a call the client never made.
+    """
+    try:
+        types.JSONRPCMessage.model_validate_json(line)
+    except ValidationError:
+        readable = False
+    else:
+        readable = True
+        if "NaN" not in line and "Infinity" not in line:
+            return None
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return None  # not JSON: there is no id to answer
+    if not isinstance(message, dict) or "method" not in message:
+        return None
+    request_id = message.get("id")
+    if isinstance(request_id, bool) or not isinstance(request_id, (int, str)):
+        return None
+    if _has_lone_surrogate(message):
+        text = (
+            "The request holds a lone surrogate (such as \\ud800), which is not Unicode "
+            "text and cannot be sent to the notebook; nothing was run. Send the text "
+            "without it (a real character, or an escape inside the Python code)."
+        )
+    elif _has_non_finite(message):
+        text = (
+            "The request holds NaN or Infinity, which are not JSON numbers; nothing was "
+            "run. Send a finite number, or leave the argument out for its default."
+        )
+    elif readable:
+        return None
+    else:
+        text = "The request does not fit MCP's message format; nothing was run."
+    error = types.ErrorData(code=types.INVALID_REQUEST, message=text)
+    return types.JSONRPCMessage(types.JSONRPCError(jsonrpc="2.0", id=request_id, error=error))
+
+
+def _has_lone_surrogate(value: object) -> bool:
+    if isinstance(value, str):
+        return any("\ud800" <= c <= "\udfff" for c in value)
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
+def _has_non_finite(value: object) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_non_finite(v) for v in value)
+    return False
+
+
+def _error(text: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], isError=True)
+
+
+def _short(text: str, limit: int = 300) -> str:
+    """A message from elsewhere (a client's error), cut for a one-line mention."""
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text):,} characters)"
+
+
+def _is_http(request: object) -> bool:
+    """Whether the call came over streamable HTTP (the SDK passes the Starlette request)."""
+    if request is None:
+        return False
+    from starlette.requests import Request
+
+    return isinstance(request, Request)
+
+
+async def _unless_hung_up(
+    request: Any, work: Coroutine[Any, Any, types.CallToolResult], name: str
+) -> types.CallToolResult:
+    """``work``, cancelled if the HTTP client hangs up before it ends.
+
+    A dropped connection is no MCP cancellation, so the SDK lets the call run on, to
+    its own limit (up to 600 s of the kernel held for nobody). Cancelled, the call
+    stops its code in the kernel (see `AsyncMarimoClient`), as a client's cancel does.
+    """
+    import anyio
+
+    result: types.CallToolResult | None = None
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            await _hang_up(request)
+            logger.warning("the HTTP client hung up during %s: stopping the call", name)
+            group.cancel_scope.cancel()
+
+        group.start_soon(watch)
+        result = await work
+        group.cancel_scope.cancel()
+    if result is None:
+        return _error(f"{name} was stopped: the client hung up before it ended.")
+    return result
+
+
+async def _hang_up(request: Any) -> None:
+    """Return once the client has closed the request's connection.
+
+    The body was read already, so the only message left is ``http.disconnect`` (ASGI
+    gives it to every later ``receive``, so the SDK's own listener gets it too).
+    """
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 class _Endpoint:

@@ -7,6 +7,11 @@ marimo's kernels are child processes that lead sessions of their own (marimo
 calls `setsid`), so the server's process group does not hold them. `stop` and
 `kill` therefore take a snapshot of the server's whole process tree first and,
 once the server is down, SIGKILL whatever of that tree is still running.
+
+A server started with ``die_with_parent=True`` must not outlive a parent that is
+killed without a chance to stop it (SIGKILL, a crash): on Linux the kernel sends
+it SIGTERM when its parent dies (``PR_SET_PDEATHSIG``), and marimo then shuts its
+kernels down. Other systems have no such call; there it has no effect.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -54,6 +60,34 @@ def free_port(host: str = "127.0.0.1") -> int:
 # its place and marimo dies while starting. The `marimo` script has no such entry; this
 # runs the same module without it, on every Python we support (`-P` needs 3.11).
 _RUN_MARIMO = "import runpy, sys; sys.path.pop(0); runpy.run_module('marimo', run_name='__main__', alter_sys=True)"
+
+
+_PR_SET_PDEATHSIG = 1
+"""prctl(2) option: the signal this process gets when its parent thread dies (Linux)."""
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the child get SIGTERM when we die; None where unsupported.
+
+    ``prctl`` is looked up here, in the parent: the child, between fork and exec,
+    only calls it (loading a library there could deadlock on another thread's lock).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
+        return None
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # we died before the call above: nobody will signal
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
 
 
 def _marimo_command() -> list[str]:
@@ -92,6 +126,10 @@ class MarimoServer:
             goes in ``token=`` (``--token-password`` would show it in ``ps``), and
             the token mode is set from ``token=``.
         startup_timeout: seconds to wait for ``/health``.
+        die_with_parent: on Linux, marimo gets SIGTERM when the thread that started it
+            ends, so a killed parent leaves no server and kernels behind (see the
+            module docstring). Start it from a thread that lives as long as the
+            server should (a command's main thread). No effect elsewhere.
     """
 
     def __init__(
@@ -106,8 +144,10 @@ class MarimoServer:
         extra_args: list[str] | None = None,
         startup_timeout: float = 60.0,
         mode: str = "edit",
+        die_with_parent: bool = False,
     ) -> None:
         self.path = Path(path).resolve()
+        self.die_with_parent = die_with_parent
         self.host = host
         self.port = port or free_port(host)
         self._token = token
@@ -207,6 +247,7 @@ class MarimoServer:
     def _spawn(self) -> None:
         env = self._environment()
         self._log_path = self._scratch_dir() / "server.log"
+        arm = _parent_death_signal() if self.die_with_parent else None
         with self._log_path.open("wb") as log:
             self._process = subprocess.Popen(
                 self.command(),
@@ -215,6 +256,7 @@ class MarimoServer:
                 stderr=subprocess.STDOUT,
                 env=env,
                 cwd=self.path if self.path.is_dir() else self.path.parent,
+                preexec_fn=arm,  # noqa: PLW1509 - the child only calls prctl, no locks
             )
         assert self._process.stdin is not None
         with contextlib.suppress(BrokenPipeError):

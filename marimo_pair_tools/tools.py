@@ -32,7 +32,7 @@ from pydantic import (
 )
 
 from . import guards
-from ._text import truncate
+from ._text import short_repr, truncate
 from .errors import (
     ExecuteTimeoutError,
     GuardRefusedError,
@@ -225,6 +225,9 @@ class NotebookTool(BaseTool):
 
     def _prepare(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         args = {k: v for k, v in kwargs.items() if k not in {"run_manager", "callbacks"}}
+        oversized = guards.oversized_reference(self.name, args)
+        if oversized is not None:
+            raise GuardRefusedError(oversized, rule=guards.RULE_INVALID_ARGUMENTS)
         session = self.session
         if self.guarded and session.policy is not None:
             decision = guards.check(session.policy, session.ledger, self.name, args)
@@ -432,18 +435,28 @@ def explain_arguments(tool: str, schema: Any, exc: Any) -> str:
     for err in errors:
         where = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
-            problems.append(f"unknown argument {where!r}")
+            problems.append(f"unknown argument {short_repr(where)}")
         else:
             message = str(err["msg"]).removeprefix("Value error, ")
             problems.append(f"{where}: {message}" if where else message)
     visible = getattr(schema, "visible_fields", None)
     valid = ", ".join(visible()) if callable(visible) else ""
+    shown = "; ".join(
+        truncate(p, 300, what="this problem", hint="fix the others first")
+        for p in problems[:_LISTED_PROBLEMS]
+    )
+    if len(problems) > _LISTED_PROBLEMS:
+        shown += f"; and {len(problems) - _LISTED_PROBLEMS:,} more"
     return (
         f"{tool} was not called (nothing changed): its arguments do not fit the tool's "
-        f"schema: {'; '.join(problems)}."
+        f"schema: {shown}."
         + (f" Valid arguments: {valid}." if valid else "")
         + " Fix the arguments and call it again."
     )
+
+
+_LISTED_PROBLEMS = 10
+"""Schema problems one refusal lists (a call may send thousands of unknown arguments)."""
 
 
 # ----------------------------------------------------------------------------- inputs

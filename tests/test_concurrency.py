@@ -278,3 +278,33 @@ def test_the_queue_keys_a_server_by_its_address_not_its_spelling(
     from marimo_pair_tools._queue import slot_for
 
     assert (slot_for(one, "session-k") is slot_for(other, "session-k")) is same
+
+
+async def test_a_cancelled_execute_stops_its_code_and_the_next_call_waits_for_that(
+    shared_server: MarimoServer, new_notebook: Any
+) -> None:
+    """A cancelled call (an MCP client's Stop) stops its code, and the next call waits.
+
+    The MCP SDK cancels a handler with an anyio cancel scope; so cancelled, the
+    execute stream's end did not make marimo interrupt (a plain ``task.cancel()``
+    did), and the code ran on. Endless code with a 600 s limit: only an interrupt
+    ends it. The call right after the cancel queues behind the stop and
+    runs, instead of being refused as "another client's" code.
+    """
+    import anyio
+
+    path = str(new_notebook(["x = 1"]))
+    async with shared_server.async_client() as aclient:
+        await aclient.attach(path)
+        key = (await aclient.resolve_session(path)).key
+        endless = "import time\nwhile True:\n    time.sleep(0.1)"
+        async with anyio.create_task_group() as group:
+            group.start_soon(lambda: aclient.execute(endless, notebook=path, timeout=600))
+            await asyncio.to_thread(_wait_running, aclient.base_url, key)
+            group.cancel_scope.cancel()
+        started = time.monotonic()
+        after = await aclient.execute("print('next')", notebook=path, timeout=30)
+        assert after.success and after.stdout == "next\n", after
+        assert time.monotonic() - started < 15
+    with shared_server.client() as other:  # a client of its own: the kernel is free
+        assert other.execute("1 + 1", notebook=path, timeout=10).success

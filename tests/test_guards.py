@@ -345,7 +345,7 @@ def test_approve_only_deletes_with_descendants() -> None:
     args = {"cell": "a", "acknowledge_descendants": True}
     parent = check(policy, _inspected(Ledger()), DELETE_CELL, args)
     assert parent.allowed and parent.needs_approval
-    assert "affects 'b', 'c'" in parent.reason
+    assert "affects 'b' (loses df), 'c' (loses df, x)" in parent.reason
 
 
 def test_refusal_wins_over_approval() -> None:

@@ -31,7 +31,13 @@ from mcp.client.streamable_http import streamable_http_client
 from marimo_pair_tools import MarimoServer
 from marimo_pair_tools._mcp_auth import TOKEN_ENV
 from marimo_pair_tools.cli import _build_parser
-from marimo_pair_tools.mcp_server import TOOL_ANNOTATIONS, McpPairServer, input_schema, tool_result
+from marimo_pair_tools.mcp_server import (
+    RUNS_CODE,
+    TOOL_ANNOTATIONS,
+    McpPairServer,
+    input_schema,
+    tool_result,
+)
 from marimo_pair_tools.server import free_port
 from marimo_pair_tools.toolkit import MarimoPairToolkit
 
@@ -679,17 +685,23 @@ async def test_http_token_is_never_shown_nor_inherited(
 
 
 def test_every_tool_is_annotated_as_the_readme_describes_it() -> None:
-    """README's tools table: side effects "none" is exactly `readOnlyHint`."""
+    """README's tools table: side effects "none" is exactly `readOnlyHint`, and "runs code"
+    is exactly `RUNS_CODE`, whose tools are all destructive and open-world."""
     server = McpPairServer(MarimoPairToolkit.from_clients(None))
     rows = re.findall(r"^\| `(\w+)` \| .* \| ([^|]+) \|$", README.read_text(), re.MULTILINE)
     effects = {name: effect.strip() for name, effect in rows}
     assert {t.name for t in server.definitions} == set(effects)
+    assert {n for n, e in effects.items() if "runs code" in e} == RUNS_CODE
     for tool in server.definitions:
-        assert tool.annotations is not None, tool.name
-        assert tool.annotations.readOnlyHint is (effects[tool.name] == "none"), tool.name
-        if not tool.annotations.readOnlyHint:
-            assert tool.annotations.destructiveHint is not None, tool.name
-            assert tool.annotations.idempotentHint is not None, tool.name
+        hints = tool.annotations
+        assert hints is not None, tool.name
+        assert hints.readOnlyHint is (effects[tool.name] == "none"), tool.name
+        if not hints.readOnlyHint:
+            assert hints.destructiveHint is not None, tool.name
+            assert hints.idempotentHint is not None, tool.name
+        if tool.name in RUNS_CODE:
+            assert hints.destructiveHint is True and hints.openWorldHint is True, tool.name
+            assert hints.idempotentHint is False, tool.name
 
 
 def test_tool_messages_become_mcp_results() -> None:

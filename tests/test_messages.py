@@ -134,3 +134,44 @@ def test_a_kernel_refusal_naming_hundreds_of_cells_is_bounded(tools_for: Any) ->
     assert "400 cell(s)" in refused.content and "380 more" in refused.content, refused.content[:500]
     assert len(refused.content) < 4_000, len(refused.content)
     assert path.read_bytes() == before
+
+
+def test_a_huge_reference_or_argument_name_is_never_echoed_back_whole(tools_for: Any) -> None:
+    """A 1 MB cell reference, variable name or argument name: a short refusal, nothing sent.
+
+    Found by attack 16 (#10): the error repeated the reference, twice for a guard's text.
+    """
+    tools, path, ids = tools_for(["x = 1", "y = x + 1"], ["x", "_"])
+    huge = "A" * 1_000_000
+    before = path.read_bytes()
+    calls = [
+        ("read_cell", {"cell": huge}),
+        ("read_cell", {"cells": [ids[0], huge]}),
+        ("inspect_graph", {"cell": huge}),
+        ("edit_cell", {"cell": huge, "code": "x = 5"}),
+        ("delete_cell", {"cell": huge}),
+        ("delete_cell", {"cell": "x", "acknowledge_descendants": [huge]}),
+        ("move_cell", {"cell": ids[1], "before": huge}),
+        ("run_cell", {"cell": huge}),
+        ("create_cell", {"code": "z = 1", "after": huge}),
+        ("apply_changes", {"changes": [{"op": "run", "cell": huge}]}),
+        ("set_ui_value", {"name": huge, "value": 1}),
+        ("get_variables", {"names": [huge]}),
+        (
+            "edit_cell",
+            {"cell": "x", "code": "x = 2", **{f"{huge[:50_000]}{i}": 1 for i in range(30)}},
+        ),
+    ]
+    for name, args in calls:
+        result = _call(tools[name], **args)
+        assert result.status == "error", (name, result.content[:300])
+        assert len(result.content) < 2_000, (name, len(result.content))
+        assert "1,000,000 characters" in result.content or "more" in result.content, (
+            name,
+            result.content[:300],
+        )
+    assert path.read_bytes() == before
+    # A reference as long as a name can be is still looked up (and named in the reply).
+    longest = "n" * guards.MAX_REFERENCE_CHARS
+    missing = _call(tools["read_cell"], cell=longest)
+    assert missing.status == "error" and longest in missing.content
