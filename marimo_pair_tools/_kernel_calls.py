@@ -5,8 +5,12 @@ modules. This module ships their source text into a kernel once (per kernel and
 per version of that code: the package is registered as ``_marimo_pair_kernel_<hash>``,
 the hash taken over the sources), then sends only short calls::
 
-    _k = __import__("sys").modules.get("_marimo_pair_kernel_<hash>")
-    print("<<marimo-pair:result>>{... not_installed ...}") if _k is None else _k.entry.call("read", '{"cell": "x"}')
+    print("<<marimo-pair:result>>{... not_installed ...}") if __import__("sys").modules.get(
+        "_marimo_pair_kernel_<hash>") is None else __import__("sys").modules[
+        "_marimo_pair_kernel_<hash>"].entry.call("read", '{"cell": "x"}')
+
+The calls bind no name: the scratchpad's globals are the agent's namespace in a later
+``execute_code``, and a name holding our package there would hand it the package.
 
 A kernel that does not have the package (new, or restarted) answers
 ``not_installed``; the caller then sends the sources with the same call, once.
@@ -129,10 +133,25 @@ def package_name() -> str:
 
 def _install_source() -> str:
     bundle = _bundle()
+    # A lambda's parameter is a local: the loader's namespace never reaches globals().
     return (
-        "_ns = {'__name__': '_marimo_pair_loader'}\n"
-        f"exec(compile({bundle.loader!r}, '<marimo-pair loader>', 'exec'), _ns)\n"
-        f"_ns['install']({bundle.name!r}, __import__('json').loads({json.dumps(bundle.sources)!r}))\n"
+        "(lambda ns: (\n"
+        f"    exec(compile({bundle.loader!r}, '<marimo-pair loader>', 'exec'), ns),\n"
+        f"    ns['install']({bundle.name!r}, __import__('json').loads({json.dumps(bundle.sources)!r})),\n"
+        "))({'__name__': '_marimo_pair_loader'})\n"
+    )
+
+
+def _call_line(call: str, *, awaits: bool) -> str:
+    """``package.<call>`` behind the check that the package is there.
+
+    One expression that binds no name in the scratchpad's globals (see the module doc).
+    """
+    name = repr(package_name())
+    run = f"{'await ' if awaits else ''}__import__('sys').modules[{name}].{call}"
+    return (
+        f"print({RESULT_TAG + _NOT_INSTALLED!r}) if __import__('sys').modules.get({name}) is None "
+        f"else {run}\n"
     )
 
 
@@ -154,16 +173,9 @@ class KernelCall:
     def source(self, *, install: bool = False) -> str:
         """The scratchpad code for this call; ``install`` ships the package first."""
         literal = repr(json.dumps(dict(self.args)))
-        run = (
-            f"await _k.entry.acall({self.op!r}, {literal})"
-            if self.changes
-            else f"_k.entry.call({self.op!r}, {literal})"
-        )
-        call = (
-            f"_k = __import__('sys').modules.get({package_name()!r})\n"
-            f"print({RESULT_TAG + _NOT_INSTALLED!r}) if _k is None else {run}\n"
-        )
-        return (_install_source() if install else "") + call
+        function = "acall" if self.changes else "call"
+        run = _call_line(f"entry.{function}({self.op!r}, {literal})", awaits=self.changes)
+        return (_install_source() if install else "") + run
 
 
 def scratchpad_source(code: str, *, install: bool = False) -> str:
@@ -178,16 +190,9 @@ def scratchpad_source(code: str, *, install: bool = False) -> str:
         awaits = bool(compiled.co_flags & inspect.CO_COROUTINE)
     except (SyntaxError, ValueError):
         awaits = False  # the kernel reports the error, from inside the fence
-    run = (
-        f"await _k.entry.arun_scratchpad({code!r}, globals())"
-        if awaits
-        else f"_k.entry.run_scratchpad({code!r}, globals())"
-    )
-    call = (
-        f"_k = __import__('sys').modules.get({package_name()!r})\n"
-        f"print({RESULT_TAG + _NOT_INSTALLED!r}) if _k is None else {run}\n"
-    )
-    return (_install_source() if install else "") + call
+    function = "arun_scratchpad" if awaits else "run_scratchpad"
+    run = _call_line(f"entry.{function}({code!r}, globals())", awaits=awaits)
+    return (_install_source() if install else "") + run
 
 
 def needs_install(stdout: str) -> bool:
