@@ -177,7 +177,7 @@ def test_the_audit_flags_a_change_made_outside_the_tools(
     evidence = result.artifact["evidence"]
     assert evidence["refusals"] == []
     assert evidence["version_after"] == evidence["version_before"]  # the kernel saw nothing
-    assert evidence["server_after"] != evidence["version_before"]
+    assert evidence["server_after"] != evidence["server_before"]
 
 
 def test_without_the_recheck_the_kernel_alone_misses_a_change_it_never_sees(
@@ -230,7 +230,7 @@ def test_a_persons_edit_between_calls_is_not_the_agents_violation(
     assert len(results) == 3
     first, second = (r.artifact["evidence"] for r in results[:2])
     assert first["version_before"] != second["version_before"]  # the notebook did change
-    assert second["server_after"] == second["version_before"]
+    assert second["server_after"] == second["server_before"]
 
 
 def test_a_benign_run_has_no_violation(drive: Drive) -> None:
