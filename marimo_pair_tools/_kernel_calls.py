@@ -475,7 +475,8 @@ def parse_result(stdout: str, stderr: str = "") -> Any:
         raise CodeExecutionError(
             "The kernel call printed no result: it was interrupted, or marimo rejected "
             "it before it ran. Check that the kernel is idle and retry once."
-            + (f"\nKernel stderr (tail):\n{_tail(stderr)}" if stderr.strip() else "")
+            # What the kernel printed may quote notebook values: data, not instructions.
+            + (f"\nKernel stderr (tail):\n{untrusted(_tail(stderr))}" if stderr.strip() else "")
         )
     line = stdout[at + len(RESULT_TAG) :].split("\n", 1)[0]
     try:
@@ -495,12 +496,13 @@ def parse_result(stdout: str, stderr: str = "") -> Any:
     cls = _ERROR_CLASSES.get(kind)
     if cls is None:
         text = (
-            f"The marimo-pair kernel code failed: {error.get('type', 'Error')}: {message}. "
-            "This is a bug in marimo-pair-tools or an unsupported marimo version; the "
-            "notebook was not changed by a failed read, but check it after a failed change."
+            "The marimo-pair kernel code failed (the error, which may quote notebook "
+            "values, is below). This is a bug in marimo-pair-tools or an unsupported marimo "
+            "version; the notebook was not changed by a failed read, but check it after a "
+            "failed change.\n" + untrusted(f"{error.get('type', 'Error')}: {message}")
         )
         if error.get("traceback"):
-            text += f"\n{_tail(str(error['traceback']), 3000)}"
+            text += "\n" + untrusted(_tail(str(error["traceback"]), 3000))
         raise CodeExecutionError(text, **error)
     text = f"{message} {_NEXT_STEP[kind].format(current_hash=error.get('current_hash'))}"
     if isinstance(error.get("current_code"), str):

@@ -601,7 +601,6 @@ def _call(tools: dict[str, Any], name: str, args: dict[str, Any]) -> Any:
     return tools[name].invoke({"type": "tool_call", "name": name, "args": args, "id": "t"})
 
 
-@breaks("get_variables prints data frame column names outside <notebook-data>")
 def test_column_names_are_outside_the_boundary(tools_for: Any) -> None:
     tools, _path, ids = tools_for([f"import pandas as pd\ndf = pd.DataFrame({{{PLANT!r}: [1]}})"])
     _call(tools, "run_cell", {"cell": ids[0]})
@@ -610,7 +609,6 @@ def test_column_names_are_outside_the_boundary(tools_for: Any) -> None:
     defence(PLANT not in _outside(result.content), result.content)
 
 
-@breaks("get_variables prints a value's type name (any string, via type()) outside the boundary")
 def test_type_names_are_outside_the_boundary(tools_for: Any) -> None:
     tools, _path, ids = tools_for([f"Evil = type({PLANT!r}, (), {{}})\nev = Evil()"])
     _call(tools, "run_cell", {"cell": ids[0]})
@@ -619,10 +617,6 @@ def test_type_names_are_outside_the_boundary(tools_for: Any) -> None:
     defence(PLANT not in _outside(result.content), result.content)
 
 
-@breaks(
-    "a value whose __repr__ raises SystemExit kills the variables read: the tool fails, and "
-    "the kernel's stderr tail (with the planted message) is shown outside the boundary"
-)
 def test_a_repr_raising_systemexit_plants_text_in_the_error(tools_for: Any) -> None:
     tools, _path, ids = tools_for(
         [f"class P:\n    def __repr__(self):\n        raise SystemExit({PLANT!r})\np = P()"]
@@ -634,10 +628,6 @@ def test_a_repr_raising_systemexit_plants_text_in_the_error(tools_for: Any) -> N
     )
 
 
-@breaks(
-    "untrusted() defuses '</notebook-data' case-sensitively: '</NOTEBOOK-DATA>' in printed "
-    "output survives, so content can pretend the data block ended"
-)
 def test_a_case_variant_closing_marker_is_not_defused(tools_for: Any) -> None:
     tools, _path, _ids = tools_for(["x = 1"])
     result = _call(
