@@ -52,6 +52,14 @@ ATTEMPTS: dict[str, str] = {
     "from marimo._messaging.serde import serialize_kernel_message\n"
     "get_context().stream.write(serialize_kernel_message(N(transaction=Transaction("
     "changes=(DeleteCell(cell_id={first!r}),), source='x'))))\n",
+    "a pickled transaction on the pipe's connection": "import pickle\n"
+    "from marimo._messaging.notification import "
+    "NotebookDocumentTransactionNotification as N\n"
+    "from marimo._messaging.notebook.changes import Transaction, DeleteCell\n"
+    "from marimo._runtime.context import get_context\n"
+    "from marimo._messaging.serde import serialize_kernel_message\n"
+    "get_context().stream.pipe.send_bytes(pickle.dumps(serialize_kernel_message(N("
+    "transaction=Transaction(changes=(DeleteCell(cell_id={first!r}),), source='x')))))\n",
     "marimo-pair's own kernel package": "import sys\n"
     "k = next(m for n, m in list(sys.modules.items()) if n.startswith('_marimo_pair_kernel') "
     "and m and hasattr(m, 'entry'))\n"

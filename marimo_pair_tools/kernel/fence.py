@@ -26,7 +26,9 @@ from __future__ import annotations
 import ast
 import contextlib
 import inspect
+import io
 import os
+import pickle
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -65,7 +67,8 @@ class FenceError(PermissionError):
 
 
 _STATE: dict[str, Any] = {"depth": 0, "file": None, "port": None, "hidden": {}, "refusals": []}
-_DOCUMENT_TAGS = (b'"op":"notebook-document-transaction"',)
+_DOCUMENT_OPS = frozenset({"notebook-document-transaction"})
+"""Kernel messages the server applies to the session's document (marimo 0.25)."""
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
@@ -143,13 +146,57 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
 
 
 def check_stream_write(data: Any) -> None:
-    """Refuse a message that would change the session's document while fenced."""
-    if (
-        _STATE["depth"]
-        and isinstance(data, (bytes, bytearray))
-        and any(tag in data for tag in _DOCUMENT_TAGS)
-    ):
+    """Refuse a message that would change the session's document while fenced.
+
+    The message's ``op`` is read as the server reads it (marimo's own decoder), so JSON
+    spelled differently (spaces, escapes) is recognised too.
+    """
+    if not _STATE["depth"] or not isinstance(data, (bytes, bytearray, memoryview, str)):
+        return
+    try:
+        op = _op_of(bytes(data) if not isinstance(data, str) else data)
+    except Exception:  # noqa: BLE001 - not a kernel message: nothing the server applies
+        return
+    if op in _DOCUMENT_OPS:
         raise FenceError("a document change sent to the server")
+
+
+def _op_of(message: bytes | str) -> str | None:
+    from marimo._messaging.serde import try_deserialize_kernel_notification_name
+
+    return try_deserialize_kernel_notification_name(message)  # type: ignore[arg-type]
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Loads only plain values (no class, no callable): enough to see a sent message."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError("not a plain value")
+
+
+def _check_pickled(data: Any) -> None:
+    """`check_stream_write` for the bytes a connection sends (a pickled message)."""
+    if not _STATE["depth"] or not isinstance(data, (bytes, bytearray, memoryview)):
+        return
+    try:
+        value = _PlainUnpickler(io.BytesIO(bytes(data))).load()
+    except Exception:  # noqa: BLE001 - not a pickled message
+        return
+    check_stream_write(value)
+
+
+def _guard_sender(cls: type, name: str, check: Callable[[Any], None]) -> None:
+    """Wrap ``cls.name(self, data, ...)`` so that ``check(data)`` runs first."""
+    original = getattr(cls, name, None)
+    if not callable(original) or getattr(original, "_marimo_pair_fenced", False):
+        return
+
+    def send(self: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
+        check(data)
+        return original(self, data, *args, **kwargs)
+
+    send._marimo_pair_fenced = True  # type: ignore[attr-defined]
+    setattr(cls, name, send)
 
 
 def _guard_methods(cls: type, names: tuple[str, ...], what: str) -> None:
@@ -207,16 +254,14 @@ def install(kernel: Any, stream: Any) -> None:
         ("mutate_graph", "delete_cell", "sync_graph", "rename_file", "set_ui_element_value"),
         "the kernel",
     )
-    stream_type = type(stream)
-    original_write = stream_type.__dict__.get("write")
-    if original_write is not None and not getattr(original_write, "_marimo_pair_fenced", False):
-
-        def write(self: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
-            check_stream_write(data)
-            return original_write(self, data, *args, **kwargs)
-
-        write._marimo_pair_fenced = True  # type: ignore[attr-defined]
-        stream_type.write = write
+    # The stream to the server, and the pipe beneath it (its ``send``, and a connection's
+    # ``_send_bytes``, which ``send`` and ``send_bytes`` both reach).
+    _guard_sender(type(stream), "write", check_stream_write)
+    pipe = getattr(stream, "pipe", None)
+    if pipe is not None:
+        _guard_sender(type(pipe), "send", check_stream_write)
+        if hasattr(type(pipe), "_send_bytes"):
+            _guard_sender(type(pipe), "_send_bytes", _check_pickled)
     sys.addaudithook(_audit)
     sys._marimo_pair_fence_installed = True  # type: ignore[attr-defined]
 
