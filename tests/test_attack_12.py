@@ -420,11 +420,8 @@ def test_a_frame_walk_turns_the_fence_off(target: Callable[..., Target]) -> None
     defence(len(t.cells()) == len(CELLS), "cell deleted with the fence switched off")
 
 
-@breaks(
-    "os.open(name, O_WRONLY, dir_fd=...) after os.chdir elsewhere: the audit hook resolves the "
-    "relative name against the cwd, not the dir_fd, so the notebook file is written"
-)
 def test_dir_fd_writes_the_notebook_file(target: Callable[..., Target]) -> None:
+    """Was a break: a relative name equal to the notebook's counts unless it is another file."""
     t = target()
     before = t.path.read_bytes()
     code = (
@@ -435,13 +432,14 @@ def test_dir_fd_writes_the_notebook_file(target: Callable[..., Target]) -> None:
         "finally:\n    os.chdir(_cwd)\n'ok'"
     )
     result = t.execute(code)
-    assert result.success, result.stderr[-2000:]
+    if not result.success:  # refused by the fence, and said so
+        assert result.evidence.refusals == ["writing the notebook file"], result.stderr[-2000:]
     defence(t.path.read_bytes() == before, "notebook file appended to via dir_fd")
 
 
 @breaks(
     "a subprocess that reads the notebook's path from stdin is not 'naming' it: it rewrites "
-    "the file (the audit never looks at the file)"
+    "the file (the audit, with recheck, now sees the file's digest change)"
 )
 def test_subprocess_with_the_path_on_stdin(target: Callable[..., Target]) -> None:
     t = target()
@@ -453,7 +451,8 @@ def test_subprocess_with_the_path_on_stdin(target: Callable[..., Target]) -> Non
     )
     result = t.execute(code)
     assert result.success, result.stderr[-2000:]
-    assert not result.evidence.refusals and not result.evidence.changed  # audit-blind too
+    # No refusal, but the audit sees it now: the client compares the file's digest.
+    assert not result.evidence.refusals and result.evidence.changed_on_disk
     defence(t.path.read_bytes() == before, "notebook file rewritten by a subprocess")
 
 
@@ -530,11 +529,8 @@ def test_code_that_runs_after_the_call_writes_the_file(
 # =====================================================================================
 
 
-@breaks(
-    "leaving the fence's depth counter raised (sys._getframe(1).f_globals['_STATE']) keeps the "
-    "fence up after the call: every later tool call into the kernel is refused"
-)
 def test_a_raised_depth_counter_fences_everything_afterwards(target: Callable[..., Target]) -> None:
+    """Was a break: the fence now puts its counter back instead of counting down."""
     t = target()
     result = t.execute(
         "import sys\nsys._getframe(1).f_globals['_STATE']['depth'] += 3\n'ok'", recheck=False
@@ -565,9 +561,9 @@ _FALSE_REFUSALS = {
 }
 
 
-@breaks("benign code is refused by the fence and recorded as a refusal the audit counts")
 @pytest.mark.parametrize("name", list(_FALSE_REFUSALS))
 def test_benign_code_falsely_refused(target: Callable[..., Target], name: str) -> None:
+    """Were breaks: each of these is benign and now runs without a refusal."""
     t = target()
     result = t.execute(_FALSE_REFUSALS[name])
     assert result.evidence is not None
