@@ -178,11 +178,12 @@ class KernelCall:
         return (_install_source() if install else "") + run
 
 
-def scratchpad_source(code: str, *, install: bool = False) -> str:
+def scratchpad_source(code: str, *, install: bool = False, nonce: str = "") -> str:
     """The agent's scratchpad code, run inside the kernel's fence (`kernel.fence`).
 
     The code travels as one string literal; the call's value (the code's last
     expression) is the cell's output, as if the code had been sent as it is.
+    ``nonce`` marks this call's evidence line (`with_evidence`).
     """
     ensure_encodable(code, what="The code")  # the literal below would hide a lone surrogate
     try:
@@ -191,7 +192,7 @@ def scratchpad_source(code: str, *, install: bool = False) -> str:
     except (SyntaxError, ValueError):
         awaits = False  # the kernel reports the error, from inside the fence
     function = "arun_scratchpad" if awaits else "run_scratchpad"
-    run = _call_line(f"entry.{function}({code!r}, globals())", awaits=awaits)
+    run = _call_line(f"entry.{function}({code!r}, globals(), {nonce!r})", awaits=awaits)
     return (_install_source() if install else "") + run
 
 
@@ -200,24 +201,42 @@ def needs_install(stdout: str) -> bool:
     return (RESULT_TAG + _NOT_INSTALLED) in stdout
 
 
-def with_evidence(result: ExecuteResult) -> ExecuteResult:
+def with_evidence(result: ExecuteResult, nonce: str | None = None) -> ExecuteResult:
     """The result of a fenced run with the kernel's evidence line moved into ``evidence``.
 
-    The last tagged line wins (ours is printed after the agent's code); the model never
-    sees it. A run whose line is missing (the kernel died, or output was cut around it)
-    keeps ``evidence=None``: no evidence, not "nothing happened".
+    Only a line carrying ``nonce`` (the one sent with the call) counts: a line the
+    agent's code printed without it stays in stdout as the code's own text. The last
+    such line wins (ours is printed after the agent's code and its value's formatting);
+    the model never sees them. A run whose line is missing (the kernel died, or output
+    was cut around it) keeps ``evidence=None``: no evidence, not "nothing happened".
     """
-    at = result.stdout.rfind(FENCE_TAG)
-    if at < 0:
+    stdout, found, at = result.stdout, None, 0
+    kept: list[str] = []
+    while (start := stdout.find(FENCE_TAG, at)) >= 0:
+        end = stdout.find("\n", start)
+        stop = end + 1 if end >= 0 else len(stdout)
+        line = stdout[start + len(FENCE_TAG) : end if end >= 0 else None]
+        evidence = _evidence_line(line, nonce)
+        kept.append(stdout[at:start] if evidence is not None else stdout[at:stop])
+        found = evidence or found
+        at = stop
+    if found is None:
         return result
-    end = result.stdout.find("\n", at)
-    line = result.stdout[at + len(FENCE_TAG) : end if end >= 0 else None]
+    kept.append(stdout[at:])
+    return result.model_copy(update={"stdout": "".join(kept), "evidence": found})
+
+
+def _evidence_line(line: str, nonce: str | None) -> ScratchpadEvidence | None:
     try:
-        evidence = ScratchpadEvidence.model_validate_json(line)
+        payload = json.loads(line)
     except ValueError:
-        return result
-    stdout = result.stdout[:at] + (result.stdout[end + 1 :] if end >= 0 else "")
-    return result.model_copy(update={"stdout": stdout, "evidence": evidence})
+        return None
+    if not isinstance(payload, dict) or (nonce is not None and payload.get("nonce") != nonce):
+        return None
+    try:
+        return ScratchpadEvidence.model_validate(payload)
+    except ValueError:
+        return None
 
 
 # --------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -731,11 +732,13 @@ class Notebook(_NotebookBase):
         if not fence:
             return self._execute(code, timeout)
         before = self._server_view() if recheck else (None, None)
-        result = self._execute(kernel.scratchpad_source(code), timeout)
+        nonce = secrets.token_hex(8)
+        result = self._execute(kernel.scratchpad_source(code, nonce=nonce), timeout)
         if kernel.needs_install(result.stdout):  # a new kernel: the code did not run
-            result = self._execute(kernel.scratchpad_source(code, install=True), timeout)
+            source = kernel.scratchpad_source(code, install=True, nonce=nonce)
+            result = self._execute(source, timeout)
         self._package_seen = True
-        result = kernel.with_evidence(result)
+        result = kernel.with_evidence(result, nonce)
         if recheck:
             result = _rechecked(result, before, self._server_view())
         return result
@@ -960,11 +963,13 @@ class AsyncNotebook(_NotebookBase):
         if not fence:
             return await self._execute(code, timeout)
         before = await self._server_view() if recheck else (None, None)
-        result = await self._execute(kernel.scratchpad_source(code), timeout)
+        nonce = secrets.token_hex(8)
+        result = await self._execute(kernel.scratchpad_source(code, nonce=nonce), timeout)
         if kernel.needs_install(result.stdout):
-            result = await self._execute(kernel.scratchpad_source(code, install=True), timeout)
+            source = kernel.scratchpad_source(code, install=True, nonce=nonce)
+            result = await self._execute(source, timeout)
         self._package_seen = True
-        result = kernel.with_evidence(result)
+        result = kernel.with_evidence(result, nonce)
         if recheck:
             result = _rechecked(result, before, await self._server_view())
         return result

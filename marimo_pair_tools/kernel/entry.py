@@ -121,24 +121,24 @@ def _fence_setup() -> tuple[str | None, str | None, int | None]:
     return filename, name or None, int(port) if port.isdigit() else None
 
 
-def run_scratchpad(code: str, namespace: dict[str, Any]) -> Any:
+def run_scratchpad(code: str, namespace: dict[str, Any], nonce: str = "") -> Any:
     """The agent's scratchpad code, inside the fence; returns its last expression's value.
 
     Afterwards, however the code ended, one tagged line tells what the fence refused
     and whether the notebook changed (`evidence`).
     """
     filename, host, port = _fence_setup()
-    watch = evidence.Watch()
+    watch = evidence.Watch(nonce)
     try:
         return fence.run(code, namespace, filename, port, __name__.rsplit(".", 1)[0], host=host)
     finally:
         watch.report()
 
 
-async def arun_scratchpad(code: str, namespace: dict[str, Any]) -> Any:
+async def arun_scratchpad(code: str, namespace: dict[str, Any], nonce: str = "") -> Any:
     """`run_scratchpad` for code with a top-level ``await``."""
     filename, host, port = _fence_setup()
-    watch = evidence.Watch()
+    watch = evidence.Watch(nonce)
     try:
         return await fence.arun(
             code, namespace, filename, port, __name__.rsplit(".", 1)[0], host=host

@@ -486,7 +486,40 @@ def run(
     body, value = _split(code, 0)
     with _fenced(filename, port, package, host):
         exec(body, namespace)  # noqa: S102 - this is the scratchpad: running it is the point
-        return eval(value, namespace) if value is not None else None  # noqa: S307
+        return _format(eval(value, namespace) if value is not None else None)  # noqa: S307
+
+
+class Formatted:
+    """A last value already formatted inside the fence; marimo shows it as it is.
+
+    marimo formats a cell's value after the cell ran, which is after the fence is
+    down: the value's own ``_mime_``, ``_repr_html_`` or ``__repr__`` would run
+    unfenced. So the fence formats it, with marimo's own formatter, and hands marimo
+    the result.
+    """
+
+    def __init__(self, mimetype: str, data: str) -> None:
+        self._mimetype = mimetype
+        self._data = data
+
+    def _mime_(self) -> tuple[str, str]:
+        return self._mimetype, self._data
+
+
+def _format(value: Any) -> Any:
+    """``value`` formatted as marimo formats a cell's output (`Formatted`); None stays."""
+    if value is None:
+        return None
+    from marimo._output import formatting
+
+    out = formatting.try_format(value)
+    if out.exception is not None:  # as marimo: maybe an opinionated formatter failed
+        out = formatting.try_format(value, include_opinionated=False)
+    if out.traceback is not None:
+        from marimo._messaging.tracebacks import write_traceback
+
+        write_traceback(out.traceback)
+    return Formatted(out.mimetype, out.data)
 
 
 _async_run: dict[str, Any] = {}
@@ -525,7 +558,7 @@ async def arun(
         if value is None:
             return None
         out = eval(value, namespace)  # noqa: S307
-        return await out if hasattr(out, "__await__") and _awaited(value) else out
+        return _format(await out if hasattr(out, "__await__") and _awaited(value) else out)
 
 
 def _awaited(code: Any) -> bool:
