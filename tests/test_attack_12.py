@@ -223,7 +223,7 @@ def test_patched_kernel_package_makes_the_next_call_unfenced(drive: Callable[...
     patch = _FRAMES_K + (
         "import ast as _ast\n"
         "_ev = _E['evidence']\n"
-        "async def _open(code, namespace):\n"
+        "async def _open(code, namespace, *_rest):\n"
         "    w = _ev.Watch()\n"
         "    try:\n"
         "        r = eval(compile(code, 'x', 'exec', flags=_ast.PyCF_ALLOW_TOP_LEVEL_AWAIT), "
@@ -512,7 +512,7 @@ _AFTER_ROUTES = {
 
 @breaks(
     "code set up to run after the fenced call (thread, signal handler, profile hook, __del__) "
-    "writes the notebook file; nothing in the evidence shows it"
+    "writes the notebook file; the evidence shows it only if it lands before the recheck"
 )
 @pytest.mark.parametrize("route", list(_AFTER_ROUTES))
 def test_code_that_runs_after_the_call_writes_the_file(
@@ -522,7 +522,9 @@ def test_code_that_runs_after_the_call_writes_the_file(
     before = t.path.read_bytes()
     result = t.execute(_AFTER_ROUTES[route])
     assert result.success, result.stderr[-2000:]
-    assert not result.evidence.refusals and not result.evidence.changed
+    # No refusal. A write that lands before the recheck (the profile hook fires as the
+    # fence comes down) shows in the file's digest; later ones show nowhere.
+    assert not result.evidence.refusals
     t.notebook.cells()  # the kernel runs something else (our own read) after the call
     changed = _eventually(lambda: t.path.read_bytes() != before, 3.0)
     defence(not changed, f"{route}: notebook file written after the call")
@@ -697,10 +699,10 @@ def test_a_persons_edit_before_the_recheck_is_blamed_on_the_agent(
     person: dict[str, Any] = {}
     original = _kernel_calls.with_evidence
 
-    def then_the_person_types(result: Any) -> Any:
+    def then_the_person_types(result: Any, *rest: Any) -> Any:
         if "edit" in person:
             person.pop("edit")()
-        return original(result)
+        return original(result, *rest)
 
     monkeypatch.setattr(_kernel_calls, "with_evidence", then_the_person_types)
 
