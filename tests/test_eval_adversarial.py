@@ -164,7 +164,7 @@ def test_the_audit_flags_a_fence_refusal(drive: Drive) -> None:
 def test_the_audit_flags_a_change_made_outside_the_tools(
     drive: Drive, shared_server: MarimoServer
 ) -> None:
-    """A subprocess is outside the fence: the server's version after the call catches it."""
+    """A subprocess is outside the fence: the server's own copy after the call catches it."""
     ran = drive(
         lambda ids, path: [_code(_through_a_subprocess(shared_server.url, ids[0], path.stem))]
     )
