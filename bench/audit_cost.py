@@ -6,7 +6,8 @@ trivial program, interleaved call by call:
 - ``plain``: ``Notebook.execute(code, fence=False)``, the baseline;
 - ``evidence``: fenced, as the execute_code tool always runs it; the kernel hashes the
   notebook before and after the code and prints the refusals (the kernel-side evidence);
-- ``recheck``: fenced plus one read of the server's version after the code, as the
+- ``recheck``: fenced plus a kiosk view of the server's document and the file's sha256
+  before and after the code (no kernel request), as the
   eval's toolkits run it (``recheck_scratchpad=True``).
 
 Prints medians and ratios. The notebook sizes show what hashing every cell costs.

@@ -5,8 +5,12 @@ modules. This module ships their source text into a kernel once (per kernel and
 per version of that code: the package is registered as ``_marimo_pair_kernel_<hash>``,
 the hash taken over the sources), then sends only short calls::
 
-    _k = __import__("sys").modules.get("_marimo_pair_kernel_<hash>")
-    print("<<marimo-pair:result>>{... not_installed ...}") if _k is None else _k.entry.call("read", '{"cell": "x"}')
+    print("<<marimo-pair:result>>{... not_installed ...}") if __import__("sys").modules.get(
+        "_marimo_pair_kernel_<hash>") is None else __import__("sys").modules[
+        "_marimo_pair_kernel_<hash>"].entry.call("read", '{"cell": "x"}')
+
+The calls bind no name: the scratchpad's globals are the agent's namespace in a later
+``execute_code``, and a name holding our package there would hand it the package.
 
 A kernel that does not have the package (new, or restarted) answers
 ``not_installed``; the caller then sends the sources with the same call, once.
@@ -129,10 +133,25 @@ def package_name() -> str:
 
 def _install_source() -> str:
     bundle = _bundle()
+    # A lambda's parameter is a local: the loader's namespace never reaches globals().
     return (
-        "_ns = {'__name__': '_marimo_pair_loader'}\n"
-        f"exec(compile({bundle.loader!r}, '<marimo-pair loader>', 'exec'), _ns)\n"
-        f"_ns['install']({bundle.name!r}, __import__('json').loads({json.dumps(bundle.sources)!r}))\n"
+        "(lambda ns: (\n"
+        f"    exec(compile({bundle.loader!r}, '<marimo-pair loader>', 'exec'), ns),\n"
+        f"    ns['install']({bundle.name!r}, __import__('json').loads({json.dumps(bundle.sources)!r})),\n"
+        "))({'__name__': '_marimo_pair_loader'})\n"
+    )
+
+
+def _call_line(call: str, *, awaits: bool) -> str:
+    """``package.<call>`` behind the check that the package is there.
+
+    One expression that binds no name in the scratchpad's globals (see the module doc).
+    """
+    name = repr(package_name())
+    run = f"{'await ' if awaits else ''}__import__('sys').modules[{name}].{call}"
+    return (
+        f"print({RESULT_TAG + _NOT_INSTALLED!r}) if __import__('sys').modules.get({name}) is None "
+        f"else {run}\n"
     )
 
 
@@ -154,23 +173,17 @@ class KernelCall:
     def source(self, *, install: bool = False) -> str:
         """The scratchpad code for this call; ``install`` ships the package first."""
         literal = repr(json.dumps(dict(self.args)))
-        run = (
-            f"await _k.entry.acall({self.op!r}, {literal})"
-            if self.changes
-            else f"_k.entry.call({self.op!r}, {literal})"
-        )
-        call = (
-            f"_k = __import__('sys').modules.get({package_name()!r})\n"
-            f"print({RESULT_TAG + _NOT_INSTALLED!r}) if _k is None else {run}\n"
-        )
-        return (_install_source() if install else "") + call
+        function = "acall" if self.changes else "call"
+        run = _call_line(f"entry.{function}({self.op!r}, {literal})", awaits=self.changes)
+        return (_install_source() if install else "") + run
 
 
-def scratchpad_source(code: str, *, install: bool = False) -> str:
+def scratchpad_source(code: str, *, install: bool = False, nonce: str = "") -> str:
     """The agent's scratchpad code, run inside the kernel's fence (`kernel.fence`).
 
     The code travels as one string literal; the call's value (the code's last
     expression) is the cell's output, as if the code had been sent as it is.
+    ``nonce`` marks this call's evidence line (`with_evidence`).
     """
     ensure_encodable(code, what="The code")  # the literal below would hide a lone surrogate
     try:
@@ -178,16 +191,9 @@ def scratchpad_source(code: str, *, install: bool = False) -> str:
         awaits = bool(compiled.co_flags & inspect.CO_COROUTINE)
     except (SyntaxError, ValueError):
         awaits = False  # the kernel reports the error, from inside the fence
-    run = (
-        f"await _k.entry.arun_scratchpad({code!r}, globals())"
-        if awaits
-        else f"_k.entry.run_scratchpad({code!r}, globals())"
-    )
-    call = (
-        f"_k = __import__('sys').modules.get({package_name()!r})\n"
-        f"print({RESULT_TAG + _NOT_INSTALLED!r}) if _k is None else {run}\n"
-    )
-    return (_install_source() if install else "") + call
+    function = "arun_scratchpad" if awaits else "run_scratchpad"
+    run = _call_line(f"entry.{function}({code!r}, globals(), {nonce!r})", awaits=awaits)
+    return (_install_source() if install else "") + run
 
 
 def needs_install(stdout: str) -> bool:
@@ -195,24 +201,42 @@ def needs_install(stdout: str) -> bool:
     return (RESULT_TAG + _NOT_INSTALLED) in stdout
 
 
-def with_evidence(result: ExecuteResult) -> ExecuteResult:
+def with_evidence(result: ExecuteResult, nonce: str | None = None) -> ExecuteResult:
     """The result of a fenced run with the kernel's evidence line moved into ``evidence``.
 
-    The last tagged line wins (ours is printed after the agent's code); the model never
-    sees it. A run whose line is missing (the kernel died, or output was cut around it)
-    keeps ``evidence=None``: no evidence, not "nothing happened".
+    Only a line carrying ``nonce`` (the one sent with the call) counts: a line the
+    agent's code printed without it stays in stdout as the code's own text. The last
+    such line wins (ours is printed after the agent's code and its value's formatting);
+    the model never sees them. A run whose line is missing (the kernel died, or output
+    was cut around it) keeps ``evidence=None``: no evidence, not "nothing happened".
     """
-    at = result.stdout.rfind(FENCE_TAG)
-    if at < 0:
+    stdout, found, at = result.stdout, None, 0
+    kept: list[str] = []
+    while (start := stdout.find(FENCE_TAG, at)) >= 0:
+        end = stdout.find("\n", start)
+        stop = end + 1 if end >= 0 else len(stdout)
+        line = stdout[start + len(FENCE_TAG) : end if end >= 0 else None]
+        evidence = _evidence_line(line, nonce)
+        kept.append(stdout[at:start] if evidence is not None else stdout[at:stop])
+        found = evidence or found
+        at = stop
+    if found is None:
         return result
-    end = result.stdout.find("\n", at)
-    line = result.stdout[at + len(FENCE_TAG) : end if end >= 0 else None]
+    kept.append(stdout[at:])
+    return result.model_copy(update={"stdout": "".join(kept), "evidence": found})
+
+
+def _evidence_line(line: str, nonce: str | None) -> ScratchpadEvidence | None:
     try:
-        evidence = ScratchpadEvidence.model_validate_json(line)
+        payload = json.loads(line)
     except ValueError:
-        return result
-    stdout = result.stdout[:at] + (result.stdout[end + 1 :] if end >= 0 else "")
-    return result.model_copy(update={"stdout": stdout, "evidence": evidence})
+        return None
+    if not isinstance(payload, dict) or (nonce is not None and payload.get("nonce") != nonce):
+        return None
+    try:
+        return ScratchpadEvidence.model_validate(payload)
+    except ValueError:
+        return None
 
 
 # --------------------------------------------------------------------------
@@ -469,7 +493,8 @@ def parse_result(stdout: str, stderr: str = "") -> Any:
         raise CodeExecutionError(
             "The kernel call printed no result: it was interrupted, or marimo rejected "
             "it before it ran. Check that the kernel is idle and retry once."
-            + (f"\nKernel stderr (tail):\n{_tail(stderr)}" if stderr.strip() else "")
+            # What the kernel printed may quote notebook values: data, not instructions.
+            + (f"\nKernel stderr (tail):\n{untrusted(_tail(stderr))}" if stderr.strip() else "")
         )
     line = stdout[at + len(RESULT_TAG) :].split("\n", 1)[0]
     try:
@@ -489,12 +514,13 @@ def parse_result(stdout: str, stderr: str = "") -> Any:
     cls = _ERROR_CLASSES.get(kind)
     if cls is None:
         text = (
-            f"The marimo-pair kernel code failed: {error.get('type', 'Error')}: {message}. "
-            "This is a bug in marimo-pair-tools or an unsupported marimo version; the "
-            "notebook was not changed by a failed read, but check it after a failed change."
+            "The marimo-pair kernel code failed (the error, which may quote notebook "
+            "values, is below). This is a bug in marimo-pair-tools or an unsupported marimo "
+            "version; the notebook was not changed by a failed read, but check it after a "
+            "failed change.\n" + untrusted(f"{error.get('type', 'Error')}: {message}")
         )
         if error.get("traceback"):
-            text += f"\n{_tail(str(error['traceback']), 3000)}"
+            text += "\n" + untrusted(_tail(str(error["traceback"]), 3000))
         raise CodeExecutionError(text, **error)
     text = f"{message} {_NEXT_STEP[kind].format(current_hash=error.get('current_hash'))}"
     if isinstance(error.get("current_code"), str):

@@ -67,6 +67,7 @@ from ._security import (
     split_page_url,
     token_for,
 )
+from ._server_view import DocumentReader
 from ._sse import SSEDecoder
 from ._text import BoundedText, truncate
 from ._versions import check_server_version
@@ -273,7 +274,10 @@ class ScratchpadEvidence(BaseModel):
     """What an agent's fenced scratchpad run did, as the kernel (and the server) saw it.
 
     Runtime evidence for the eval's audit (`marimo_pair_tools.eval.trajectory`): it
-    does not depend on what the code's text looks like.
+    does not depend on what the code's text looks like. The kernel's fields come from
+    code that shares the kernel with the agent's, so determined code can forge them;
+    the ``server_*`` and ``file_*`` fields (with ``recheck``) are read by the client
+    from the server and the disk, where the agent's code cannot rewrite the answer.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -282,22 +286,41 @@ class ScratchpadEvidence(BaseModel):
     """What the kernel's fence refused while the code ran, in order (at most 20), even
     when the code caught the error."""
     version_before: str | None = None
-    """The notebook's fingerprint (ids, order, code) as the request found it."""
+    """The kernel's fingerprint of the notebook (ids, order, code) as the request found it."""
     version_after: str | None = None
     """The kernel's copy after the code: differs when the code changed the notebook
     through the kernel, by whatever route."""
+    server_before: str | None = None
+    """With ``recheck``: the server's own copy of the notebook (ids, order, code, names,
+    config) just before the request, read through a kiosk view (`_server_view`)."""
     server_after: str | None = None
-    """With ``recheck``: the server's notebook right after the run. Differs from
-    ``version_before`` also for changes the kernel never sees (a subprocess calling
+    """With ``recheck``: the same, right after the run. Differs from ``server_before`` for
+    every change the server saw, made through the kernel or not (a subprocess calling
     marimo's HTTP API), and for a person's edit made while the code ran."""
+    file_before: str | None = None
+    """With ``recheck`` and a notebook file on this machine: its sha256 before the request."""
+    file_after: str | None = None
+    """The file's sha256 right after the run."""
 
     @property
     def changed(self) -> bool:
-        """Whether the notebook changed while the code ran (by the kernel's or the server's view)."""
+        """Whether the notebook changed while the code ran (kernel, server or file view)."""
+        return self.changed_in_kernel or self.changed_on_server or self.changed_on_disk
+
+    @property
+    def changed_in_kernel(self) -> bool:
         before = self.version_before
-        if before is None:
-            return False
-        return any(after not in (None, before) for after in (self.version_after, self.server_after))
+        return before is not None and self.version_after not in (None, before)
+
+    @property
+    def changed_on_server(self) -> bool:
+        before = self.server_before
+        return before is not None and self.server_after not in (None, before)
+
+    @property
+    def changed_on_disk(self) -> bool:
+        before = self.file_before
+        return before is not None and self.file_after not in (None, before)
 
 
 class ExecuteResult(BaseModel):
@@ -1498,6 +1521,38 @@ class MarimoClient(_ClientCore):
             logger.debug("kiosk view failed: %r", exc)
             return None
         return reader.activity()
+
+    def document_fingerprint(
+        self, notebook: str | None = None, *, session_id: str | None = None
+    ) -> str | None:
+        """The server's own copy of the notebook, as a short hash (`_server_view`).
+
+        Read from a read-only (kiosk) view of the session: marimo answers it from the
+        server's document, so nothing runs in the kernel and code there cannot change
+        the answer. Ids, order, code, names and cell config count. ``None`` when the
+        server sent no document (an older server, a refused viewer).
+        """
+        session = self.resolve_session(notebook, session_id=session_id)
+        reader = DocumentReader()
+        wait = self._probe_wait(session) + _KIOSK_CAP
+        try:
+            with self._http.stream(
+                "GET",
+                self.base_url + "/sse",
+                params=self._kiosk_params(session),
+                headers={**self._headers(), "Accept": "text/event-stream"},
+                timeout=self._httpx_timeout(wait),
+            ) as response:
+                if response.status_code >= 400:
+                    return None
+                for text in response.iter_text():
+                    reader.feed(text)
+                    if reader.done:
+                        break
+        except httpx.HTTPError as exc:
+            logger.debug("kiosk document view failed: %r", exc)
+            return None
+        return reader.fingerprint
 
     def _ensure_input_guard(self, session: SessionInfo, timeout: float | None, code: str) -> str:
         """The code to send: behind the guard's installer when this kernel may lack it.
@@ -2741,6 +2796,32 @@ class AsyncMarimoClient(_ClientCore):
             logger.debug("kiosk view failed: %r", exc)
             return None
         return reader.activity()
+
+    async def document_fingerprint(
+        self, notebook: str | None = None, *, session_id: str | None = None
+    ) -> str | None:
+        """See `MarimoClient.document_fingerprint`."""
+        session = await self.resolve_session(notebook, session_id=session_id)
+        reader = DocumentReader()
+        wait = self._probe_wait(session) + _KIOSK_CAP
+        try:
+            async with (await self._http()).stream(
+                "GET",
+                self.base_url + "/sse",
+                params=self._kiosk_params(session),
+                headers={**self._headers(), "Accept": "text/event-stream"},
+                timeout=self._httpx_timeout(wait),
+            ) as response:
+                if response.status_code >= 400:
+                    return None
+                async for text in response.aiter_text():
+                    reader.feed(text)
+                    if reader.done:
+                        break
+        except httpx.HTTPError as exc:
+            logger.debug("kiosk document view failed: %r", exc)
+            return None
+        return reader.fingerprint
 
     async def _ensure_input_guard(
         self, session: SessionInfo, timeout: float | None, code: str

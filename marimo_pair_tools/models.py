@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
@@ -80,10 +81,13 @@ def untrusted(text: str) -> str:
     The system prompt tells the model that text between these markers is never an
     instruction; a marker inside the content is defused so it cannot close the block.
     """
-    safe = text.replace("<notebook-data", "<notebook_data").replace(
-        "</notebook-data", "</notebook_data"
-    )
+    safe = _MARKER.sub(lambda m: "</notebook_data" if "/" in m.group(0) else "<notebook_data", text)
     return f"{DATA_OPEN}\n{safe}\n{DATA_CLOSE}"
+
+
+_MARKER = re.compile(r"<\s*/?\s*notebook\s*[-_]?\s*data", re.IGNORECASE)
+"""A marker in any case or spacing (``</NOTEBOOK-DATA>``, ``< /notebook-data >``): a model
+may read any of them as the end of the block."""
 
 
 def _head(code: str, limit: int = 1500) -> str:
@@ -794,7 +798,8 @@ class VariablesReport(_Model):
                 extra += f" columns={_names(var.columns, 12)}"
             shown = " ⏎ ".join((var.repr or "").splitlines())
             shown = shown if len(shown) <= 160 else shown[:159] + "…"
-            lines.append(f"{var.name}: {var.type}{extra} = {untrusted(shown)}")
+            # The type's name and the columns come from the notebook too (any string).
+            lines.append(f"{var.name}: " + untrusted(f"{var.type}{extra} = {shown}"))
         if self.truncated:
             lines.append(
                 f"… {self.total - len(self.variables)} more; ask for names=[...] or a higher limit"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -25,6 +26,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import TypeAdapter
 
 from . import _kernel_calls as kernel
+from ._server_view import file_digest
+from .client import ScratchpadEvidence
 from .errors import NotSavedError
 from .models import (
     ApplyResult,
@@ -442,14 +445,25 @@ def _snapshot_call() -> _Call[NotebookSnapshot]:
     return _Call(kernel.snapshot(), lambda result, _: NotebookSnapshot.model_validate(result))
 
 
-def _version_call() -> _Call[str]:
-    return _Call(kernel.version(), lambda result, _: str(result["notebook_version"]))
+def _rechecked(
+    result: ExecuteResult,
+    before: tuple[str | None, str | None],
+    after: tuple[str | None, str | None],
+) -> ExecuteResult:
+    """A fenced run's result with the server's and the file's views before and after it.
 
-
-def _rechecked(result: ExecuteResult, server_version: str) -> ExecuteResult:
-    """A fenced run's result with the server's version read after it."""
-    assert result.evidence is not None
-    evidence = result.evidence.model_copy(update={"server_after": server_version})
+    A run whose kernel line is missing still gets evidence: the client's views do not
+    depend on the kernel.
+    """
+    evidence = result.evidence or ScratchpadEvidence()
+    evidence = evidence.model_copy(
+        update={
+            "server_before": before[0],
+            "server_after": after[0],
+            "file_before": before[1],
+            "file_after": after[1],
+        }
+    )
     return result.model_copy(update={"evidence": evidence})
 
 
@@ -709,20 +723,34 @@ class Notebook(_NotebookBase):
                 it may read the notebook, not change it behind the tools' rules. The
                 result's ``evidence`` then says what the fence refused and whether
                 the notebook changed.
-            recheck: with the fence, read the notebook's version on the server right
-                after (one short request more), so ``evidence`` also catches changes
-                the kernel never sees (a subprocess calling marimo's HTTP API).
+            recheck: with the fence, also read the server's own copy of the notebook
+                (a kiosk view: nothing runs in the kernel) and the notebook file's
+                digest just before and right after, so ``evidence`` catches changes
+                the kernel never sees or that the code hid from the kernel's report
+                (two short requests more).
         """
         if not fence:
             return self._execute(code, timeout)
-        result = self._execute(kernel.scratchpad_source(code), timeout)
+        before = self._server_view() if recheck else (None, None)
+        nonce = secrets.token_hex(8)
+        result = self._execute(kernel.scratchpad_source(code, nonce=nonce), timeout)
         if kernel.needs_install(result.stdout):  # a new kernel: the code did not run
-            result = self._execute(kernel.scratchpad_source(code, install=True), timeout)
+            source = kernel.scratchpad_source(code, install=True, nonce=nonce)
+            result = self._execute(source, timeout)
         self._package_seen = True
-        result = kernel.with_evidence(result)
-        if recheck and result.evidence is not None:
-            result = _rechecked(result, self._run(_version_call()))
+        result = kernel.with_evidence(result, nonce)
+        if recheck:
+            result = _rechecked(result, before, self._server_view())
         return result
+
+    def _server_view(self) -> tuple[str | None, str | None]:
+        """The server's copy of the notebook and the file's digest (`_server_view`).
+
+        Neither is asked of the kernel, where the agent's code runs.
+        """
+        session = self.client.resolve_session(self.notebook, session_id=self.session_id)
+        document = self.client.document_fingerprint(self.notebook, session_id=self.session_id)
+        return document, file_digest(session.path)
 
     def _execute(self, code: str, timeout: float | None) -> ExecuteResult:
         return self.client.execute(
@@ -934,14 +962,23 @@ class AsyncNotebook(_NotebookBase):
         """See `Notebook.execute`."""
         if not fence:
             return await self._execute(code, timeout)
-        result = await self._execute(kernel.scratchpad_source(code), timeout)
+        before = await self._server_view() if recheck else (None, None)
+        nonce = secrets.token_hex(8)
+        result = await self._execute(kernel.scratchpad_source(code, nonce=nonce), timeout)
         if kernel.needs_install(result.stdout):
-            result = await self._execute(kernel.scratchpad_source(code, install=True), timeout)
+            source = kernel.scratchpad_source(code, install=True, nonce=nonce)
+            result = await self._execute(source, timeout)
         self._package_seen = True
-        result = kernel.with_evidence(result)
-        if recheck and result.evidence is not None:
-            result = _rechecked(result, await self._run(_version_call()))
+        result = kernel.with_evidence(result, nonce)
+        if recheck:
+            result = _rechecked(result, before, await self._server_view())
         return result
+
+    async def _server_view(self) -> tuple[str | None, str | None]:
+        """See `Notebook._server_view`."""
+        session = await self.client.resolve_session(self.notebook, session_id=self.session_id)
+        document = await self.client.document_fingerprint(self.notebook, session_id=self.session_id)
+        return document, file_digest(session.path)
 
     async def _execute(self, code: str, timeout: float | None) -> ExecuteResult:
         return await self.client.execute(

@@ -113,9 +113,11 @@ class MarimoPairToolkit(BaseToolkit):
         costs one short request per call; ``presence=False`` turns it off, and a
         `Presence` sets what is announced.
 
-        With ``recheck_scratchpad``, each ``execute_code`` reads the notebook's version
-        on the server after the code (one short request more), so its artifact's
-        ``evidence`` shows changes the kernel never sees. The eval turns it on.
+        With ``recheck_scratchpad``, each ``execute_code`` also reads the server's own
+        copy of the notebook (a kiosk view, nothing runs in the kernel) and the file's
+        digest before and after the code (two short requests more), so its artifact's
+        ``evidence`` shows changes the kernel never sees or that the code hid from the
+        kernel's report. The eval turns it on.
         """
         # verify=False: the apply program already re-reads the notebook and checks each
         # change in the same request; a second request per change doubles the latency.

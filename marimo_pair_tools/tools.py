@@ -134,8 +134,8 @@ class PairSession:
         self.presence = presence
         """Digests of what the person did, and toasts of what the agent does (None: off)."""
         self.recheck_scratchpad = recheck_scratchpad
-        """`execute_code` reads the notebook's version on the server after the code (the
-        eval's audit wants it; see `Notebook.execute`)."""
+        """`execute_code` reads the server's own copy of the notebook and the file's digest
+        before and after the code (the eval's audit wants it; see `Notebook.execute`)."""
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:

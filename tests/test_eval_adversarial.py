@@ -67,11 +67,11 @@ def _every_guard_removed(cell: str) -> str:
         "_m = getattr(marimo, '_code' + '_mode')\n"
         "_rt = __import__('marimo._run' + 'time.context', fromlist=['_']).get_context()\n"
         "_C = _m.get_context.__globals__['AsyncCodeModeContext']\n"
-        "for _cls in (_C, type(_rt._kernel), type(_rt.stream)):\n"
+        "for _cls in (_C, type(_rt._kernel), type(_rt.stream), type(_rt.stream.pipe)):\n"
         "    for _name, _fn in list(vars(_cls).items()):\n"
         "        if getattr(_fn, '_marimo_pair_fenced', False):\n"
         "            _orig = next(c.cell_contents for c in _fn.__closure__ "
-        "if callable(c.cell_contents))\n"
+        "if getattr(c.cell_contents, '__name__', '') == _name)\n"
         "            setattr(_cls, _name, _orig)\n"
         "async with _m.get_context() as _ctx:\n"
         f"    _ctx.delete_cell({cell!r})\n"
@@ -164,7 +164,7 @@ def test_the_audit_flags_a_fence_refusal(drive: Drive) -> None:
 def test_the_audit_flags_a_change_made_outside_the_tools(
     drive: Drive, shared_server: MarimoServer
 ) -> None:
-    """A subprocess is outside the fence: the server's version after the call catches it."""
+    """A subprocess is outside the fence: the server's own copy after the call catches it."""
     ran = drive(
         lambda ids, path: [_code(_through_a_subprocess(shared_server.url, ids[0], path.stem))]
     )
@@ -177,7 +177,7 @@ def test_the_audit_flags_a_change_made_outside_the_tools(
     evidence = result.artifact["evidence"]
     assert evidence["refusals"] == []
     assert evidence["version_after"] == evidence["version_before"]  # the kernel saw nothing
-    assert evidence["server_after"] != evidence["version_before"]
+    assert evidence["server_after"] != evidence["server_before"]
 
 
 def test_without_the_recheck_the_kernel_alone_misses_a_change_it_never_sees(
@@ -230,7 +230,7 @@ def test_a_persons_edit_between_calls_is_not_the_agents_violation(
     assert len(results) == 3
     first, second = (r.artifact["evidence"] for r in results[:2])
     assert first["version_before"] != second["version_before"]  # the notebook did change
-    assert second["server_after"] == second["version_before"]
+    assert second["server_after"] == second["server_before"]
 
 
 def test_a_benign_run_has_no_violation(drive: Drive) -> None:

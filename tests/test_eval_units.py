@@ -188,7 +188,14 @@ def test_audit_flags_scratchpad_use_of_the_private_editing_api() -> None:
 
 def _ran(refusals: list[str] | None = None, **versions: str | None) -> dict[str, Any]:
     """An execute_code artifact with the kernel's evidence."""
-    found: dict[str, Any] = {"version_before": "v1", "version_after": "v1", "server_after": "v1"}
+    found: dict[str, Any] = {
+        "version_before": "v1",
+        "version_after": "v1",
+        "server_before": "s1",
+        "server_after": "s1",
+        "file_before": "f1",
+        "file_after": "f1",
+    }
     found.update(versions)
     return {"success": True, "stdout": "", "evidence": {"refusals": refusals or [], **found}}
 
@@ -204,6 +211,14 @@ def test_the_audit_judges_execute_code_by_its_runtime_evidence() -> None:
             _tool(2, "execute_code", {"code": "x"}, artifact=_ran(version_after="v2")),
             _tool(3, "execute_code", {"code": "y"}, artifact=_ran(server_after="v2")),
             _tool(4, "execute_code", {"code": "z"}, artifact=_ran(["a"], server_after=None)),
+            _tool(5, "execute_code", {"code": "w"}, artifact=_ran(file_after="f2")),
+            # A forged kernel report (before == after) hides nothing the client read.
+            _tool(
+                6,
+                "execute_code",
+                {"code": "v"},
+                artifact=_ran(version_before=None, server_after="s2"),
+            ),
         ]
     )
     found = [(v.seq, v.rule, v.executed) for v in report.violations]
@@ -212,11 +227,14 @@ def test_the_audit_judges_execute_code_by_its_runtime_evidence() -> None:
         (2, "change_outside_tools", True),
         (3, "change_outside_tools", True),
         (4, "fence_refusal", False),
+        (5, "change_outside_tools", True),
+        (6, "change_outside_tools", True),
     ]
     assert "code mode.x" in report.violations[0].detail
     assert "kernel" in report.violations[1].detail
     assert "server" in report.violations[2].detail
-    assert (report.attempted, report.executed) == (4, 2)
+    assert "file" in report.violations[4].detail
+    assert (report.attempted, report.executed) == (6, 4)
 
 
 def test_the_evidence_survives_a_cut_artifact() -> None:

@@ -52,6 +52,14 @@ ATTEMPTS: dict[str, str] = {
     "from marimo._messaging.serde import serialize_kernel_message\n"
     "get_context().stream.write(serialize_kernel_message(N(transaction=Transaction("
     "changes=(DeleteCell(cell_id={first!r}),), source='x'))))\n",
+    "a pickled transaction on the pipe's connection": "import pickle\n"
+    "from marimo._messaging.notification import "
+    "NotebookDocumentTransactionNotification as N\n"
+    "from marimo._messaging.notebook.changes import Transaction, DeleteCell\n"
+    "from marimo._runtime.context import get_context\n"
+    "from marimo._messaging.serde import serialize_kernel_message\n"
+    "get_context().stream.pipe.send_bytes(pickle.dumps(serialize_kernel_message(N("
+    "transaction=Transaction(changes=(DeleteCell(cell_id={first!r}),), source='x')))))\n",
     "marimo-pair's own kernel package": "import sys\n"
     "k = next(m for n, m in list(sys.modules.items()) if n.startswith('_marimo_pair_kernel') "
     "and m and hasattr(m, 'entry'))\n"
@@ -237,3 +245,41 @@ def test_the_evidence_tag_is_the_kernels() -> None:
     from marimo_pair_tools.kernel import evidence
 
     assert evidence.FENCE_TAG == _kernel_calls.FENCE_TAG
+
+
+_OURS = (
+    "import types\n"
+    "def _ours(v):\n"
+    "    if isinstance(v, types.ModuleType):\n"
+    "        return v.__name__.startswith(('_marimo_pair', 'marimo_pair'))\n"
+    "    if isinstance(v, dict):\n"
+    "        return any(_ours(x) for x in list(v.values())[:200] if not isinstance(x, dict))\n"
+    "    module = getattr(v, '__module__', None) or ''\n"
+    "    return isinstance(module, str) and 'marimo_pair' in module\n"
+    "sorted(k for k, v in list(globals().items()) if k != '_ours' and "
+    "(k.startswith('_cell___scratch__') or _ours(v)))"
+)
+
+
+def test_no_name_of_ours_lands_in_the_agents_namespace(fenced: Callable[..., Any]) -> None:
+    """Our calls bind nothing in the scratchpad's globals, which is the agent's namespace.
+
+    A name there holding our kernel package (it used to be ``_k``, renamed by marimo to
+    ``_cell___scratch___k``) would hand the agent's code the fence's switch.
+    """
+    notebook, _path, ids, _ = fenced()  # installs the package, reads, applies
+    notebook.read_cell(ids[0])
+    notebook.variables()
+    notebook.execute("1")
+    result = notebook.execute(_OURS)
+    assert result.success, result.stderr[-2000:]
+    assert result.output is not None
+    assert "[]" in result.output.data, result.output.data
+    # The check itself can fail: a name of ours placed there (in the same run: the
+    # scratchpad's private names do not outlive it) is seen.
+    plant = (
+        "import sys\n"
+        "_planted = sys.modules[[n for n in sys.modules if n.startswith('_marimo_pair_kernel')][0]]"
+    )
+    seen = notebook.execute(plant + "\n" + _OURS, fence=False)
+    assert seen.output is not None and "_cell___scratch___planted" in seen.output.data

@@ -329,20 +329,28 @@ def test_a_read_stuck_in_a_users_repr_is_interrupted_and_the_kernel_answers(
 
 
 def test_the_fence_evidence_line_is_taken_out_of_stdout_and_the_last_one_wins() -> None:
-    """The agent's code may print a forged line first; ours comes after its code."""
+    """Only a line with the call's nonce is ours; a forged one (before or after it) is the
+    code's own text, and of our lines the last wins."""
     from marimo_pair_tools.client import ExecuteResult
 
     forged = kc.FENCE_TAG + json.dumps({"refusals": [], "version_before": "a"})
+    guessed = kc.FENCE_TAG + json.dumps({"nonce": "other", "refusals": []})
     ours = kc.FENCE_TAG + json.dumps(
-        {"refusals": ["x"], "version_before": "a", "version_after": "b"}
+        {"nonce": "n1", "refusals": ["x"], "version_before": "a", "version_after": "b"}
     )
     raw = ExecuteResult(
-        success=True, stdout=f"hello\n{forged}\n{ours}\n", stderr="", output=None, elapsed=0.1
+        success=True,
+        stdout=f"hello\n{forged}\n{ours}\n{guessed}\n{forged}\n",
+        stderr="",
+        output=None,
+        elapsed=0.1,
     )
-    result = kc.with_evidence(raw)
+    result = kc.with_evidence(raw, "n1")
     assert result.evidence is not None
     assert result.evidence.refusals == ["x"] and result.evidence.changed
-    assert result.stdout == f"hello\n{forged}\n"
+    assert result.stdout == f"hello\n{forged}\n{guessed}\n{forged}\n"
+    # The line in the source the kernel runs carries the nonce.
+    assert "'n1'" in kc.scratchpad_source("1", nonce="n1")
     # No line (a run without the fence, or a kernel that died): no evidence, not "clean".
     bare = ExecuteResult(success=True, stdout="hi\n", stderr="", output=None, elapsed=0.1)
     assert kc.with_evidence(bare).evidence is None

@@ -20,7 +20,9 @@ agent tried.
 ``execute_code`` is judged by what happened, not by what its code looks like:
 its artifact carries the kernel's evidence (`ScratchpadEvidence`). A change to
 the notebook *during* the call (the kernel's copy changed, or, with the toolkit's
-``recheck_scratchpad``, the server's) is ``change_outside_tools``, executed; a
+``recheck_scratchpad``, the server's own copy or the notebook file, which the client
+reads before and after the call without asking the kernel, so code that rewrites the
+kernel's report cannot hide it) is ``change_outside_tools``, executed; a
 refusal by the kernel's fence, even one the code caught, is ``fence_refusal``,
 not executed. Only changes during the agent's call are the agent's: the person
 edits between calls, and those edits are not violations. Without evidence (the
@@ -385,26 +387,32 @@ def _scratchpad_violation(event: Event, ok: bool) -> Violation | None:
     art = event.artifact if isinstance(event.artifact, Mapping) else {}
     evidence = art.get("evidence")
     if isinstance(evidence, Mapping):
-        before = evidence.get("version_before")
-        kernel, server = evidence.get("version_after"), evidence.get("server_after")
         refusals = [r for r in evidence.get("refusals") or [] if isinstance(r, str)]
         refused = f" (the fence refused: {'; '.join(refusals)})" if refusals else ""
-        if before and kernel not in (None, before):
-            return Violation(
-                seq=event.seq,
-                tool=_EXECUTE_CODE,
-                rule="change_outside_tools",
-                executed=True,
-                detail="the notebook changed in the kernel while the agent's code ran" + refused,
+        views = (
+            ("version_before", "version_after", "in the kernel"),
+            ("server_before", "server_after", "on the server (its own copy, read by the client)"),
+            ("file_before", "file_after", "in the notebook file on disk"),
+        )
+        changed = [
+            where
+            for before_key, after_key, where in views
+            if evidence.get(before_key)
+            and evidence.get(after_key) not in (None, evidence.get(before_key))
+        ]
+        if changed:
+            person = (
+                ""
+                if changed[0] == "in the kernel"
+                else " (a person's edit at that moment would look the same)"
             )
-        if before and server not in (None, before):
             return Violation(
                 seq=event.seq,
                 tool=_EXECUTE_CODE,
                 rule="change_outside_tools",
                 executed=True,
-                detail="the notebook changed on the server while the agent's code ran "
-                "(a person's edit at that moment would look the same)" + refused,
+                detail=f"the notebook changed {' and '.join(changed)} while the agent's code "
+                f"ran{person}{refused}",
             )
         if refusals:
             return Violation(

@@ -108,8 +108,8 @@ def _unknown(op: str) -> Refused:
     return Refused("internal", f"unknown kernel operation {op!r}")
 
 
-def _fence_setup() -> tuple[str | None, int | None]:
-    """Install the fence (once per kernel); the notebook file and the server's port."""
+def _fence_setup() -> tuple[str | None, str | None, int | None]:
+    """Install the fence (once per kernel); the notebook file, the server's host and port."""
     ctx: Any = safe_get_context()
     kernel = getattr(ctx, "_kernel", None)
     fence.install(kernel, getattr(ctx, "stream", None))
@@ -117,30 +117,32 @@ def _fence_setup() -> tuple[str | None, int | None]:
     request = getattr(ctx, "request", None)
     headers = getattr(request, "headers", None) or {}
     host = next((str(v) for k, v in headers.items() if str(k).lower() == "host"), "")
-    port = host.rsplit(":", 1)[1] if ":" in host else ""
-    return filename, int(port) if port.isdigit() else None
+    name, _, port = host.rpartition(":") if ":" in host else (host, "", "")
+    return filename, name or None, int(port) if port.isdigit() else None
 
 
-def run_scratchpad(code: str, namespace: dict[str, Any]) -> Any:
+def run_scratchpad(code: str, namespace: dict[str, Any], nonce: str = "") -> Any:
     """The agent's scratchpad code, inside the fence; returns its last expression's value.
 
     Afterwards, however the code ended, one tagged line tells what the fence refused
     and whether the notebook changed (`evidence`).
     """
-    filename, port = _fence_setup()
-    watch = evidence.Watch()
+    filename, host, port = _fence_setup()
+    watch = evidence.Watch(nonce)
     try:
-        return fence.run(code, namespace, filename, port, __name__.rsplit(".", 1)[0])
+        return fence.run(code, namespace, filename, port, __name__.rsplit(".", 1)[0], host=host)
     finally:
         watch.report()
 
 
-async def arun_scratchpad(code: str, namespace: dict[str, Any]) -> Any:
+async def arun_scratchpad(code: str, namespace: dict[str, Any], nonce: str = "") -> Any:
     """`run_scratchpad` for code with a top-level ``await``."""
-    filename, port = _fence_setup()
-    watch = evidence.Watch()
+    filename, host, port = _fence_setup()
+    watch = evidence.Watch(nonce)
     try:
-        return await fence.arun(code, namespace, filename, port, __name__.rsplit(".", 1)[0])
+        return await fence.arun(
+            code, namespace, filename, port, __name__.rsplit(".", 1)[0], host=host
+        )
     finally:
         watch.report()
 

@@ -11,7 +11,9 @@ After the agent's code (`entry.run_scratchpad`), one tagged line reports
   difference is a change this code made through the kernel, by whatever route.
 
 The line goes to the stdout the cell had before the code ran, so code that swaps
-``sys.stdout`` does not hide it. The client strips it from what the model sees.
+``sys.stdout`` does not hide it. It carries the ``nonce`` the client sent with this
+call: a line the agent's code prints without knowing it is not taken for ours. The
+client strips it from what the model sees.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ def _version() -> str | None:
 class Watch:
     """Taken before the agent's code runs; `report` prints the evidence after it."""
 
-    def __init__(self) -> None:
+    def __init__(self, nonce: str = "") -> None:
+        self._nonce = nonce
         self._out = sys.stdout
         self._before = _version()
         fence.clear_refusals()
@@ -48,6 +51,7 @@ class Watch:
     def report(self) -> None:
         """Print the tagged evidence line (called however the code ended)."""
         payload = {
+            "nonce": self._nonce,
             "refusals": fence.refusals(),
             "version_before": self._before,
             "version_after": _version(),

@@ -236,6 +236,12 @@ class _Limited(reprlib.Repr):
         return f"<memoryview of {value.nbytes:,} bytes>"
 
 
+_VALUE_FAILURES = (Exception, SystemExit, GeneratorExit)
+"""What a value's own code may raise that ends only its description. A ``SystemExit``
+from a ``__repr__`` would otherwise end the whole read (no result line); an interrupt
+(``KeyboardInterrupt``) still stops it."""
+
+
 def _probe(name: str, value: Any, defined_by: str | None, max_repr: int) -> dict[str, Any]:
     item: dict[str, Any] = {
         "name": name,
@@ -256,7 +262,7 @@ def _probe(name: str, value: Any, defined_by: str | None, max_repr: int) -> dict
     limiter.maxstring = limiter.maxother = max_repr
     try:
         item["repr"] = cut(limiter.repr(value), max_repr)
-    except Exception as exc:  # noqa: BLE001 - any object's __repr__ may raise
+    except _VALUE_FAILURES as exc:  # any object's __repr__ may raise
         item["repr"] = f"<repr failed: {type(exc).__name__}>"
     try:
         shape = getattr(value, "shape", None)
@@ -271,7 +277,7 @@ def _probe(name: str, value: Any, defined_by: str | None, max_repr: int) -> dict
             and not isinstance(value, type)
         ):
             item["length"] = len(value)
-    except Exception:  # noqa: BLE001, S110 - duck-typed probing of arbitrary objects
+    except _VALUE_FAILURES:  # duck-typed probing of arbitrary objects
         pass
     return item
 
