@@ -2202,7 +2202,10 @@ class _StatusWatch:
             try:
                 state = self._client._kernel_state(self._session)
             except SessionNotFoundError:  # a reconnecting browser renamed the key
-                self._session = self._client._refreshed(self._session) or self._session
+                # The refresh may fail the same way (the session is gone): keep watching;
+                # an exception here would end the thread unseen.
+                with contextlib.suppress(MarimoPairError, httpx.HTTPError, RuntimeError):
+                    self._session = self._client._refreshed(self._session) or self._session
                 continue
             except (MarimoPairError, httpx.HTTPError, RuntimeError):
                 continue  # a server that stopped answering breaks the stream itself
@@ -2929,7 +2932,9 @@ class AsyncMarimoClient(_ClientCore):
             try:
                 state = await self._kernel_state(session)
             except SessionNotFoundError:  # a reconnecting browser renamed the key
-                session = await self._refreshed(session) or session
+                # The refresh may fail the same way (the session is gone): keep watching.
+                with contextlib.suppress(MarimoPairError, httpx.HTTPError, RuntimeError):
+                    session = await self._refreshed(session) or session
                 continue
             except (MarimoPairError, httpx.HTTPError):
                 continue

@@ -181,7 +181,7 @@ def test_parse_result_returns_the_last_tagged_result() -> None:
     [
         ("not_found", CellNotFoundError, "exact cell id"),
         ("validation", ValidationFailedError, "Nothing was applied"),
-        ("stale", StaleCellError, "expected_hash=abc"),
+        ("stale", StaleCellError, "its hash is abc"),
         ("match", EditMatchError, "Copy `old` exactly"),
         ("internal", CodeExecutionError, "bug in marimo-pair-tools"),
     ],
