@@ -10,6 +10,7 @@ there. Fixed waits fail this test; waits that scale with the notebook pass it.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,27 +23,13 @@ from marimo_pair_tools.notebook import Notebook
 
 CELLS = 1_500
 
-
-def chain_notebook(path: Path, cells: int) -> Path:
-    """A notebook of ``cells`` cells in chains of ten (``v1 = v0 + 1``, ...).
-
-    Written directly: marimo's code generator takes minutes for 10,000 cells.
-    """
-    parts = ['import marimo\n\n__generated_with = "0.25.2"\napp = marimo.App()\n\n']
-    for i in range(cells):
-        if i % 10 == 0:
-            parts.append(f"\n@app.cell\ndef _():\n    v{i} = {i}\n    return (v{i},)\n\n")
-        else:
-            parts.append(
-                f"\n@app.cell\ndef _(v{i - 1}):\n    v{i} = v{i - 1} + 1\n    return (v{i},)\n\n"
-            )
-    parts.append('\nif __name__ == "__main__":\n    app.run()\n')
-    path.write_text("".join(parts), encoding="utf-8")
-    return path
+# The notebook bench/large_notebook.py measures, written by the same function.
+sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
+from _common import write_chain_notebook  # noqa: E402
 
 
 def test_large_notebook_attach_listing_and_timeout(start_server: Any, tmp_path: Path) -> None:
-    path = chain_notebook(tmp_path / "large.py", CELLS)
+    path = write_chain_notebook(tmp_path / "large.py", CELLS)
     server: MarimoServer = start_server(path)
     with server.client(probe_timeout=0.3) as client:
         started = time.monotonic()
@@ -65,8 +52,8 @@ def test_large_notebook_attach_listing_and_timeout(start_server: Any, tmp_path: 
 
 
 def test_attach_wait_grows_with_the_notebook_file(tmp_path: Path) -> None:
-    small = chain_notebook(tmp_path / "small.py", 10)
-    large = chain_notebook(tmp_path / "huge.py", 10_000)
+    small = write_chain_notebook(tmp_path / "small.py", 10)
+    large = write_chain_notebook(tmp_path / "huge.py", 10_000)
     with MarimoClient(base_url="http://127.0.0.1:9") as client:
         assert client._attach_wait(str(small)) < 31
         # 10,000 cells took 17 s to open here; the default leaves room for a loaded machine.

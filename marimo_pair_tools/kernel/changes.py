@@ -13,10 +13,7 @@ import difflib
 import json
 import os
 import time
-from pathlib import Path
 from typing import Any
-
-from marimo._session.notebook.serializer import get_notebook_serializer
 
 from . import saved, views
 from .analysis import Graph
@@ -477,21 +474,9 @@ SAVE_WAIT = 3.0
 """Seconds to wait for marimo's save of a change (measured: ~10 ms on a local disk)."""
 
 
-def _file_codes(path: str) -> list[str]:
-    with open(path, encoding="utf-8") as handle:
-        content = handle.read()
-    notebook = get_notebook_serializer(Path(path)).deserialize(content, filepath=path)
-    return [cell.code for cell in notebook.cells]
-
-
-def _norm(code: str) -> str:
-    """Code as the file holds it: trailing spaces and blank edges do not count, comments do."""
-    return "\n".join(line.rstrip() for line in code.strip("\n").splitlines())
-
-
 def _count(codes: list[str], code: str) -> int:
-    want = _norm(code)
-    return sum(_norm(c) == want for c in codes)
+    want = saved.norm(code)
+    return sum(saved.norm(c) == want for c in codes)
 
 
 def _missing_on_disk(codes: list[str], batch: Batch, results: list[dict[str, Any]]) -> list[str]:
@@ -549,16 +534,18 @@ def on_disk(
         return None, None
     deadline = time.monotonic() + SAVE_WAIT
     problems: list[str] = []
+    found: tuple[saved.FileCell, ...] = ()
     while True:
         try:
-            problems = _missing_on_disk(_file_codes(path), batch, results)
+            found = saved.file_cells(path)
+            problems = _missing_on_disk([c.code for c in found], batch, results)
         except (OSError, ValueError, SyntaxError) as exc:  # a half-written file parses badly
             problems = [f"the file cannot be read back ({type(exc).__name__}: {exc})"]
         if not problems or time.monotonic() > deadline:
             break
         time.sleep(0.01)
     if not problems:
-        saved.record_saved(state)
+        saved.record_saved(state, found)
         return True, None
     restored = _restore_if_cut(path, before)
     return False, f"{path}: {'; '.join(problems)}. Likely cause: {_why_unsaved(path)}.{restored}"
@@ -572,7 +559,7 @@ def _is_cut(path: str) -> bool:
         if path.endswith(".py"):
             ast.parse(content)  # marimo's own parser is lenient with broken cells
         else:
-            _file_codes(path)
+            saved.file_cells(path)
     except (OSError, ValueError, SyntaxError):
         return True
     return False

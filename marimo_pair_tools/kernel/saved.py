@@ -25,7 +25,7 @@ from marimo._session.notebook.serializer import get_notebook_serializer
 from .fidelity import stored_forms
 from .state import NotebookState, cell_name
 
-__all__ = ["FileCell", "file_cells", "observe", "outside_changes", "record_saved"]
+__all__ = ["FileCell", "file_cells", "norm", "observe", "outside_changes", "record_saved"]
 
 _MAX_LISTED = 5
 
@@ -38,7 +38,7 @@ class FileCell:
     name: str | None
 
 
-def _norm(code: str) -> str:
+def norm(code: str) -> str:
     """Code as the file holds it: trailing spaces and blank edges do not count, comments do."""
     return "\n".join(line.rstrip() for line in code.strip("\n").splitlines())
 
@@ -57,7 +57,7 @@ def file_cells(path: str) -> tuple[FileCell, ...]:
         content = handle.read()
     notebook = get_notebook_serializer(Path(path)).deserialize(content, filepath=path)
     return tuple(
-        FileCell(_norm(cell.code), None if cell.name in ("_", "") else str(cell.name))
+        FileCell(norm(cell.code), None if cell.name in ("_", "") else str(cell.name))
         for cell in notebook.cells
     )
 
@@ -68,7 +68,7 @@ def _document_cells(state: NotebookState) -> tuple[FileCell, ...]:
     cells = list(state.doc.cells)
     codes = [c.code for c in cells]
     forms = stored_forms(_path(state), codes) or codes
-    return tuple(FileCell(_norm(code), cell_name(c)) for code, c in zip(forms, cells, strict=True))
+    return tuple(FileCell(norm(code), cell_name(c)) for code, c in zip(forms, cells, strict=True))
 
 
 def _stat_key(path: str) -> tuple[int, int, int, int] | None:
@@ -90,13 +90,13 @@ def _path(state: NotebookState) -> str | None:
     return str(path) if path else None
 
 
-def observe(state: NotebookState, *, force: bool = False) -> None:
+def observe(state: NotebookState) -> None:
     """Take the baseline if the file equals the running notebook (parsing only on a new stat)."""
     path = _path(state)
     if path is None:
         return
     key = _stat_key(path)
-    if not force and key is not None and _looked_at.get(path) == key:
+    if key is not None and _looked_at.get(path) == key:
         return
     _looked_at[path] = key
     try:
@@ -197,6 +197,10 @@ def _reordered(
     return []
 
 
-def record_saved(state: NotebookState) -> None:
-    """After our change was found on disk: the file equals the running notebook again."""
-    observe(state, force=True)
+def record_saved(state: NotebookState, found: tuple[FileCell, ...]) -> None:
+    """After our change was found on disk (``found``: the file's cells, as `on_disk` just
+    parsed them): the file equals the running notebook again, without parsing it anew."""
+    path = _path(state)
+    if path is not None and found == _document_cells(state):
+        _baseline[path] = found
+        _looked_at[path] = _stat_key(path)
